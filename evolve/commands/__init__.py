@@ -1,0 +1,1 @@
+"""One module per `evolve` subcommand (see `evolve/cli.py` for the protocol)."""

@@ -1,0 +1,54 @@
+"""What the engine records about one learner in one generation: the unit that tracking writes to
+MLflow, that `evolve lineage` and `evolve tune` read back, and that replay follows.
+
+Plain data, no mlflow import: `evolve/tracking.py` is the only module that talks to MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OPERATORS = ("init", "clone", "mutate", "crossover")
+
+
+@dataclass
+class LearnerRecord:
+    learner_id: str                          # "g{generation}-l{index}", e.g. "g2-l3"
+    generation: int
+    genome: dict[str, Any]                   # flat, JSON-able: logged as MLflow params
+    parents: list[str] = field(default_factory=list)       # parent learner ids ([] for init)
+    operator: str = "init"                   # one of OPERATORS
+    decisions: list[str] = field(default_factory=list)
+    # ^ human-readable, replayable lines: "lr : 3e-4 --- (* 0.8) --> 2.4e-4",
+    #   "parents: g2-l3 x g2-l5 (svd merge)"
+    fitness: float | None = None             # None while unscored; failed learners get the worst
+    failed: bool = False
+    failure: str = ""                        # why, one line ("loss became nan at step 37")
+    signals: dict[str, float | None] = field(default_factory=dict)   # logged as signal.<name>
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    # ^ per-checkpoint histories, metric name -> [(step in training items, value)]
+    adapter_dir: str | None = None           # PEFT adapter dir to log under artifact "adapter/"
+    run_id: str | None = None                # filled in by the tracker
+    parent_run_ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.operator not in OPERATORS:
+            raise ValueError(f"operator {self.operator!r} is not one of {', '.join(OPERATORS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LearnerRecord:
+        d = dict(d)
+        d["curves"] = {k: [tuple(p) for p in v] for k, v in d.get("curves", {}).items()}
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    child: str
+    parents: tuple[str, ...]
+    operator: str
+    generation: int

@@ -1,0 +1,234 @@
+"""Variation operators: how a child genome (and the plan for its adapter) comes from its parents.
+
+Every operator has the signature `fn(parents: Sequence[Parent], space, rng, **params) -> Child`.
+`parents[0]` is the primary parent: the child starts from its genome and (Lamarckian) inherits its
+adapter unless `Child.merge` says to merge the parents' adapters. Every change is one decision line
+(grammar in docs/operators.md) that `apply_decisions` replays exactly:
+
+    lr : 3e-4 --- (* 0.8) --> 2.4e-4
+    curriculum : random --- (neighbour) --> easy_first
+    rank : 4 --- (resample) --> 8
+    parents: g2-l3 x g2-l5 (svd merge)
+    seed : 11 --- (reseed) --> 812
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deap import tools
+
+from evolve.errors import EvolveError
+from evolve.genome import (
+    GENES,
+    GeneSpace,
+    Genome,
+    fmt_value,
+    round_sig,
+    sample_curriculum_params,
+    sample_gene,
+    sample_param,
+    strategy_ranges,
+)
+from evolve.operators import VARIATION
+from evolve.operators.decisions import (
+    MERGE_METHODS,
+    MergePlan,
+    adapter_plan,
+    apply_decisions,
+    gene_line,
+    merge_line,
+)
+from evolve.operators.selection import seed_deap
+
+_RANK = {"clone": 0, "mutate": 1, "crossover": 2}
+
+
+@dataclass(frozen=True)
+class Parent:
+    id: str                 # learner id, e.g. "g2-l3"
+    genome: Genome
+
+
+@dataclass
+class Child:
+    genome: Genome
+    decisions: list[str] = field(default_factory=list)
+    parents: tuple[str, ...] = ()
+    operator: str = "clone"                # evolve.records.OPERATORS: clone | mutate | crossover
+    merge: MergePlan | None = None         # None: inherit parents[0]'s adapter
+    noise: tuple[float, int] | None = None  # (relative std, seed) Gaussian noise on the adapter
+
+
+def _ordered(v: Any, choices: Sequence[Any], rng: random.Random) -> tuple[Any, str]:
+    """Ray-PBT categorical step: to an adjacent choice (resample if `v` is not a choice)."""
+    choices = list(choices)
+    if v not in choices:
+        return rng.choice(choices), "resample"
+    i = choices.index(v)
+    j = i + rng.choice((-1, 1))
+    j = min(max(j, 0), len(choices) - 1) if len(choices) > 1 else i
+    if j == i and len(choices) > 1:            # at an edge the only neighbour is the other side
+        j = i + 1 if i == 0 else i - 1
+    return choices[j], "neighbour"
+
+
+def _scale(v: float, lo: float, hi: float, rng: random.Random) -> tuple[float, str]:
+    """Ray-PBT continuous step: x 1.2 or x 0.8, clipped to [lo, hi]."""
+    f = rng.choice((1.2, 0.8))
+    new = round_sig(v * f)
+    if new < lo or new > hi:
+        return min(max(new, lo), hi), f"* {f} clip"
+    return new, f"* {f}"
+
+
+def _explore_param(v: Any, r: Any, rng: random.Random) -> tuple[Any, str]:
+    if r.kind == "choice":
+        return _ordered(v, r.choices, rng)
+    if r.kind == "int":
+        return _ordered(v, range(int(r.low), int(r.high) + 1), rng)
+    return _scale(float(v), r.low, r.high, rng)
+
+
+@VARIATION.register("explore", "Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour, resample p")
+def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
+            resample_p: float = 0.25, **_: Any) -> Child:
+    """Perturb every gene but `seed` and `space.fixed`: with probability `resample_p` resample it
+    from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour."""
+    if not 0 <= resample_p <= 1:
+        raise EvolveError(f"explore resample_p must be in [0, 1], got {resample_p}")
+    g = parents[0].genome.copy()
+    lines: list[str] = []
+    for name in GENES:
+        if name in ("seed", "curriculum_params") or name in space.fixed:
+            continue
+        old = getattr(g, name)
+        if rng.random() < resample_p:
+            new, how = sample_gene(space, name, rng), "resample"
+        elif name in ("lr", "alpha", "weight_decay", "dropout", "rehearsal_ratio"):
+            new, how = _scale(old, *getattr(space, name), rng)
+        elif name == "curriculum":
+            new, how = _ordered(old, space.curricula, rng)
+        elif name == "steps_per_item":
+            new, how = _ordered(old, range(space.steps_per_item[0], space.steps_per_item[1] + 1), rng)
+        else:
+            new, how = _ordered(old, getattr(space, name), rng)
+        lines.append(gene_line(name, old, how, new))
+        setattr(g, name, new)
+        if name == "curriculum" and new != old:      # a new strategy has its own parameters
+            g.curriculum_params = {}
+            for k, v in sample_curriculum_params(new, rng).items():
+                lines.append(gene_line(f"curriculum_params.{k}", None, "resample", v))
+                g.curriculum_params[k] = v
+    if "curriculum_params" not in space.fixed and lines_curriculum_unchanged(lines):
+        for k, r in sorted(strategy_ranges(g.curriculum).items()):
+            old = g.curriculum_params.get(k)
+            if old is None or rng.random() < resample_p:
+                new, how = sample_param(r, rng), "resample"
+            else:
+                new, how = _explore_param(old, r, rng)
+            lines.append(gene_line(f"curriculum_params.{k}", old, how, new))
+            g.curriculum_params[k] = new
+    return Child(g, lines, (parents[0].id,), "mutate")
+
+
+def lines_curriculum_unchanged(lines: Sequence[str]) -> bool:
+    """True unless a line in `lines` moved the curriculum to another strategy."""
+    for ln in lines:
+        if ln.startswith("curriculum : "):
+            old, new = ln.split(" : ", 1)[1].split(" --> ")
+            return old.split(" --- ")[0] == new
+    return True
+
+
+@VARIATION.register("crossover", "uniform crossover of two genomes, gene by gene (DEAP cxUniform)")
+def crossover(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
+              indpb: float = 0.5, **_: Any) -> Child:
+    """Each gene from parents[1] with probability `indpb`, else from parents[0]. The curriculum
+    travels with its parameters. The adapter is inherited from parents[0]."""
+    if len(parents) < 2:
+        raise EvolveError("crossover needs two parents; select k >= 2 for crossover")
+    a, b = parents[0], parents[1]
+    units = [n for n in GENES if n != "curriculum_params"]
+    va = [getattr(a.genome, n) for n in units]
+    vb = [getattr(b.genome, n) for n in units]
+    seed_deap(rng.getrandbits(32))
+    tools.cxUniform(va, vb, indpb)          # in place: va[i] <-> vb[i] with probability indpb
+    g = a.genome.copy()
+    lines = [f"parents: {a.id} x {b.id} (uniform crossover)"]
+    for name, new in zip(units, va, strict=True):
+        old = getattr(g, name)
+        if name == "curriculum" and new != old:
+            lines.append(gene_line(name, old, f"from {b.id}", new))
+            g.curriculum, g.curriculum_params = new, dict(b.genome.curriculum_params)
+            for k, v in sorted(g.curriculum_params.items()):
+                lines.append(gene_line(f"curriculum_params.{k}", None, f"from {b.id}", v))
+        elif new != old:
+            lines.append(gene_line(name, old, f"from {b.id}", new))
+            setattr(g, name, new)
+    return Child(g, lines, (a.id, b.id), "crossover")
+
+
+@VARIATION.register("merge", "adapter crossover: merge the parents' LoRA deltas (linear/svd/ties)")
+def merge(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, method: str = "svd",
+          weights: Sequence[float] | None = None, density: float = 0.5, **_: Any) -> Child:
+    """The child keeps parents[0]'s genome (so its rank) and gets the merge of all parents'
+    adapters, re-factorised to that rank. `weights` default: equal; `density` is for ties."""
+    if method not in MERGE_METHODS:
+        raise EvolveError(f"unknown merge method {method!r}; valid: {', '.join(MERGE_METHODS)}")
+    if len(parents) < 2:
+        raise EvolveError("merge needs two or more parents; select k >= 2 for merge")
+    w = tuple(float(x) for x in (weights or [1.0 / len(parents)] * len(parents)))
+    if len(w) != len(parents):
+        raise EvolveError(f"merge got {len(w)} weights for {len(parents)} parents; give one each")
+    plan = MergePlan(method, tuple(p.id for p in parents), w, float(density) if method == "ties" else 1.0)
+    return Child(parents[0].genome.copy(), [merge_line(plan)], plan.parents, "crossover", merge=plan)
+
+
+@VARIATION.register("reseed", "re-diversify: a new seed (curriculum stream order) for the child")
+def reseed(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, **_: Any) -> Child:
+    """A fresh seed from `space.seed`, always different from the parent's."""
+    g = parents[0].genome.copy()
+    old = g.seed
+    while g.seed == old and space.seed[0] < space.seed[1]:
+        g.seed = rng.randint(*space.seed)
+    return Child(g, [gene_line("seed", old, "reseed", g.seed)], (parents[0].id,), "clone")
+
+
+@VARIATION.register("noise", "re-diversify: Gaussian noise on the inherited adapter (relative std)")
+def noise(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, std: float = 0.01,
+          **_: Any) -> Child:
+    """Genome unchanged; the engine adds N(0, (std * rms(tensor))^2) to every inherited adapter
+    tensor with the logged seed (evolve.merge.add_noise)."""
+    if not std >= 0:
+        raise EvolveError(f"noise std must be >= 0, got {std}")
+    seed = rng.getrandbits(31)
+    line = f"adapter: gaussian noise std={fmt_value(float(std))} seed={seed}"
+    return Child(parents[0].genome.copy(), [line], (parents[0].id,), "clone", noise=(float(std), seed))
+
+
+def vary(steps: Sequence[tuple[str, Mapping[str, Any]]], parents: Sequence[Parent],
+         space: GeneSpace, rng: random.Random) -> Child:
+    """Apply the operators in `steps` in order, each to the previous step's child (the first to
+    `parents`). A step whose params hold `p` runs with that probability. Decisions concatenate;
+    the operator is the strongest seen (crossover > mutate > clone)."""
+    child = Child(parents[0].genome.copy(), [], (parents[0].id,), "clone")
+    for name, params in steps:
+        params = dict(params)
+        p = float(params.pop("p", 1.0))
+        if p < 1.0 and rng.random() >= p:
+            continue
+        out = VARIATION.get(name)([Parent(parents[0].id, child.genome), *parents[1:]], space, rng,
+                                  **params)
+        child = Child(out.genome, child.decisions + out.decisions,
+                      tuple(dict.fromkeys(child.parents + out.parents)),
+                      max(child.operator, out.operator, key=_RANK.__getitem__),
+                      out.merge or child.merge, out.noise or child.noise)
+    return child
+
+
+__all__ = ["MERGE_METHODS", "Child", "MergePlan", "Parent", "adapter_plan", "apply_decisions", "crossover", "explore",
+           "merge", "noise", "reseed", "vary"]

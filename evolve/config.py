@@ -1,0 +1,388 @@
+"""The run configuration: typed dataclasses with a help string per field, validated on creation.
+
+Layers, lowest first: `configs/default.yaml` (the embedded default), `--config FILE` (merged key by
+key onto the default; lists replace), `--set a.b.0.c=v` (dotted paths with list indexes, values
+parsed as YAML scalars), `--base PATH`. The tracking URI is `--set tracking.uri` (or a config file
+that sets it) > `$MLFLOW_TRACKING_URI` > `mlflow.yaml` (working directory, else the repository's).
+Every error is one line naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evolve.errors import EvolveError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+MERGE_METHODS = ("svd", "linear", "ties", "none")
+ASSESS_SIGNALS = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
+
+
+def _f(default: Any, help: str, nested: type | None = None) -> Any:
+    """A dataclass field with its help text (shown by docs/config.md) and an optional nested type."""
+    meta = {"help": help, "nested": nested}
+    if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda d=default: _copy(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _copy(v: Any) -> Any:
+    return dataclasses.replace(v) if dataclasses.is_dataclass(v) else yaml.safe_load(yaml.safe_dump(v))
+
+
+def _need(ok: bool, msg: str) -> None:
+    if not ok:
+        raise EvolveError(msg)
+
+
+def _prob(name: str, v: float) -> None:
+    _need(0.0 <= float(v) <= 1.0, f"{name} = {v} is not a probability; set it in [0, 1]")
+
+
+@dataclass
+class TaskConfig:
+    """One task family: its items per generation, fixed holdout and fixed never-trained probe set."""
+
+    family: str = _f("modular", "task family name (`evolve ls` lists them)")
+    n: int = _f(32, "fresh training items drawn per generation")
+    holdout: int = _f(16, "fixed holdout items, probed at every checkpoint, never trained")
+    probe: int = _f(16, "fixed never-trained items used only by `assess` (learning speed)")
+    params: dict[str, Any] = _f({}, "family parameters (written beside `family` in YAML)")
+
+    def __post_init__(self) -> None:
+        import curricula
+
+        curricula.FAMILIES.get(self.family)  # unknown → one line listing the valid families
+        _need(int(self.n) >= 1, f"tasks: {self.family}.n = {self.n}; set n to at least 1")
+        _need(int(self.holdout) >= 0 and int(self.probe) >= 0,
+              f"tasks: {self.family} holdout/probe must be >= 0")
+        self.make()  # bad family parameters raise the family's own one-line ValueError
+
+    def make(self) -> Any:
+        """The family object, `Family(**params)`."""
+        import curricula
+
+        try:
+            return curricula.FAMILIES.get(self.family)(**self.params)
+        except TypeError as exc:
+            raise EvolveError(f"tasks: family {self.family!r} rejects its parameters ({exc}); "
+                              f"see docs/curricula.md") from None
+
+    @property
+    def total(self) -> int:
+        return self.holdout + self.probe
+
+
+@dataclass
+class TrainingConfig:
+    batch_size: int = _f(4, "new items per optimiser step per learner")
+    checkpoint_every: int = _f(8, "probe every this many new training items (a multiple of batch_size)")
+    max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
+    spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
+    device: str = _f("auto", "cpu | cuda | auto (cuda when available)")
+
+    def __post_init__(self) -> None:
+        _need(self.batch_size >= 1, "training.batch_size must be >= 1")
+        _need(self.checkpoint_every >= 1 and self.checkpoint_every % self.batch_size == 0,
+              f"training.checkpoint_every = {self.checkpoint_every} must be a positive multiple of "
+              f"training.batch_size = {self.batch_size}")
+        _need(self.device in ("cpu", "cuda", "auto"), "training.device must be cpu, cuda or auto")
+
+
+@dataclass
+class SelectionConfig:
+    operator: str = _f("tournament", "selection operator (`evolve ls`): tournament, truncation, ...")
+    params: dict[str, Any] = _f({"size": 3}, "the operator's parameters, e.g. {size: 3}")
+    elitism: int = _f(1, "best k learners kept unchanged (clone with full state)")
+
+    def __post_init__(self) -> None:
+        from evolve import operators
+
+        operators.SELECTION.get(self.operator)
+        _need(self.elitism >= 0, "selection.elitism must be >= 0")
+
+
+@dataclass
+class VariationConfig:
+    explore_p: float = _f(0.8, "probability a selected child is perturbed (PBT explore)")
+    resample_p: float = _f(0.25, "per gene: probability explore resamples instead of x1.2/x0.8")
+    crossover_p: float = _f(0.25, "probability a child has two parents (genome crossover)")
+    merge: str = _f("svd", "adapter merge for crossover children: svd | linear | ties | none")
+    weight_noise: float = _f(0.0, "std of Gaussian noise added to inherited adapters; 0 = off")
+    reseed: bool = _f(True, "a new curriculum seed for every child (re-diversification)")
+
+    def __post_init__(self) -> None:
+        for name in ("explore_p", "resample_p", "crossover_p"):
+            _prob(f"variation.{name}", getattr(self, name))
+        _need(self.merge in MERGE_METHODS,
+              f"unknown variation.merge {self.merge!r}; valid: {', '.join(MERGE_METHODS)}")
+        _need(self.weight_noise >= 0, "variation.weight_noise must be >= 0")
+
+
+@dataclass
+class FitnessConfig:
+    weights: dict[str, float] = _f(
+        {"meta_learning_window": 1.0, "final_accuracy": 1.0, "holdout_gain": 0.5,
+         "forgetting_half_life": 0.5, "oscillation": 0.25},
+        "signal name -> weight of its normalised value (signs are handled by the combiner)")
+    weights_file: str | None = _f(None, "YAML from `evolve tune`; its weights REPLACE `weights`")
+    normalise: str = _f("rank", "per-generation normalisation: rank | zscore")
+    mode: str = _f("weighted", "weighted (scalar sum) | pareto (non-dominated fronts)")
+    pareto_signals: list[str] = _f(["meta_learning_window", "final_accuracy"],
+                                   "signals for pareto mode (>= 2)")
+
+    def __post_init__(self) -> None:
+        if self.weights_file:
+            self.weights = load_weights_file(self.weights_file)
+        _need(self.normalise in ("rank", "zscore"), "fitness.normalise must be rank or zscore")
+        _need(self.mode in ("weighted", "pareto"), "fitness.mode must be weighted or pareto")
+        _need(bool(self.weights), "fitness.weights is empty; give at least one {signal: weight}")
+        for name, w in self.weights.items():
+            check_signal(name, "fitness.weights")
+            _need(isinstance(w, (int, float)) and math.isfinite(w),
+                  f"fitness.weights.{name} = {w!r} is not a finite number")
+        for name in self.pareto_signals:
+            check_signal(name, "fitness.pareto_signals")
+        _need(self.mode != "pareto" or len(self.pareto_signals) >= 2,
+              "fitness.pareto_signals needs at least 2 signals in pareto mode")
+
+
+@dataclass
+class AssessConfig:
+    every: int = _f(1, "assess every this many generations (and the last); 0 = never")
+    steps: int = _f(16, "training steps on the never-trained probe items per assessment")
+    items: int = _f(0, "how many of the fixed probe items to use; 0 = all")
+    checkpoints: int = _f(4, "probes during the assessment (plus one before it)")
+
+    def __post_init__(self) -> None:
+        _need(min(self.every, self.steps, self.items) >= 0, "assess.every/steps/items must be >= 0")
+        _need(self.checkpoints >= 1, "assess.checkpoints must be >= 1")
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = _f(None, "MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else mlflow.yaml")
+    experiment: str | None = _f(None, "MLflow experiment name; null = mlflow.yaml's")
+    artifact_location: str | None = _f(None, "artifact root for a new experiment; null = mlflow.yaml's")
+    model_name: str = _f("evolve-champion", "registered model name for the last champion")
+
+
+@dataclass
+class RunConfig:
+    seed: int = _f(0, "run seed: every generation/learner seed derives from it")
+    population: int = _f(8, "learners per generation (>= 2)")
+    generations: int = _f(4, "generations to run")
+    base: str | None = _f(None, "base model directory; null = the embedded default base")
+    tasks: list[TaskConfig] = _f([], "task families: [{family, n, holdout, probe, ...params}]",
+                                 nested=TaskConfig)
+    genome: dict[str, Any] = _f({}, "gene space overrides (evolve.genome.GeneSpace fields)")
+    training: TrainingConfig = _f(TrainingConfig(), "training schedule", nested=TrainingConfig)
+    selection: SelectionConfig = _f(SelectionConfig(), "selection", nested=SelectionConfig)
+    variation: VariationConfig = _f(VariationConfig(), "variation", nested=VariationConfig)
+    inheritance: str = _f("lamarckian", "lamarckian (adapter+optimiser inherited) | darwinian")
+    fitness: FitnessConfig = _f(FitnessConfig(), "fitness", nested=FitnessConfig)
+    assess: AssessConfig = _f(AssessConfig(), "learning-speed assessment", nested=AssessConfig)
+    tracking: TrackingConfig = _f(TrackingConfig(), "MLflow", nested=TrackingConfig)
+    backend: str = _f("local", "local | ray")
+    groups: int = _f(1, "learner groups per generation (one training job each; same on every backend)")
+    state_dir: str = _f(".evolve_state", "resume state: <state_dir>/<parent run id>/")
+
+    def __post_init__(self) -> None:
+        _need(isinstance(self.population, int) and self.population >= 2,
+              f"population {self.population} is below 2; set population >= 2 (--set population=8)")
+        _need(self.generations >= 1, "generations must be >= 1 (--set generations=4)")
+        _need(bool(self.tasks), "tasks is empty; give at least one {family: NAME}")
+        _need(self.inheritance in ("lamarckian", "darwinian"),
+              f"unknown inheritance {self.inheritance!r}; valid: lamarckian, darwinian")
+        _need(self.backend in ("local", "ray"), f"unknown backend {self.backend!r}; valid: local, ray")
+        _need(1 <= self.groups <= self.population, "groups must be between 1 and population")
+        _need(self.selection.elitism < self.population, "selection.elitism must be below population")
+        self.gene_space()
+
+    def gene_space(self) -> Any:
+        """The `evolve.genome.GeneSpace` this config describes."""
+        from evolve.genome import GeneSpace
+
+        return GeneSpace.from_dict(self.genome or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (YAML/JSON-able); `from_dict(to_dict())` gives an equal config."""
+        return _to_dict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A 31-bit seed derived from `seed` and `keys` (stable across processes, unlike `hash`)."""
+    text = repr((int(seed),) + tuple(keys)).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def check_signal(name: str, where: str) -> None:
+    """An unknown signal name → one line listing the valid ones."""
+    import fitness
+
+    valid = sorted(set(fitness.SIGNALS.names()) | set(ASSESS_SIGNALS))
+    _need(name in valid, f"unknown signal {name!r} in {where}; valid: {', '.join(valid)}")
+
+
+def load_weights_file(path: str | Path) -> dict[str, float]:
+    """Read fitness weights from YAML: `{weights: {signal: w}}` (as `evolve tune` writes) or `{signal: w}`."""
+    data = read_yaml(Path(path))
+    if isinstance(data, dict) and isinstance(data.get("weights"), dict):
+        data = data["weights"]
+    _need(isinstance(data, dict) and all(isinstance(v, (int, float)) for v in data.values()),
+          f"{path}: expected {{weights: {{signal: number}}}}; write it with `evolve tune --out`")
+    return {str(k): float(v) for k, v in data.items()}
+
+
+# --- building from plain data -------------------------------------------------------------
+
+
+def _to_dict(obj: Any) -> Any:
+    if isinstance(obj, TaskConfig):
+        d = {"family": obj.family, "n": obj.n, "holdout": obj.holdout, "probe": obj.probe}
+        return {**d, **_copy(obj.params)}
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [_to_dict(v) for v in obj]
+    return _copy(obj) if isinstance(obj, dict) else obj
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(data):
+        return data
+    _need(isinstance(data, dict), f"config key {where or '(top)'} must be a mapping, got {data!r}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    if cls is TaskConfig:
+        kwargs["params"] = {k: v for k, v in data.items() if k not in names}
+        data = {k: v for k, v in data.items() if k in names and k != "params"}
+    for key, value in data.items():
+        if key not in names:
+            valid = ", ".join(names)
+            raise EvolveError(f"unknown config key {where}{key!r}; valid: {valid}")
+        nested = names[key].metadata.get("nested")
+        if nested is not None and isinstance(value, list):
+            value = [_build(nested, v, f"{where}{key}.{i}.") for i, v in enumerate(value)]
+        elif nested is not None and value is not None:
+            value = _build(nested, value, f"{where}{key}.")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise EvolveError(f"config {where or '(top)'}: {exc}") from None
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build and validate a `RunConfig` from plain data (unknown keys are errors)."""
+    return _build(RunConfig, data, "")
+
+
+# --- YAML, overrides, tracking ------------------------------------------------------------
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a syntax error becomes one line `FILE:LINE: ...`."""
+    if not path.is_file():
+        raise EvolveError(f"{path}: no such file; pass an existing YAML file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise EvolveError(f"{path}:{line}: invalid YAML ({exc.problem}); fix the file") from None
+    except yaml.YAMLError as exc:
+        raise EvolveError(f"{path}: invalid YAML ({exc}); fix the file") from None
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def apply_set(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.0.c=value` override in place (value parsed as a YAML scalar)."""
+    key, sep, raw = assignment.partition("=")
+    _need(bool(sep) and bool(key), f"--set {assignment!r}: expected key=value, e.g. population=16")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            _need(part.isdigit() and int(part) <= len(node),
+                  f"--set {key}: {part!r} is not an index of a {len(node)}-item list")
+            idx = int(part)
+            if idx == len(node):
+                node.append({})
+            if last:
+                node[idx] = value
+            node = node[idx]
+        else:
+            _need(isinstance(node, dict), f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
+            if last:
+                node[part] = value
+            else:
+                if not isinstance(node.get(part), (dict, list)):
+                    node[part] = {}
+                node = node[part]
+
+
+def load_config(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
+                base: str | None = None) -> RunConfig:
+    """Default YAML < `path` < `--set` overrides < `base`; then the tracking URI precedence."""
+    data = read_yaml(DEFAULT_CONFIG) or {}
+    explicit_uri = None
+    if path is not None:
+        user = read_yaml(Path(path)) or {}
+        _need(isinstance(user, dict), f"{path}: the top level must be a mapping of config keys")
+        explicit_uri = (user.get("tracking") or {}).get("uri")
+        data = _merge(data, user)
+    for s in sets:
+        apply_set(data, s)
+        if s.partition("=")[0].strip() == "tracking.uri":
+            explicit_uri = data["tracking"]["uri"]
+    if base is not None:
+        data["base"] = base
+    data.setdefault("tracking", {})
+    data["tracking"] = {**data["tracking"], **resolve_tracking(explicit_uri, data["tracking"])}
+    return from_dict(data)
+
+
+def resolve_tracking(uri: str | None = None, given: dict[str, Any] | None = None,
+                     cwd: Path | None = None) -> dict[str, Any]:
+    """Tracking settings: explicit `uri` > $MLFLOW_TRACKING_URI > mlflow.yaml (cwd, else repo).
+
+    `given` holds explicit experiment / artifact_location values that win over mlflow.yaml.
+    """
+    cwd = cwd or Path.cwd()
+    file = cwd / "mlflow.yaml" if (cwd / "mlflow.yaml").is_file() else REPO / "mlflow.yaml"
+    settings = (read_yaml(file) or {}) if file.is_file() else {}
+    given = given or {}
+    art = given.get("artifact_location") or settings.get("artifact_location")
+    if art and "://" not in art and not Path(art).is_absolute():
+        art = str((cwd / art).resolve())
+    return {
+        "uri": uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.get("tracking_uri")
+        or "sqlite:///mlflow.db",
+        "experiment": given.get("experiment") or settings.get("experiment") or "evolve",
+        "artifact_location": art,
+    }

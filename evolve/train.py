@@ -1,0 +1,242 @@
+"""The group-training job: one group of learners trained side by side for one generation.
+
+`train_group(job) -> GroupResult` is a pure function of plain picklable data, so the local backend
+runs it in-process and a Ray backend runs the very same function on workers. It builds a
+`Population` on the frozen base, restores inherited states, probes everything before training
+(the baseline, which the adversarial curriculum also orders by), trains window by window (a window =
+`checkpoint_every` new items), probes all items and the holdout after every window, then runs the
+spectral analysis and the learning-speed assessment on forks that are thrown away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evolve.config import derive_seed
+
+Pair = tuple[str, str]
+Progress = Callable[[str, int], None]   # ("total", n) once per window, then ("step", 1) per step
+
+
+@dataclass
+class LearnerPlan:
+    """One learner's part of a job: what it is, where it starts, how its stream is made."""
+
+    learner_id: str
+    spec: Any                          # learners.population.LearnerSpec (mutated values included)
+    state: Any | None = None           # inherited LearnerState (adapter + AdamW + step) or None
+    curriculum: str = "random"         # curricula.STRATEGIES name
+    curriculum_params: dict[str, Any] = field(default_factory=dict)
+    stream_seed: int = 0
+    rehearsal_ratio: float = 0.0       # extra earlier-generation items per window, per new item
+    steps_per_item: int = 1            # optimiser steps on each batch
+
+
+@dataclass
+class GroupJob:
+    """Everything one group needs; plain data (Items, specs, tensors), picklable for Ray."""
+
+    base: str
+    generation: int
+    learners: list[LearnerPlan]
+    items: list[Any]                   # this generation's fresh training items (curricula.Item)
+    holdout: list[Any]                 # the fixed holdout, probed at every checkpoint
+    rehearsal_pool: list[Any] = field(default_factory=list)   # earlier generations' items
+    batch_size: int = 4
+    checkpoint_every: int = 8
+    max_grad_norm: float | None = 1.0
+    spectral: bool = True
+    assess_items: list[Any] = field(default_factory=list)     # fixed never-trained probe items
+    assess_steps: int = 0              # 0 = no assessment this generation
+    assess_checkpoints: int = 4
+    device: str = "cpu"
+    seed: int = 0
+    group: int = 0
+
+
+@dataclass
+class GroupResult:
+    """What came out of one group; arrays are numpy, index p follows `job.learners`."""
+
+    group: int
+    learner_ids: list[str]
+    steps: list[int]                   # [K] checkpoint steps, counted in new training items
+    item_ids: list[str]                # trained items (n) then holdout (H)
+    n_train: int
+    correct: np.ndarray                # [K+1, P, n+H] bool; index 0 = before training
+    prob: np.ndarray                   # [K+1, P, n+H] probability of the whole answer
+    windows: list[dict[str, int]]      # per learner: item id -> checkpoint index (0..K-1)
+    losses: np.ndarray                 # [K, P] mean training loss per window (nan if none/failed)
+    final_states: list[Any]
+    failures: dict[str, str]           # learner id -> one-line reason
+    spectral: list[dict[str, Any] | None]
+    assess: list[dict[str, float | None]]            # assess_* signals per learner ({} = skipped)
+    assess_curves: list[list[tuple[int, float]]]     # probe accuracy over assessment training items
+    timings: dict[str, float]
+
+
+def pairs(items: Sequence[Any]) -> list[Pair]:
+    return [(it.prompt, it.answer) for it in items]
+
+
+def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], batch_size: int,
+                 checkpoint_every: int, probe: dict[str, tuple[bool, float]] | None,
+                 ) -> tuple[list[list[list[Pair]]], dict[str, int]]:
+    """The learner's stream as windows of optimiser-step batches, and item id -> window index.
+
+    Window k holds the curriculum's new items k*checkpoint_every .. (k+1)*checkpoint_every - 1 (by
+    first occurrence; repeats a rehearsing strategy inserts stay where it put them), plus
+    round(rehearsal_ratio * new) items drawn from earlier generations at seeded positions. Each batch
+    of `batch_size` is trained `steps_per_item` times in a row.
+    """
+    import curricula
+
+    strategy = curricula.STRATEGIES.get(plan.curriculum)(**plan.curriculum_params)
+    order = strategy.order(list(items), seed=plan.stream_seed, probe=probe)
+    windows: list[list[Any]] = [[]]
+    window_of: dict[str, int] = {}
+    for it in order:
+        if it.id not in window_of:
+            if len(window_of) and len(window_of) % checkpoint_every == 0 and \
+                    len(window_of) // checkpoint_every == len(windows):
+                windows.append([])
+            window_of[it.id] = len(windows) - 1
+        windows[-1].append(it)
+    rng = random.Random(derive_seed(plan.stream_seed, "rehearsal"))
+    out: list[list[list[Pair]]] = []
+    for k, win in enumerate(windows):
+        win = list(win)
+        n_new = sum(1 for it in win if window_of[it.id] == k)
+        for _ in range(round(plan.rehearsal_ratio * n_new) if pool else 0):
+            win.insert(rng.randrange(len(win) + 1), rng.choice(pool))
+        batches = [pairs(win[i:i + batch_size]) for i in range(0, len(win), batch_size)]
+        out.append([b for b in batches for _ in range(plan.steps_per_item)])
+    return out, window_of
+
+
+def _population(job: GroupJob) -> Any:
+    import torch
+    from learners.base import load_base
+    from learners.population import Population
+
+    torch.manual_seed(job.seed)
+    model, tok = load_base(job.base)
+    specs = [dataclasses.replace(p.spec, max_grad_norm=job.max_grad_norm) for p in job.learners]
+    targets: list[str] = []
+    for s in specs:
+        targets += [t for t in (s.target_modules or ()) if t not in targets]
+    pop = Population(model, tok, specs, target_modules=tuple(targets or ("q_proj", "v_proj")),
+                     device=job.device)
+    for i, plan in enumerate(job.learners):
+        if plan.state is not None:
+            pop.set_state(i, dataclasses.replace(plan.state, spec=specs[i]))
+    return pop
+
+
+def _probe(pop: Any, probe_pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
+    res = pop.probe(probe_pairs)
+    return np.asarray(res.correct, dtype=bool), np.asarray(res.prob, dtype=np.float64)
+
+
+def train_steps(pop: Any, streams: list[list[list[Pair]]], on_step: Callable[[], None] | None = None,
+                ) -> tuple[np.ndarray, list[int | None]]:
+    """Train every learner through its own list of batches in lockstep; [P] mean loss, failing step.
+
+    Learners with fewer batches than the longest sit out the remaining steps (no update at all: their
+    AdamW state and step count stay as if trained alone).
+    """
+    P = len(streams)
+    total, count = np.zeros(P), np.zeros(P)
+    failed_at: list[int | None] = [None] * P
+    for t in range(max((len(s) for s in streams), default=0)):
+        active = [t < len(s) for s in streams]
+        losses = pop.train_step([s[t] if a else [] for s, a in zip(streams, active, strict=True)],
+                                active=active)
+        for p in range(P):
+            if active[p] and np.isfinite(losses[p]):
+                total[p] += losses[p]
+                count[p] += 1
+            elif active[p] and failed_at[p] is None:
+                failed_at[p] = t
+        if on_step is not None:
+            on_step()
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan), failed_at
+
+
+def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
+    """Train, probe and assess one group of learners for one generation (see the module doc)."""
+    from evolve import assess
+
+    t0 = time.perf_counter()
+    pop = _population(job)
+    P, ids = len(job.learners), [p.learner_id for p in job.learners]
+    probe_pairs = pairs(job.items) + pairs(job.holdout)
+    c0, p0 = _probe(pop, probe_pairs)
+    item_ids = [it.id for it in job.items]
+    streams, windows = [], []
+    for i, plan in enumerate(job.learners):
+        base_probe = {iid: (bool(c0[i, j]), float(p0[i, j])) for j, iid in enumerate(item_ids)}
+        s, w = build_stream(plan, job.items, job.rehearsal_pool, job.batch_size,
+                            job.checkpoint_every, base_probe)
+        streams.append(s)
+        windows.append(w)
+    K = max(len(s) for s in streams)
+    correct, prob, losses = [c0], [p0], np.full((K, P), np.nan)
+    failures: dict[str, str] = {}
+    deltas: list[list[dict[str, Any]]] = [[] for _ in range(P)]
+    steps_done = [0] * P
+    t_probe = 0.0
+    for k in range(K):
+        window = [s[k] if k < len(s) else [] for s in streams]
+        if progress is not None:
+            progress("total", max(len(w) for w in window))
+        losses[k], failed_at = train_steps(pop, window, (lambda: progress("step", 1))
+                                           if progress is not None else None)
+        for p in range(P):
+            if failed_at[p] is not None and ids[p] not in failures:
+                failures[ids[p]] = (f"loss became non-finite at optimiser step "
+                                    f"{steps_done[p] + failed_at[p] + 1} of generation {job.generation}")
+            steps_done[p] += len(window[p])
+        tp = time.perf_counter()
+        c, pr = _probe(pop, probe_pairs)
+        t_probe += time.perf_counter() - tp
+        correct.append(c)
+        prob.append(pr)
+        if job.spectral:
+            for p in range(P):
+                deltas[p].append({n: d.detach().clone() for n, d in pop.lora_delta(p).items()})
+    for p in range(P):  # the population's own flag catches NaN gradients with a finite loss too
+        if bool(np.asarray(pop.failed)[p]) and ids[p] not in failures:
+            failures[ids[p]] = f"non-finite loss or gradients in generation {job.generation}"
+    final_states = [pop.get_state(p) for p in range(P)]
+    t_train = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    spectral = [_spectral(pop, p, deltas[p]) if job.spectral and ids[p] not in failures else None
+                for p in range(P)]
+    t_spectral = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    assessed, assess_curves = assess.assess_population(pop, job.assess_items, job.assess_steps, job.batch_size,
+                                        job.assess_checkpoints, derive_seed(job.seed, "assess"))
+    steps = [min((k + 1) * job.checkpoint_every, len(job.items)) for k in range(K)]
+    return GroupResult(
+        group=job.group, learner_ids=ids, steps=steps, item_ids=item_ids + [h.id for h in job.holdout],
+        n_train=len(job.items), correct=np.stack(correct), prob=np.stack(prob), windows=windows,
+        losses=losses, final_states=final_states, failures=failures, spectral=spectral,
+        assess=assessed, assess_curves=assess_curves,
+        timings={"train_s": t_train - t_probe, "probe_s": t_probe, "spectral_s": t_spectral,
+                 "assess_s": time.perf_counter() - t2})
+
+
+def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """weightwatcher on learner p's merged weights (base + delta) at the last checkpoint."""
+    from fitness.spectral import spectral
+
+    return spectral(pop.merged_weights(p), deltas or None)

@@ -174,22 +174,29 @@ def train_and_probe(cfg: RunConfig, backend: Any, base: str, plans: list[Learner
     """Split the learners into `cfg.groups` contiguous groups, run them; (result, index) per learner."""
     P, G = len(plans), cfg.groups
     bounds = [round(i * P / G) for i in range(G + 1)]
-    assess_on = cfg.assess.every > 0 and (generation % cfg.assess.every == 0
-                                          or generation == cfg.generations - 1)
+    jobs = [make_job(cfg, base, plans[bounds[i]:bounds[i + 1]], items, generation, i)
+            for i in range(G)]
+    results = backend.run_groups(jobs)
+    return [(r, p) for r in results for p in range(len(r.learner_ids))]
+
+
+def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, generation: int,
+             group: int, assess: bool = True) -> GroupJob:
+    """The job of one group in one generation (also what `evolve replay` trains alone)."""
+    assess_on = assess and cfg.assess.every > 0 and (
+        generation % cfg.assess.every == 0 or generation == cfg.generations - 1)
     probe = items.probe
     if cfg.assess.items and cfg.assess.items < len(probe):
         probe = random.Random(derive_seed(cfg.seed, "assess-items")).sample(probe, cfg.assess.items)
-    jobs = [GroupJob(
-        base=base, generation=generation, learners=plans[bounds[i]:bounds[i + 1]],
+    return GroupJob(
+        base=base, generation=generation, learners=plans,
         items=items.per_generation[generation], holdout=items.holdout,
         rehearsal_pool=[it for g in range(generation) for it in items.per_generation[g]],
         batch_size=cfg.training.batch_size, checkpoint_every=cfg.training.checkpoint_every,
-        max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral,
+        max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral and assess,
         assess_items=probe, assess_steps=cfg.assess.steps if assess_on else 0,
         assess_checkpoints=cfg.assess.checkpoints, device=resolve_device(cfg.training.device),
-        seed=derive_seed(cfg.seed, "group", generation, i), group=i) for i in range(G)]
-    results = backend.run_groups(jobs)
-    return [(r, p) for r in results for p in range(len(r.learner_ids))]
+        seed=derive_seed(cfg.seed, "group", generation, group), group=group)
 
 
 def compute_signals(trained: list[tuple[GroupResult, int]], items: Items,
@@ -315,7 +322,7 @@ def inherit(cfg: RunConfig, child: Any, parent_states: dict[str, Any]) -> Any:
         return None
     from evolve.train import child_state
 
-    return child_state(child, parent_states)
+    return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states)
 
 
 def resolve_device(device: str) -> str:

@@ -1,0 +1,124 @@
+"""`evolve replay LEARNER`: re-train a learner's whole ancestry as one learner, reproduce its adapter.
+
+The store holds everything needed: the evolution's config (hence every item and seed), and per
+learner its genome (mutated hyperparameters included), parents and decision lines (merges and
+weight noise with their seeds). Replay walks the ancestry oldest first, trains each ancestor alone
+on the stream it saw (same items, same curriculum seed, same inherited state), and exports the
+result; if the learner's adapter was logged it reports the largest absolute difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HELP = "re-train a learner's ancestry as one learner and reproduce its adapter"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("learner", metavar="LEARNER",
+                   help="learner id (e.g. g3-l0) or its MLflow run id")
+    p.add_argument("--run", metavar="RUN_ID",
+                   help="evolution (parent) run id (default: the one holding LEARNER's run id, "
+                        "else the latest evolution)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where to write the replayed PEFT adapter (default: replay/<LEARNER>)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="config overrides for the store and state, e.g. tracking.uri=sqlite:///x.db")
+
+
+def main(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from evolve.config import load_config
+    from evolve.tracking import Tracker
+
+    cfg = load_config(None, args.sets)
+    tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
+                      cfg.tracking.artifact_location, create=False)
+    edges = tracker.lineage(args.learner, args.run)
+    target = edges[-1].child
+    evolution = args.run or _evolution_of(tracker, args.learner)
+    out = Path(args.out or Path("replay") / target)
+    diff = replay(tracker, evolution, target, out, cfg.state_dir)
+    print(f"replayed {target} of evolution {evolution}: {len(edges)} ancestors, adapter -> {out}")
+    if diff is None:
+        print("no adapter was logged for this learner: nothing to compare")
+    else:
+        print(f"max abs difference to the recorded adapter: {diff:.3g}")
+    return 0
+
+
+def _evolution_of(tracker: Any, learner: str) -> str:
+    if "-" in learner and learner.startswith("g"):
+        return str(tracker.run_id or tracker.latest_evolution())
+    run = tracker.client.get_run(learner)
+    return str(run.data.tags["mlflow.parentRunId"])
+
+
+def run_config(tracker: Any, evolution: str, state_dir: str) -> Any:
+    """The evolution's config: its saved state copy, else the `config.yaml` artifact in the store."""
+    import yaml
+
+    from evolve.config import from_dict
+
+    local = Path(state_dir) / evolution / "config.yaml"
+    if local.is_file():
+        return from_dict(yaml.safe_load(local.read_text()))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracker.client.download_artifacts(evolution, "config.yaml", tmp)
+        return from_dict(yaml.safe_load(Path(path).read_text()))
+
+
+def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:
+    """Re-train `learner`'s ancestry, export its adapter to `out`; max abs diff to the logged one."""
+    from evolve.basemodel import resolve_base
+    from evolve.engine import build_streams, draw_items, make_job, Member
+    from evolve.genome import Genome
+    from evolve.operators.decisions import adapter_plan
+    from evolve.train import child_state, export_adapter, train_group
+
+    cfg = run_config(tracker, evolution, state_dir)
+    base = str(resolve_base(cfg.base))
+    records = {r.learner_id: r for r in tracker.load_records(evolution, curves=False)}
+    items = draw_items(cfg)
+    done: dict[str, Any] = {}
+
+    def final_state(lid: str) -> Any:
+        if lid in done:
+            return done[lid]
+        rec = records[lid]
+        genome = Genome.from_params(rec.genome)
+        state = None
+        if rec.operator != "init" and cfg.inheritance == "lamarckian":
+            merge, noise = adapter_plan(rec.decisions)
+            state = child_state(genome, list(rec.parents), merge, noise,
+                                {p: final_state(p) for p in rec.parents})
+        plans = build_streams(cfg, [Member(lid, genome, state)], rec.generation)
+        index = int(lid.rsplit("-l", 1)[1])
+        group = next(i for i in range(cfg.groups)
+                     if round((i + 1) * cfg.population / cfg.groups) > index)
+        res = train_group(make_job(cfg, base, plans, items, rec.generation, group, assess=False))
+        done[lid] = res.final_states[0]
+        return done[lid]
+
+    export_adapter(base, final_state(learner), out)
+    rec = records[learner]
+    if rec.run_id is None or tracker.client.get_run(rec.run_id).data.tags.get(
+            "evolve.has_adapter") != "true":
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return adapter_diff(tracker.download_adapter(rec.run_id, tmp), out)
+
+
+def adapter_diff(a: Path, b: Path) -> float:
+    """Largest absolute difference between two PEFT adapters' tensors (same keys required)."""
+    from safetensors.torch import load_file
+
+    ta, tb = (load_file(str(Path(d) / "adapter_model.safetensors")) for d in (a, b))
+    if set(ta) != set(tb):
+        return float("inf")
+    return max(float((ta[k].float() - tb[k].float()).abs().max()) for k in ta)

@@ -1,0 +1,90 @@
+"""`evolve run`: evolve a population of LoRA learners and record it in MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "evolve a population of LoRA learners (config: configs/default.yaml; see docs/run.md)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML config merged onto configs/default.yaml (default: none)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key by dotted path with list indexes, value parsed as "
+                        "YAML (e.g. population=16, tasks.0.family=rpn); repeatable")
+    p.add_argument("--base", metavar="PATH",
+                   help="base model directory (any transformers causal LM; default: the embedded base)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_ID",
+                   help="continue an interrupted evolution after its last completed generation "
+                        "(no RUN_ID: the latest unfinished one in the experiment)")
+    p.add_argument("--backend", choices=("local", "ray"),
+                   help="where learner groups train (default: the config's `backend`, local)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster address, e.g. 10.0.0.1:6379 (default: a local Ray runtime)")
+    p.add_argument("--summary-json", metavar="FILE",
+                   help="write {champion, champion_fitness, generations, mlflow} as JSON to FILE")
+    p.add_argument("--quiet", action="store_true", help="no progress bars and no final table")
+
+
+def main(args: argparse.Namespace) -> int:
+    # torch's spin-waiting OpenMP threads collapse ~65x on a busy machine (docs/run.md)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from evolve.backends import make_backend
+    from evolve.config import load_config
+    from evolve.engine import evolve
+    from evolve.tracking import Tracker
+
+    sets = list(args.sets) + ([f"backend={args.backend}"] if args.backend else [])
+    cfg = load_config(args.config, sets, base=args.base)
+    if not args.resume:
+        from evolve.basemodel import resolve_base
+
+        resolve_base(cfg.base)  # a path that is not a causal LM fails before the store is touched
+    tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
+                      cfg.tracking.artifact_location)
+    backend = make_backend(cfg.backend, address=args.ray_address, progress=not args.quiet)
+    try:
+        summary = evolve(cfg, tracker, backend, progress=not args.quiet, resume=args.resume)
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
+    finally:
+        backend.close()
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    if not args.quiet:
+        print_table(summary, cfg.tracking.uri or "", cfg.tracking.experiment or "evolve")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def print_table(summary: Any, uri: str, experiment: str, out: Any = None) -> None:
+    """Champion per generation with its fitness parts, mean fitness, and where to look in MLflow."""
+    out = out or sys.stdout
+    parts = list(summary.generations[0]["parts"]) if summary.generations else []
+    head = ["gen", "champion", "fitness", "mean"] + parts
+    rows = [[str(g["generation"]), g["champion"], _fmt(g["champion_fitness"]),
+             _fmt(g["mean_fitness"])] + [_fmt(g["parts"].get(p)) for p in parts]
+            for g in summary.generations]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    print("", file=out)
+    for r in [head, *rows]:
+        print("  ".join(c.rjust(w) if i != 1 else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(r, widths, strict=True))), file=out)
+    print(f"\nchampion {summary.champion} (fitness {summary.champion_fitness:.3f}); "
+          f"model version {summary.model_version}; adapter {summary.champion_adapter}", file=out)
+    print(f"MLflow: {uri}  experiment {experiment!r} (id {summary.experiment_id}), "
+          f"run {summary.run_id}", file=out)
+    print(f"  browse: evolve ui   (or: mlflow ui --backend-store-uri {uri})", file=out)
+    print(f"  lineage: evolve lineage {summary.run_id}", file=out)

@@ -1,0 +1,87 @@
+"""`evolve ui`: start the MLflow UI on the configured tracking store (127.0.0.1 by default).
+
+Also home of `tracking_args` / `tracking_settings`, the tracking flags every read-only command
+(`evolve ui`, `evolve lineage`) shares with `evolve run`: `--config FILE`, `--set tracking.KEY=V`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "start the MLflow UI on the configured tracking store (lineage pages, plots, runs)"
+
+
+def tracking_args(p: argparse.ArgumentParser) -> None:
+    """--config / --set, read the same way as `evolve run` (only the tracking.* keys matter)."""
+    p.add_argument("--config", metavar="FILE", help="run config YAML whose tracking: section to use")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. tracking.uri=sqlite:///mlflow.db or tracking.experiment=x")
+
+
+def tracking_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """{uri, experiment, artifact_location}: --set tracking.* > --config's tracking: >
+    $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
+    import yaml
+
+    from evolve.config import read_yaml, resolve_tracking
+    from evolve.errors import EvolveError
+
+    given: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        data = read_yaml(Path(args.config)) or {}
+        given.update((data.get("tracking") or {}) if isinstance(data, dict) else {})
+    for s in getattr(args, "sets", []) or []:
+        key, eq, value = s.partition("=")
+        if not eq:
+            raise EvolveError(f"--set {s!r} has no '='; write --set tracking.uri=VALUE")
+        if key.strip().startswith("tracking."):
+            given[key.strip()[len("tracking."):]] = yaml.safe_load(value) if value else None
+    return resolve_tracking(given.get("uri"), given)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=5000, help="TCP port to listen on (default 5000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 = everyone)")
+    tracking_args(p)
+
+
+def command(settings: dict[str, Any], host: str, port: int) -> list[str]:
+    """The `mlflow ui` command line for a store. Experiments `evolve` made carry their own artifact
+    location; `--artifacts-destination` only places artifacts of experiments made in the UI."""
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings["uri"],
+           "--host", host, "--port", str(port), "--workers", "1"]
+    if settings.get("artifact_location"):
+        cmd += ["--artifacts-destination", str(settings["artifact_location"])]
+    return cmd
+
+
+def main(args: argparse.Namespace) -> int:
+    from evolve.errors import EvolveError
+
+    settings = tracking_settings(args)
+    uri = settings["uri"]
+    if uri.startswith(("http://", "https://")):
+        print(f"the tracking store is already a server: open {uri} in a browser")
+        return 0
+    if not 0 < args.port < 65536:
+        raise EvolveError(f"--port {args.port} is not a TCP port; pass 1-65535 (default 5000)")
+    print(f"MLflow UI for {uri} (experiment {settings['experiment']!r}) at "
+          f"http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    # Its own process group, so Ctrl-C / SIGTERM stops the server's workers too (they outlive it).
+    proc = subprocess.Popen(command(settings, args.host, args.port), start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, 15)
+        proc.wait()
+        return 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            proc.wait()

@@ -1,0 +1,459 @@
+"""MLflow tracking: one parent run per evolution, one nested run per learner per generation, the
+lineage as our own edge list, the pictures, and the champion as a registered model version.
+
+The only module that imports `mlflow`. It works the same on a SQLite URI and on a tracking server
+(`http://127.0.0.1:PORT`). What goes where is documented in `docs/tracking.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# per-file download progress bars would interleave with `evolve run`'s own bars
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+from mlflow.entities import Metric, Param, ViewType
+from mlflow.tracking import MlflowClient
+
+from evolve.errors import EvolveError
+from evolve.records import LearnerRecord, LineageEdge
+
+log = logging.getLogger(__name__)
+
+KIND, PARENT = "evolve.kind", "mlflow.parentRunId"
+COMPLETED = "evolve.completed_generations"
+SUPERSEDED = "evolve.superseded"   # learner runs of an interrupted generation, redone on resume
+_TAG_MAX, _PARAM_MAX = 8000, 500   # MLflow caps tags at 8000 chars; params "where short"
+_BATCH_METRICS, _BATCH_TAGS = 1000, 100   # MLflow's log_batch limits per call
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _unclamp(x: float) -> float:
+    """MLflow stores +-inf as +-max float; give the infinity back (a failed learner's -inf)."""
+    return math.copysign(math.inf, x) if abs(x) >= sys.float_info.max else x
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _learner_key(learner_id: str) -> tuple[int, int, str]:
+    """Sort key: g2-l10 after g2-l9."""
+    m = re.match(r"^g(\d+)-l(\d+)$", learner_id)
+    return (int(m.group(1)), int(m.group(2)), "") if m else (1 << 30, 0, learner_id)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists -> {"a.b.0.c": value}, the same dotted paths `--set` takes."""
+    if isinstance(d, dict):
+        items: Iterable[tuple[Any, Any]] = d.items()
+    elif isinstance(d, (list, tuple)) and d and any(isinstance(v, (dict, list)) for v in d):
+        items = enumerate(d)
+    else:
+        return {prefix: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _param_value(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _chunks(seq: list[Any], n: int) -> Iterable[list[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def _check_server(uri: str) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when no server answers."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise EvolveError(
+            f"no MLflow server answers at {uri} ({_one_line(exc)}); start one with `evolve ui` or "
+            "`mlflow server`, or set tracking.uri to a SQLite store (sqlite:///mlflow.db)"
+        ) from None
+
+
+class Tracker:
+    """Records one evolution in MLflow. `uri` is any MLflow tracking URI."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None,
+                 create: bool = True) -> None:
+        """Open (and with `create`, create and write-check) the store and the experiment."""
+        self.uri, self.experiment = uri, experiment
+        self._run_id: str | None = None
+        self._records: list[LearnerRecord] = []
+        self._run_ids: dict[str, str] = {}      # learner id -> run id, this evolution
+        remote = uri.startswith(("http://", "https://"))
+        if remote:
+            _check_server(uri)
+        fix = ("; set tracking.uri (--set tracking.uri=..., $MLFLOW_TRACKING_URI or mlflow.yaml) "
+               "to a writable store")
+        try:
+            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            exp = self._client.get_experiment_by_name(experiment)
+            if exp is None and not create:
+                raise EvolveError(f"no experiment {experiment!r} in the MLflow store {uri}; "
+                                  "run `evolve run` first or set tracking.experiment")
+            if exp is not None and exp.lifecycle_stage == "deleted":
+                raise EvolveError(f"experiment {experiment!r} in {uri} is deleted; restore it "
+                                  "(`mlflow experiments restore`) or set tracking.experiment")
+            if exp is None:
+                self._experiment_id = self._client.create_experiment(
+                    experiment, artifact_location=_artifact_location(artifact_location, remote))
+            else:
+                self._experiment_id = exp.experiment_id
+                if create:  # prove the store takes writes now, not after a generation of training
+                    self._client.set_experiment_tag(self._experiment_id, "evolve.opened_ms",
+                                                    str(_now_ms()))
+        except EvolveError:
+            raise
+        except Exception as exc:  # MlflowException, OSError, sqlalchemy errors: all one line
+            raise EvolveError(f"cannot open the MLflow store {uri}: {_one_line(exc)}{fix}") from None
+
+    @property
+    def experiment_id(self) -> str:
+        return self._experiment_id
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    @property
+    def client(self) -> MlflowClient:
+        return self._client
+
+    # --- the evolution run -------------------------------------------------------------------
+    def start_evolution(self, config: dict[str, Any], run_name: str | None = None) -> str:
+        """Create the parent run; log the config as params (short values) and `config.yaml`."""
+        run = self._client.create_run(self._experiment_id, run_name=run_name,
+                                      tags={KIND: "evolution", COMPLETED: "-1"})
+        self._run_id, self._records, self._run_ids = run.info.run_id, [], {}
+        params = [Param(k, _param_value(v)) for k, v in flatten(config).items()
+                  if len(_param_value(v)) <= _PARAM_MAX]
+        for chunk in _chunks(params, _BATCH_TAGS):
+            self._client.log_batch(self._run_id, params=chunk)
+        self._client.log_text(self._run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
+        return self._run_id
+
+    def resume_evolution(self, run_id: str | None = None) -> tuple[str, int]:
+        """Reopen an evolution (None: the latest unfinished one); mark the runs of its incomplete
+        generation FAILED and superseded. Returns (run id, last completed generation or -1)."""
+        if run_id is None:
+            runs = self._client.search_runs(
+                [self._experiment_id],
+                filter_string=f"tags.`{KIND}` = 'evolution' and attributes.status != 'FINISHED'",
+                order_by=["attributes.start_time DESC"], max_results=1)
+            if not runs:
+                raise EvolveError(f"no unfinished evolution in experiment {self.experiment!r} of "
+                                  f"{self.uri} to resume; drop --resume to start a new one")
+            run_id = runs[0].info.run_id
+        run = self._get_run(run_id)
+        if run.data.tags.get(KIND) != "evolution":
+            raise EvolveError(f"run {run_id} is not an evolution run; pass the parent run's id")
+        last = int(run.data.tags.get(COMPLETED, "-1"))
+        for r in self._learner_runs(run_id):
+            if int(r.data.tags.get("evolve.generation", "-1")) > last:
+                self._client.set_tag(r.info.run_id, SUPERSEDED, "true")
+                self._client.set_terminated(r.info.run_id, "FAILED")
+        self._client.update_run(run_id, status="RUNNING")
+        self._client.set_tag(run_id, "evolve.resumed_ms", str(_now_ms()))
+        self._run_id = run_id
+        self._records = self.load_records(run_id)
+        self._run_ids = {r.learner_id: r.run_id for r in self._records if r.run_id}
+        return run_id, last
+
+    def log_generation(self, generation: int, records: list[LearnerRecord],
+                       summary: dict[str, float]) -> None:
+        """One nested FINISHED run per record (fills `record.run_id`), lineage, parent metrics and
+        plots; the parent tag `evolve.completed_generations` is written last (resume reads it)."""
+        parent = self._require_run()
+        for rec in records:
+            if not rec.parent_run_ids:
+                rec.parent_run_ids = [self._run_ids[p] for p in rec.parents if p in self._run_ids]
+            self._log_learner(parent, generation, rec)
+            self._run_ids[rec.learner_id] = rec.run_id  # type: ignore[assignment]
+        self._records = [r for r in self._records if r.generation != generation] + list(records)
+        edges = [edge_of(r) for r in self._records]
+        self._client.log_text(parent, json.dumps(lineage_document(self._records, edges), indent=1),
+                              "lineage.json")
+        self._draw_plots(parent)
+        scores = [r.fitness for r in records
+                  if not r.failed and r.fitness is not None and math.isfinite(r.fitness)]
+        values = dict(summary)
+        if scores:
+            values.setdefault("champion_fitness", max(scores))
+            values.setdefault("mean_fitness", sum(scores) / len(scores))
+        values.setdefault("failed_learners", float(sum(r.failed for r in records)))
+        now = _now_ms()
+        metrics = [Metric(k, float(v), now, generation) for k, v in values.items() if v is not None]
+        self._client.log_batch(parent, metrics=metrics)
+        self._client.set_tag(parent, COMPLETED, str(generation))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Log a file or directory on the evolution run."""
+        path = Path(path)
+        if path.is_dir():
+            self._client.log_artifacts(self._require_run(), str(path), artifact_path)
+        else:
+            self._client.log_artifact(self._require_run(), str(path), artifact_path)
+
+    def register_champion(self, record: LearnerRecord, name: str) -> str:
+        """Register the learner's `adapter/` artifact as a version of model `name`; returns it."""
+        if not record.run_id:
+            raise EvolveError(f"learner {record.learner_id} has no run yet; log its generation "
+                              "before registering it")
+        run = self._get_run(record.run_id)
+        if run.data.tags.get("evolve.has_adapter") != "true":
+            raise EvolveError(f"learner {record.learner_id} was logged without an adapter; give "
+                              "its LearnerRecord an adapter_dir")
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(name)
+        except MlflowException:
+            self._client.create_registered_model(
+                name, description="Champion LoRA adapters of `evolve` (PEFT format).")
+        mv = self._client.create_model_version(
+            name, source=f"runs:/{record.run_id}/adapter", run_id=record.run_id,
+            tags={"evolve.learner_id": record.learner_id,
+                  "evolve.fitness": str(record.fitness)})
+        if self._run_id:
+            self._client.set_tag(self._run_id, "evolve.champion", record.learner_id)
+            self._client.set_tag(self._run_id, "evolve.champion_run_id", record.run_id)
+            self._client.set_tag(self._run_id, "evolve.champion_model", f"{name}/{mv.version}")
+        return str(mv.version)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the evolution run with `status` (FINISHED, FAILED or KILLED)."""
+        if self._run_id:
+            self._client.set_terminated(self._run_id, status)
+
+    def download_adapter(self, run_id: str, dst: str | Path) -> Path:
+        """Download a learner run's `adapter/` into `dst`; returns the directory PEFT loads."""
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        return Path(self._client.download_artifacts(run_id, "adapter", str(dst)))
+
+    # --- reading back ------------------------------------------------------------------------
+    def load_records(self, run_id: str | None = None, curves: bool = True) -> list[LearnerRecord]:
+        """The learners of an evolution (default: this one, else the latest), oldest first.
+        Superseded runs (an interrupted generation) are left out; `adapter_dir` is None (use
+        `download_adapter`)."""
+        run_id = run_id or self._run_id or self.latest_evolution()
+        out = [self._record_of(r, curves) for r in self._learner_runs(run_id)
+               if r.data.tags.get(SUPERSEDED) != "true"]
+        return sorted(out, key=lambda r: _learner_key(r.learner_id))
+
+    def lineage(self, learner_or_run: str, evolution: str | None = None) -> list[LineageEdge]:
+        """Ancestry of a learner (a learner id such as `g2-l3`, or its run id), oldest first; the
+        whole tree for an evolution run id. Learner ids are looked up in `evolution` (default: this
+        evolution, else the latest)."""
+        evolution = self.evolution_of(learner_or_run, evolution)
+        edges = {r.learner_id: edge_of(r) for r in self.load_records(evolution, curves=False)}
+        if learner_or_run == evolution:
+            return list(edges.values())
+        learner = learner_or_run
+        if _RUN_ID.match(learner_or_run):
+            learner = self._get_run(learner_or_run).data.tags.get("evolve.learner_id", "")
+        if learner not in edges:
+            known = ", ".join(sorted(edges, key=_learner_key)[-3:])
+            raise EvolveError(f"no learner {learner_or_run!r} in evolution {evolution}; pass a "
+                              f"learner id such as {known or 'g0-l0'} or a run id")
+        return ancestry(edges, learner)
+
+    def evolution_of(self, learner_or_run: str, evolution: str | None = None) -> str:
+        """The evolution run a target belongs to: itself for an evolution run id, the parent for
+        a learner run id, else `evolution`, this evolution, or the latest of the experiment."""
+        if _RUN_ID.match(learner_or_run):
+            run = self._get_run(learner_or_run)
+            if run.data.tags.get(KIND) == "evolution":
+                return learner_or_run
+            if PARENT in run.data.tags:
+                return str(run.data.tags[PARENT])
+            raise EvolveError(f"run {learner_or_run} was not made by `evolve run`; pass an "
+                              "evolution or learner run id")
+        return evolution or self._run_id or self.latest_evolution()
+
+    def lineage_artifact(self, run_id: str) -> list[LineageEdge]:
+        """The edge list from the evolution run's `lineage.json` (the second copy of the lineage)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self._client.download_artifacts(run_id, "lineage.json", tmp)
+            doc = json.loads(Path(path).read_text())
+        return [LineageEdge(e["child"], tuple(e["parents"]), e["operator"], e["generation"])
+                for e in doc["edges"]]
+
+    def latest_evolution(self) -> str:
+        """The run id of the most recently started evolution of the experiment."""
+        runs = self._client.search_runs([self._experiment_id],
+                                        filter_string=f"tags.`{KIND}` = 'evolution'",
+                                        order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            raise EvolveError(f"no evolution in experiment {self.experiment!r} of {self.uri}; run "
+                              "`evolve run` first or pass a run id")
+        return runs[0].info.run_id
+
+    # --- internals ---------------------------------------------------------------------------
+    def _require_run(self) -> str:
+        if not self._run_id:
+            raise EvolveError("no evolution run; call start_evolution() or resume_evolution()")
+        return self._run_id
+
+    def _get_run(self, run_id: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client.get_run(run_id)
+        except MlflowException:
+            raise EvolveError(f"no run {run_id} in the MLflow store {self.uri}; pass a run id "
+                              "from `evolve run`'s summary or the MLflow UI") from None
+
+    def _learner_runs(self, evolution: str) -> list[Any]:
+        exp = self._get_run(evolution).info.experiment_id
+        out, token = [], None
+        while True:
+            page = self._client.search_runs([exp], f"tags.`{PARENT}` = '{evolution}'",
+                                            ViewType.ACTIVE_ONLY, 1000, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def _log_learner(self, parent: str, generation: int, rec: LearnerRecord) -> None:
+        decisions = "\n".join(rec.decisions)
+        genome = json.dumps(rec.genome)
+        tags = {PARENT: parent, KIND: "learner", "evolve.generation": str(generation),
+                "evolve.learner_id": rec.learner_id, "evolve.parents": ",".join(rec.parents),
+                "evolve.parent_run_ids": ",".join(rec.parent_run_ids),
+                "evolve.operator": rec.operator, "evolve.failed": str(rec.failed).lower(),
+                "evolve.failure": rec.failure[:_TAG_MAX], "evolve.decisions": decisions[:_TAG_MAX],
+                "evolve.decisions_truncated": str(len(decisions) > _TAG_MAX).lower(),
+                "evolve.undefined_signals": ",".join(k for k, v in rec.signals.items() if v is None),
+                "evolve.has_adapter": str(rec.adapter_dir is not None).lower()}
+        if len(genome) <= _TAG_MAX:
+            tags["evolve.genome"] = genome
+        run = self._client.create_run(self._experiment_id, run_name=rec.learner_id, tags=tags)
+        rec.run_id = run.info.run_id
+        now = _now_ms()
+        metrics = [Metric("fitness", float(rec.fitness), now, generation)] \
+            if rec.fitness is not None else []
+        metrics += [Metric(f"signal.{k}", float(v), now, 0) for k, v in rec.signals.items()
+                    if v is not None]
+        metrics += [Metric(f"curve.{k}", float(v), now, int(s)) for k, pts in rec.curves.items()
+                    for s, v in pts]
+        params = [Param(k, _param_value(v)[:_PARAM_MAX]) for k, v in flatten(rec.genome).items()]
+        # one call when it fits (6-10x faster than per-metric calls), chunks past MLflow's limits
+        for i in range(max(1, math.ceil(len(metrics) / _BATCH_METRICS),
+                           math.ceil(len(params) / _BATCH_TAGS))):
+            self._client.log_batch(rec.run_id, metrics[i * _BATCH_METRICS:(i + 1) * _BATCH_METRICS],
+                                   params[i * _BATCH_TAGS:(i + 1) * _BATCH_TAGS])
+        if decisions:
+            self._client.log_text(rec.run_id, decisions + "\n", "decisions.txt")
+        if rec.adapter_dir is not None:
+            if not (Path(rec.adapter_dir) / "adapter_config.json").is_file():
+                raise EvolveError(f"adapter_dir {rec.adapter_dir} of {rec.learner_id} has no "
+                                  "adapter_config.json; export it with Population.export_peft")
+            self._client.log_artifacts(rec.run_id, str(rec.adapter_dir), "adapter")
+        self._client.set_terminated(rec.run_id, "FINISHED")
+
+    def _record_of(self, run: Any, curves: bool) -> LearnerRecord:
+        tags, metrics = run.data.tags, run.data.metrics
+        split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+        genome = json.loads(tags["evolve.genome"]) if "evolve.genome" in tags else \
+            dict(run.data.params)
+        decisions = tags.get("evolve.decisions", "")
+        if tags.get("evolve.decisions_truncated") == "true":
+            with tempfile.TemporaryDirectory() as tmp:
+                p = self._client.download_artifacts(run.info.run_id, "decisions.txt", tmp)
+                decisions = Path(p).read_text().rstrip("\n")
+        metrics = {k: _unclamp(v) for k, v in metrics.items()}
+        signals: dict[str, float | None] = {k[7:]: v for k, v in metrics.items()
+                                            if k.startswith("signal.")}
+        signals.update({k: None for k in split(tags.get("evolve.undefined_signals", ""))})
+        hist: dict[str, list[tuple[int, float]]] = {}
+        if curves:
+            for key in (k for k in metrics if k.startswith("curve.")):
+                pts = self._client.get_metric_history(run.info.run_id, key)
+                hist[key[6:]] = [(m.step, _unclamp(m.value)) for m in sorted(pts, key=lambda m: m.step)]
+        return LearnerRecord(
+            learner_id=tags["evolve.learner_id"], generation=int(tags["evolve.generation"]),
+            genome=genome, parents=split(tags.get("evolve.parents", "")),
+            operator=tags.get("evolve.operator", "init"),
+            decisions=decisions.split("\n") if decisions else [], fitness=metrics.get("fitness"),
+            failed=tags.get("evolve.failed") == "true", failure=tags.get("evolve.failure", ""),
+            signals=signals, curves=hist, adapter_dir=None, run_id=run.info.run_id,
+            parent_run_ids=split(tags.get("evolve.parent_run_ids", "")))
+
+    def _draw_plots(self, parent: str) -> None:
+        """Redraw the PNGs and the HTML family tree under `plots/`. A drawing bug must not lose
+        the generation that was just recorded, so it is logged, not raised."""
+        from evolve import lineage_html, plots
+
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                plots.draw_all(self._records, Path(tmp))
+                lineage_html.write(self._records, Path(tmp) / "lineage.html",
+                                   title=f"evolution {parent[:8]}")
+                self._client.log_artifacts(parent, tmp, "plots")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("evolve: drawing the plots failed: %s", _one_line(exc))
+            self._client.set_tag(parent, "evolve.plot_error", _one_line(exc))
+
+
+def _artifact_location(loc: str | None, remote: bool) -> str | None:
+    """Local paths become absolute. A server keeps its own artifact store for local paths (the
+    client's filesystem is not the server's)."""
+    if not loc:
+        return None
+    if "://" in loc or loc.startswith("mlflow-artifacts:"):
+        return loc
+    return None if remote else str(Path(loc).expanduser().resolve())
+
+
+def edge_of(rec: LearnerRecord) -> LineageEdge:
+    """The lineage edge of a learner (an `init` learner has no parents)."""
+    return LineageEdge(rec.learner_id, tuple(rec.parents), rec.operator, rec.generation)
+
+
+def ancestry(edges: dict[str, LineageEdge], learner: str) -> list[LineageEdge]:
+    """Every edge on the way to `learner` (itself included), oldest first."""
+    seen, todo = set(), [learner]
+    while todo:
+        cur = todo.pop()
+        if cur in seen or cur not in edges:
+            continue
+        seen.add(cur)
+        todo.extend(edges[cur].parents)
+    return sorted((edges[c] for c in seen), key=lambda e: _learner_key(e.child))
+
+
+def lineage_document(records: list[LearnerRecord], edges: list[LineageEdge]) -> dict[str, Any]:
+    """What `lineage.json` holds: the edge list plus each learner's fitness, failure and run."""
+    return {
+        "edges": [{"child": e.child, "parents": list(e.parents), "operator": e.operator,
+                   "generation": e.generation} for e in edges],
+        "learners": {r.learner_id: {"fitness": r.fitness, "failed": r.failed, "run_id": r.run_id,
+                                    "genome": r.genome} for r in records},
+    }

@@ -4,6 +4,7 @@
                                                      OLD "-" when the parameter did not exist
     parents line  parents: ID x ID [x ID] (HOW [weights=W,W] [density=D])
     adapter line  adapter: gaussian noise std=S seed=N
+    note line     WORD: free text        (e.g. "elite: g2-l3 kept unchanged"; no genome change)
 
 HOW on gene lines is `* 1.2`, `* 0.8`, `* 1.2 clip`, `neighbour`, `resample`, `from ID`, `reseed`.
 Values are written by `evolve.genome.fmt_value`, which round-trips exactly, so the NEW text is the
@@ -23,6 +24,7 @@ from evolve.genome import Genome, fmt_value, parse_gene
 MERGE_METHODS = ("linear", "svd", "ties")
 _GENE = re.compile(r"^(?P<name>[\w.]+) : (?P<old>.*?) --- \((?P<how>[^)]*)\) --> (?P<new>.*)$")
 _PARENTS = re.compile(r"^parents: (?P<ids>.+?) \((?P<how>[^)]*)\)$")
+_NOTE = re.compile(r"^\w+: ")
 _NOISE = re.compile(r"^adapter: gaussian noise std=(?P<std>\S+) seed=(?P<seed>\d+)$")
 
 
@@ -60,10 +62,10 @@ def _current(g: Genome, name: str) -> Any:
 def apply_decisions(genome: Genome, lines: Sequence[str]) -> Genome:
     """Replay decision lines on a copy of `genome` and return it. A gene line whose OLD is not the
     genome's current value raises (the log belongs to another genome); parents and adapter lines
-    do not change the genome. A curriculum line that switches strategy clears its parameters."""
+    (and any `WORD: text` note) do not change the genome. A curriculum line that switches strategy clears its parameters."""
     g = genome.copy()
     for line in lines:
-        if line.startswith(("parents: ", "adapter: ")):
+        if _NOTE.match(line):                       # parents / adapter / note lines
             continue
         m = _GENE.match(line)
         if m is None:

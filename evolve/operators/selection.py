@@ -172,7 +172,10 @@ def nsga2(pop: Sequence[Individual], k: int, rng: random.Random,
         tools.emo.assignCrowdingDist(front)
         for w in front:
             w.ind.front, w.ind.crowding = i, float(w.fitness.crowding_dist)
-    order = [w.ind for w in tools.selNSGA2(wrapped, len(wrapped))]
+    if k <= len(wrapped):
+        return [w.ind for w in tools.selNSGA2(wrapped, k)]
+    # more picks than learners: the whole ranking (each front by crowding), cycled
+    order = [w.ind for f in fronts for w in sorted(f, key=lambda w: -w.fitness.crowding_dist)]
     return _cycle(order, k)
 
 

@@ -191,6 +191,11 @@ class Tracker:
         """One nested FINISHED run per record (fills `record.run_id`), lineage, parent metrics and
         plots; the parent tag `evolve.completed_generations` is written last (resume reads it)."""
         parent = self._require_run()
+        for rec in records:   # bad input fails before anything of the generation is recorded
+            if rec.adapter_dir is not None and \
+                    not (Path(rec.adapter_dir) / "adapter_config.json").is_file():
+                raise EvolveError(f"adapter_dir {rec.adapter_dir} of {rec.learner_id} has no "
+                                  "adapter_config.json; export it with Population.export_peft")
         for rec in records:
             if not rec.parent_run_ids:
                 rec.parent_run_ids = [self._run_ids[p] for p in rec.parents if p in self._run_ids]
@@ -372,9 +377,6 @@ class Tracker:
         if decisions:
             self._client.log_text(rec.run_id, decisions + "\n", "decisions.txt")
         if rec.adapter_dir is not None:
-            if not (Path(rec.adapter_dir) / "adapter_config.json").is_file():
-                raise EvolveError(f"adapter_dir {rec.adapter_dir} of {rec.learner_id} has no "
-                                  "adapter_config.json; export it with Population.export_peft")
             self._client.log_artifacts(rec.run_id, str(rec.adapter_dir), "adapter")
         self._client.set_terminated(rec.run_id, "FINISHED")
 

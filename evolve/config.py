@@ -30,13 +30,15 @@ ASSESS_SIGNALS = ("assess_auc", "assess_learned_per_100", "assess_half_life", "a
 def _f(default: Any, help: str, nested: type | None = None) -> Any:
     """A dataclass field with its help text (shown by docs/config.md) and an optional nested type."""
     meta = {"help": help, "nested": nested}
-    if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
+    if isinstance(default, type):                 # a nested config: built (and validated) lazily
+        return field(default_factory=default, metadata=meta)
+    if isinstance(default, (dict, list)):
         return field(default_factory=lambda d=default: _copy(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 def _copy(v: Any) -> Any:
-    return dataclasses.replace(v) if dataclasses.is_dataclass(v) else yaml.safe_load(yaml.safe_dump(v))
+    return yaml.safe_load(yaml.safe_dump(v))
 
 
 def _need(ok: bool, msg: str) -> None:
@@ -185,13 +187,13 @@ class RunConfig:
     tasks: list[TaskConfig] = _f([], "task families: [{family, n, holdout, probe, ...params}]",
                                  nested=TaskConfig)
     genome: dict[str, Any] = _f({}, "gene space overrides (evolve.genome.GeneSpace fields)")
-    training: TrainingConfig = _f(TrainingConfig(), "training schedule", nested=TrainingConfig)
-    selection: SelectionConfig = _f(SelectionConfig(), "selection", nested=SelectionConfig)
-    variation: VariationConfig = _f(VariationConfig(), "variation", nested=VariationConfig)
+    training: TrainingConfig = _f(TrainingConfig, "training schedule", nested=TrainingConfig)
+    selection: SelectionConfig = _f(SelectionConfig, "selection", nested=SelectionConfig)
+    variation: VariationConfig = _f(VariationConfig, "variation", nested=VariationConfig)
     inheritance: str = _f("lamarckian", "lamarckian (adapter+optimiser inherited) | darwinian")
-    fitness: FitnessConfig = _f(FitnessConfig(), "fitness", nested=FitnessConfig)
-    assess: AssessConfig = _f(AssessConfig(), "learning-speed assessment", nested=AssessConfig)
-    tracking: TrackingConfig = _f(TrackingConfig(), "MLflow", nested=TrackingConfig)
+    fitness: FitnessConfig = _f(FitnessConfig, "fitness", nested=FitnessConfig)
+    assess: AssessConfig = _f(AssessConfig, "learning-speed assessment", nested=AssessConfig)
+    tracking: TrackingConfig = _f(TrackingConfig, "MLflow", nested=TrackingConfig)
     backend: str = _f("local", "local | ray")
     groups: int = _f(1, "learner groups per generation (one training job each; same on every backend)")
     state_dir: str = _f(".evolve_state", "resume state: <state_dir>/<parent run id>/")

@@ -92,11 +92,12 @@ def strategy_ranges(name: str | None) -> dict[str, Any]:
     """The curriculum strategy's `mutable` parameter ranges (name -> ParamRange); {} if none."""
     if not name:
         return {}
-    import curricula
+    import curricula  # noqa: F401  (registers the strategies)
+    from curricula.registry import STRATEGIES
 
-    if name not in curricula.STRATEGIES:
+    if name not in STRATEGIES:
         return {}
-    return dict(getattr(curricula.STRATEGIES.get(name), "mutable", {}) or {})
+    return dict(getattr(STRATEGIES.get(name), "mutable", {}) or {})
 
 
 @dataclass
@@ -214,11 +215,12 @@ class GeneSpace:
             raise EvolveError(f"gene space steps_per_item must be [low, high] >= 1, got {[lo, hi]}")
         self.steps_per_item = (lo, hi)
         self.seed = (int(self.seed[0]), int(self.seed[1]))
-        import curricula
+        import curricula  # noqa: F401  (registers the strategies)
+        from curricula.registry import STRATEGIES
 
-        valid = curricula.STRATEGIES.names()
+        valid = STRATEGIES.names()
         self.curricula = tuple(self.curricula) or tuple(valid)
-        bad = [c for c in self.curricula if c not in curricula.STRATEGIES]
+        bad = [c for c in self.curricula if c not in STRATEGIES]
         if bad or not self.curricula:
             raise EvolveError(f"unknown curriculum strategy {', '.join(bad) or '(none)'}; "
                               f"valid: {', '.join(valid) or '(none registered)'}")

@@ -9,9 +9,10 @@ so a selection is a pure function of its `rng` and a resumed run selects as the 
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,9 +113,9 @@ def _directions(names: Sequence[str], weights: Sequence[float] | None) -> list[f
             raise EvolveError(f"{len(weights)} weights for {len(names)} objectives; give one each")
         return [1.0 if w > 0 else -1.0 for w in weights]
     try:
-        import fitness
+        import fitness  # noqa: F401  (registers the signals)
+        from fitness.registry import SIGNALS as reg
 
-        reg = fitness.SIGNALS
         return [1.0 if (n not in reg or reg.get(n).higher_is_better) else -1.0 for n in names]
     except (ImportError, AttributeError):
         return [1.0] * len(names)
@@ -126,7 +127,7 @@ def _cycle(chosen: list[Individual], k: int) -> list[Individual]:
 
 @SELECTION.register("tournament", "best of `size` drawn at random, k times (DEAP selTournament)")
 def tournament(pop: Sequence[Individual], k: int, rng: random.Random, size: int = 3,
-               **_: Any) -> list[Individual]:
+               ) -> list[Individual]:
     """k tournaments of `size` valid individuals drawn with replacement; the fittest of each wins."""
     _check_k(k)
     if size < 1:
@@ -137,7 +138,7 @@ def tournament(pop: Sequence[Individual], k: int, rng: random.Random, size: int 
 
 @SELECTION.register("truncation", "PBT exploit: bottom quantile replaced by copies of the top")
 def truncation(pop: Sequence[Individual], k: int, rng: random.Random, quantile: float = 0.25,
-               **_: Any) -> list[Individual]:
+               ) -> list[Individual]:
     """Ray-PBT exploit. The best `k - n_bottom` valid individuals are kept (best first), then the
     bottom quantile (`round(quantile * k)`, at least every failed slot) is filled with copies drawn
     uniformly from the top quantile of the valid individuals (at least one)."""
@@ -154,7 +155,7 @@ def truncation(pop: Sequence[Individual], k: int, rng: random.Random, quantile: 
 @SELECTION.register("nsga2", "NSGA-II over chosen signals: Pareto fronts, then crowding (DEAP)")
 def nsga2(pop: Sequence[Individual], k: int, rng: random.Random,
           objectives: Sequence[str] = (), weights: Sequence[float] | None = None,
-          **_: Any) -> list[Individual]:
+          ) -> list[Individual]:
     """DEAP `selNSGA2` over `objectives` (signal names; `weights` +1 maximise / -1 minimise, default
     from the fitness registry). Returns the first front first, then by crowding; sets each
     individual's `front` and `crowding`. k above the valid count cycles through the ranking."""
@@ -182,7 +183,7 @@ def nsga2(pop: Sequence[Individual], k: int, rng: random.Random,
 @SELECTION.register("lexicase", "epsilon-lexicase over per-task cases or per-signal scores (DEAP)")
 def lexicase(pop: Sequence[Individual], k: int, rng: random.Random, source: str = "cases",
              names: Sequence[str] = (), weights: Sequence[float] | None = None,
-             epsilon: float | None = None, **_: Any) -> list[Individual]:
+             epsilon: float | None = None) -> list[Individual]:
     """Each pick filters the valid individuals case by case in a random order, keeping those
     within `epsilon` of the best on the case (None: the median absolute deviation, DEAP's automatic
     epsilon). `source` "cases" uses `Individual.cases` (higher is better), "signals" uses
@@ -207,8 +208,8 @@ def lexicase(pop: Sequence[Individual], k: int, rng: random.Random, source: str 
 
 
 @SELECTION.register("elitism", "the best k by fitness, unchanged (no randomness)")
-def elitism(pop: Sequence[Individual], k: int, rng: random.Random | None = None,
-            **_: Any) -> list[Individual]:
+def elitism(pop: Sequence[Individual], k: int, rng: random.Random | None = None
+            ) -> list[Individual]:
     """The best `k` valid individuals, best first; fewer if fewer are valid."""
     _check_k(k)
     return ranked(pop)[:k] if any(not p.failed for p in pop) else []
@@ -216,8 +217,18 @@ def elitism(pop: Sequence[Individual], k: int, rng: random.Random | None = None,
 
 def select(name: str, pop: Sequence[Individual], k: int, rng: random.Random,
            **params: Any) -> list[Individual]:
-    """Run the registered selection operator `name` (unknown names list the valid ones)."""
-    return list(SELECTION.get(name)(pop, k, rng, **params))
+    """Run the registered selection operator `name`; unknown names and params list the valid ones."""
+    fn = SELECTION.get(name)
+    check_params(fn, params, f"selection operator {name}")
+    return list(fn(pop, k, rng, **params))
+
+
+def check_params(fn: Callable[..., Any], params: Mapping[str, Any], what: str) -> None:
+    """One-line error for a param `fn` does not take (a typo would otherwise pass silently)."""
+    names = [p.name for p in list(inspect.signature(fn).parameters.values())[3:]]
+    bad = [k for k in params if k not in names]
+    if bad:
+        raise EvolveError(f"unknown param {bad[0]!r} for {what}; valid: {', '.join(names) or '(none)'}")
 
 
 def fitness_array(pop: Sequence[Individual]) -> np.ndarray:

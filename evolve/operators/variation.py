@@ -42,7 +42,7 @@ from evolve.operators.decisions import (
     gene_line,
     merge_line,
 )
-from evolve.operators.selection import seed_deap
+from evolve.operators.selection import check_params, seed_deap
 
 _RANK = {"clone": 0, "mutate": 1, "crossover": 2}
 
@@ -95,7 +95,7 @@ def _explore_param(v: Any, r: Any, rng: random.Random) -> tuple[Any, str]:
 
 @VARIATION.register("explore", "Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour, resample p")
 def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
-            resample_p: float = 0.25, **_: Any) -> Child:
+            resample_p: float = 0.25) -> Child:
     """Perturb every gene but `seed` and `space.fixed`: with probability `resample_p` resample it
     from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour."""
     if not 0 <= resample_p <= 1:
@@ -146,7 +146,7 @@ def lines_curriculum_unchanged(lines: Sequence[str]) -> bool:
 
 @VARIATION.register("crossover", "uniform crossover of two genomes, gene by gene (DEAP cxUniform)")
 def crossover(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
-              indpb: float = 0.5, **_: Any) -> Child:
+              indpb: float = 0.5) -> Child:
     """Each gene from parents[1] with probability `indpb`, else from parents[0]. The curriculum
     travels with its parameters. The adapter is inherited from parents[0]."""
     if len(parents) < 2:
@@ -174,7 +174,7 @@ def crossover(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
 
 @VARIATION.register("merge", "adapter crossover: merge the parents' LoRA deltas (linear/svd/ties)")
 def merge(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, method: str = "svd",
-          weights: Sequence[float] | None = None, density: float = 0.5, **_: Any) -> Child:
+          weights: Sequence[float] | None = None, density: float = 0.5) -> Child:
     """The child keeps parents[0]'s genome (so its rank) and gets the merge of all parents'
     adapters, re-factorised to that rank. `weights` default: equal; `density` is for ties."""
     if method not in MERGE_METHODS:
@@ -189,7 +189,7 @@ def merge(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, metho
 
 
 @VARIATION.register("reseed", "re-diversify: a new seed (curriculum stream order) for the child")
-def reseed(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, **_: Any) -> Child:
+def reseed(parents: Sequence[Parent], space: GeneSpace, rng: random.Random) -> Child:
     """A fresh seed from `space.seed`, always different from the parent's."""
     g = parents[0].genome.copy()
     old = g.seed
@@ -199,8 +199,7 @@ def reseed(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, **_:
 
 
 @VARIATION.register("noise", "re-diversify: Gaussian noise on the inherited adapter (relative std)")
-def noise(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, std: float = 0.01,
-          **_: Any) -> Child:
+def noise(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, std: float = 0.01) -> Child:
     """Genome unchanged; the engine adds N(0, (std * rms(tensor))^2) to every inherited adapter
     tensor with the logged seed (evolve.merge.add_noise)."""
     if not std >= 0:
@@ -221,7 +220,9 @@ def vary(steps: Sequence[tuple[str, Mapping[str, Any]]], parents: Sequence[Paren
         p = float(params.pop("p", 1.0))
         if p < 1.0 and rng.random() >= p:
             continue
-        out = VARIATION.get(name)([Parent(parents[0].id, child.genome), *parents[1:]], space, rng,
+        fn = VARIATION.get(name)
+        check_params(fn, params, f"variation operator {name}")
+        out = fn([Parent(parents[0].id, child.genome), *parents[1:]], space, rng,
                                   **params)
         child = Child(out.genome, child.decisions + out.decisions,
                       tuple(dict.fromkeys(child.parents + out.parents)),

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-import curricula
+from curricula.registry import STRATEGIES
 from evolve.errors import EvolveError
 from evolve.genome import GeneSpace, Genome, fmt_value, round_sig, sample_genome
 from evolve.registry import Entry
@@ -42,7 +42,7 @@ def strategies(monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
         "t_power": {"exponent": Range(0.5, 3.0, "float")},
     }
     for name, mutable in specs.items():
-        monkeypatch.setitem(curricula.STRATEGIES._entries, name,
+        monkeypatch.setitem(STRATEGIES._entries, name,
                             Entry(name, "test strategy", make_strategy(name, mutable)))
     return tuple(specs)
 
@@ -95,7 +95,7 @@ def test_sampled_genomes_lie_in_the_space_and_are_seeded(space: GeneSpace) -> No
     assert {g.curriculum for g in genomes} == set(space.curricula)
     assert {g.rank for g in genomes} == set(space.rank)
     for g in genomes:   # every mutable parameter of the chosen strategy is set, and nothing else
-        assert set(g.curriculum_params) == set(curricula.STRATEGIES.get(g.curriculum).mutable)
+        assert set(g.curriculum_params) == set(STRATEGIES.get(g.curriculum).mutable)
     assert sample_genome(space, random.Random(7)) == sample_genome(space, random.Random(7))
     assert sample_genome(space, random.Random(7)) != sample_genome(space, random.Random(8))
 

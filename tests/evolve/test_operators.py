@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import curricula
+from curricula.registry import STRATEGIES
 from evolve.errors import EvolveError
 from evolve.genome import GeneSpace, Genome, round_sig, sample_genome
 from evolve.operators import SELECTION, VARIATION, adapter_plan, apply_decisions
@@ -37,7 +37,7 @@ def space(monkeypatch: pytest.MonkeyPatch) -> GeneSpace:
                          "window": Range(1, 5, "int"), "mode": Range(kind="choice", choices=("a", "b"))}}
     for name, mutable in specs.items():
         cls = type(name, (), {"name": name, "description": "test", "mutable": mutable})
-        monkeypatch.setitem(curricula.STRATEGIES._entries, name, Entry(name, "test", cls))
+        monkeypatch.setitem(STRATEGIES._entries, name, Entry(name, "test", cls))
     return GeneSpace(curricula=tuple(specs), rank=(2, 4, 8, 16),
                      target_modules=(("q_proj", "v_proj"), ("q_proj", "k_proj", "v_proj")))
 
@@ -242,3 +242,12 @@ def test_vary_is_deterministic_and_reports_the_operator(space: GeneSpace) -> Non
     assert one.operator == "crossover" and one.parents == ("A", "B")
     assert vary([("explore", {})], parents, space, random.Random(0)).operator == "mutate"
     assert vary([("reseed", {})], parents, space, random.Random(0)).operator == "clone"
+
+
+def test_a_misspelt_param_is_an_error_not_ignored(space: GeneSpace) -> None:
+    with pytest.raises(EvolveError, match="unknown param 'sise' for selection operator tournament; "
+                                          "valid: size"):
+        select("tournament", pop_of([1.0, 2.0]), 2, random.Random(0), sise=5)
+    g = Genome(curriculum="t_plain")
+    with pytest.raises(EvolveError, match="unknown param 'resample' for variation operator explore"):
+        vary([("explore", {"resample": 0.5})], [Parent("a", g)], space, random.Random(0))

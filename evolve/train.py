@@ -124,6 +124,7 @@ def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], b
 def _population(job: GroupJob) -> Any:
     import torch
     from learners.base import load_base
+
     from learners.population import Population
 
     torch.manual_seed(job.seed)
@@ -240,3 +241,60 @@ def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] 
     from fitness.spectral import spectral
 
     return spectral(pop.merged_weights(p), deltas or None)
+
+
+def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[float, int] | None,
+                parent_states: dict[str, Any]) -> Any:
+    """A Lamarckian child's starting `LearnerState` (None when it has no parent state).
+
+    No merge: the first parent's adapter AND AdamW moments and step, with the child's spec (its
+    mutated hyperparameters). A rank change re-factorises the adapter to the new rank (the same
+    update; fresh moments, since old moments do not fit the new factors). A merge (`MergePlan`)
+    gives the parents' merged update at the child's rank and alpha with fresh moments. Modules
+    outside the child's target set are dropped; `noise` = (relative std, seed) perturbs the adapter.
+    """
+    from evolve.merge import LoraFactors, add_noise, merge_adapters, resize
+    from learners.lora import module_matches
+    from learners.population import LearnerState
+
+    first = parent_states.get(parents[0]) if parents else None
+    if first is None:
+        return None
+    spec = genome.to_spec()
+
+    def factors(st: Any) -> Any:
+        return LoraFactors(dict(st.lora), st.spec.alpha / st.spec.rank)
+
+    if merge is not None:
+        merged = merge_adapters([factors(parent_states[p]) for p in merge.parents], merge.weights,
+                                merge.method, rank=spec.rank, alpha=spec.alpha,
+                                density=merge.density, seed=genome.seed)
+        state = LearnerState(spec=spec, step=0, lora=merged.layers)
+    elif first.spec.rank != spec.rank:
+        resized = resize(factors(first), spec.rank, alpha=spec.alpha, seed=genome.seed)
+        state = LearnerState(spec=spec, step=0, lora=resized.layers)
+    else:
+        state = LearnerState(spec=spec, step=first.step, lora=dict(first.lora),
+                             exp_avg=first.exp_avg, exp_avg_sq=first.exp_avg_sq)
+    keep = [n for n in state.lora if module_matches(n, spec.target_modules)]
+    state.lora = {n: state.lora[n] for n in keep}
+    for moments in ("exp_avg", "exp_avg_sq"):
+        if getattr(state, moments):
+            setattr(state, moments, {n: getattr(state, moments)[n] for n in keep
+                                     if n in getattr(state, moments)})
+    if noise is not None:
+        state.lora = add_noise(factors(state), noise[0], noise[1]).layers
+    return state
+
+
+def export_adapter(base: str, state: Any, out_dir: str | Any) -> Any:
+    """Write `state` as a standard PEFT adapter directory (what `PeftModel.from_pretrained` loads)."""
+    from learners.base import load_base
+
+    from learners.population import Population
+
+    model, tok = load_base(base)
+    pop = Population(model, tok, [state.spec],
+                     target_modules=tuple(state.spec.target_modules or ("q_proj", "v_proj")))
+    pop.set_state(0, state)
+    return pop.export_peft(0, out_dir, base)

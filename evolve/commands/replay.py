@@ -76,7 +76,7 @@ def run_config(tracker: Any, evolution: str, state_dir: str) -> Any:
 def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:
     """Re-train `learner`'s ancestry, export its adapter to `out`; max abs diff to the logged one."""
     from evolve.basemodel import resolve_base
-    from evolve.engine import build_streams, draw_items, make_job, Member
+    from evolve.engine import Member, build_streams, draw_items, make_job
     from evolve.genome import Genome
     from evolve.operators.decisions import adapter_plan
     from evolve.train import child_state, export_adapter, train_group

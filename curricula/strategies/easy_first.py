@@ -1,0 +1,22 @@
+"""Easy-first: ascending `Item.difficulty`, ties broken by a seeded shuffle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from curricula.items import Item, ParamRange
+from curricula.registry import STRATEGIES
+from curricula.strategies._common import rng_for, shuffled
+
+
+@STRATEGIES.register("easy_first", "ascending difficulty, ties in seeded random order")
+class EasyFirst:
+    name: ClassVar[str] = "easy_first"
+    description: ClassVar[str] = "ascending difficulty, ties in seeded random order"
+    mutable: ClassVar[dict[str, ParamRange]] = {}
+
+    def order(self, items: Sequence[Item], seed: int,
+              probe: Mapping[str, tuple[bool, float]] | None = None) -> list[Item]:
+        # shuffle, then a stable sort: equal difficulties keep the seeded order
+        return sorted(shuffled(items, rng_for(self.name, seed)), key=lambda it: it.difficulty)

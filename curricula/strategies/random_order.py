@@ -1,0 +1,21 @@
+"""Random shuffle: the control arm every other curriculum is compared against."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from curricula.items import Item, ParamRange
+from curricula.registry import STRATEGIES
+from curricula.strategies._common import rng_for, shuffled
+
+
+@STRATEGIES.register("random", "seeded random shuffle of the items")
+class RandomOrder:
+    name: ClassVar[str] = "random"
+    description: ClassVar[str] = "seeded random shuffle of the items"
+    mutable: ClassVar[dict[str, ParamRange]] = {}
+
+    def order(self, items: Sequence[Item], seed: int,
+              probe: Mapping[str, tuple[bool, float]] | None = None) -> list[Item]:
+        return shuffled(items, rng_for(self.name, seed))

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
 
+from curricula.items import ParamRange
 from curricula.registry import STRATEGIES
 from evolve.errors import EvolveError
 from evolve.genome import GeneSpace, Genome, fmt_value, round_sig, sample_genome
 from evolve.registry import Entry
-
-
-@dataclass(frozen=True)
-class Range:
-    """Duck-typed like curricula.items.ParamRange (low, high, kind, choices)."""
-
-    low: float = 0.0
-    high: float = 0.0
-    kind: str = "float"
-    choices: tuple[Any, ...] = ()
 
 
 def make_strategy(name: str, mutable: dict[str, Any]) -> type:
@@ -37,9 +27,9 @@ def strategies(monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
     """Three test strategies with every ParamRange kind, registered only for this test."""
     specs = {
         "t_plain": {},
-        "t_mixed": {"ratio": Range(0.1, 0.9, "float"), "temp": Range(1e-3, 1.0, "log"),
-                    "window": Range(1, 5, "int"), "mode": Range(kind="choice", choices=("a", "b", "c"))},
-        "t_power": {"exponent": Range(0.5, 3.0, "float")},
+        "t_mixed": {"ratio": ParamRange(0.1, 0.9, "float"), "temp": ParamRange(1e-3, 1.0, "log"),
+                    "window": ParamRange(1, 5, "int"), "mode": ParamRange(kind="choice", choices=("a", "b", "c"))},
+        "t_power": {"exponent": ParamRange(0.5, 3.0, "float")},
     }
     for name, mutable in specs.items():
         monkeypatch.setitem(STRATEGIES._entries, name,

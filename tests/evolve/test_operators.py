@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from curricula.items import ParamRange
 from curricula.registry import STRATEGIES
 from evolve.errors import EvolveError
 from evolve.genome import GeneSpace, Genome, round_sig, sample_genome
@@ -19,22 +19,12 @@ from evolve.operators.variation import Parent, vary
 from evolve.registry import Entry, UnknownNameError
 
 
-@dataclass(frozen=True)
-class Range:
-    """Duck-typed like curricula.items.ParamRange (low, high, kind, choices)."""
-
-    low: float = 0.0
-    high: float = 0.0
-    kind: str = "float"
-    choices: tuple[Any, ...] = ()
-
-
 @pytest.fixture
 def space(monkeypatch: pytest.MonkeyPatch) -> GeneSpace:
     """A space over three test strategies (every ParamRange kind), registered for this test only."""
-    specs = {"t_plain": {}, "t_power": {"exponent": Range(0.5, 3.0, "float")},
-             "t_mixed": {"ratio": Range(0.1, 0.9, "float"), "temp": Range(1e-3, 1.0, "log"),
-                         "window": Range(1, 5, "int"), "mode": Range(kind="choice", choices=("a", "b"))}}
+    specs = {"t_plain": {}, "t_power": {"exponent": ParamRange(0.5, 3.0, "float")},
+             "t_mixed": {"ratio": ParamRange(0.1, 0.9, "float"), "temp": ParamRange(1e-3, 1.0, "log"),
+                         "window": ParamRange(1, 5, "int"), "mode": ParamRange(kind="choice", choices=("a", "b"))}}
     for name, mutable in specs.items():
         cls = type(name, (), {"name": name, "description": "test", "mutable": mutable})
         monkeypatch.setitem(STRATEGIES._entries, name, Entry(name, "test", cls))
@@ -91,6 +81,10 @@ def test_lexicase_picks_specialists_over_a_generalist() -> None:
     for eps in (0.0, None):
         counts = Counter(p.id for p in select("lexicase", pop, 300, random.Random(0), epsilon=eps))
         assert set(counts) == {"l0", "l1", "l2"} and min(counts.values()) > 60
+    # per-signal cases with directions: a minimised signal picks its minimiser
+    pop2 = pop_of([0.0, 0.0], signals=[{"forgetting": 0.1}, {"forgetting": 0.4}])
+    out = select("lexicase", pop2, 20, random.Random(0), source="signals", weights=[-1], epsilon=0.0)
+    assert {p.id for p in out} == {"l0"}
     # a tournament on the scalar picks the generalist instead
     assert Counter(p.id for p in select("tournament", pop, 50, random.Random(0), size=40)) == {"l3": 50}
 
@@ -251,3 +245,17 @@ def test_a_misspelt_param_is_an_error_not_ignored(space: GeneSpace) -> None:
     g = Genome(curriculum="t_plain")
     with pytest.raises(EvolveError, match="unknown param 'resample' for variation operator explore"):
         vary([("explore", {"resample": 0.5})], [Parent("a", g)], space, random.Random(0))
+
+
+def test_real_strategies_sample_explore_and_replay() -> None:
+    """The default space over every registered curriculum strategy, with their own ranges."""
+    space = GeneSpace()
+    assert {"random", "rehearsal", "interleaved"} <= set(space.curricula)
+    for s in range(30):
+        rng = random.Random(s)
+        a, b = sample_genome(space, rng), sample_genome(space, rng)
+        for g in (a, b):
+            STRATEGIES.get(g.curriculum)(**g.curriculum_params)     # the strategy accepts them
+        child = vary(PIPELINES[1], [Parent("a", a), Parent("b", b)], space, rng)
+        STRATEGIES.get(child.genome.curriculum)(**child.genome.curriculum_params)
+        assert space.contains(child.genome) and apply_decisions(a, child.decisions) == child.genome

@@ -1,0 +1,145 @@
+"""Stacked LoRA: P adapters on one frozen linear layer, applied to a batch laid out per learner.
+
+PEFT cannot train different adapters in one batch (its mixed-adapter batches are inference only), so
+the population owns this small layer. Learner p's rows are the p-th contiguous block of the batch:
+
+    x      [P*B, T, in]   (any leading shape whose first dim is a multiple of P)
+    A      [P, r_max, in]    lora_A of every learner, PEFT's lora_A.weight per slice
+    B      [P, out, r_max]   lora_B of every learner, PEFT's lora_B.weight per slice
+    gain   [P, r_max]        alpha_p / r_p on the first r_p ranks, 0 beyond them and 0 where learner p
+                             does not adapt this module (mixed ranks and target sets by masking)
+    y = base(x) + reshape( bmm( bmm(drop_p(x_p), A^T) * gain, B^T ) )
+
+so learner p's output equals PEFT's `base(x) + lora_B(lora_A(dropout(x))) * alpha/r`. Masked entries
+of A and B are zero and get zero gradients, so an exported slice is exactly a rank-r_p PEFT adapter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+try:  # GPT-2 style fused projections (weight stored [in, out])
+    from transformers.pytorch_utils import Conv1D
+except ImportError:  # pragma: no cover - transformers is a dependency
+    Conv1D = ()  # type: ignore[assignment]
+
+
+def linear_dims(module: nn.Module) -> tuple[int, int, bool]:
+    """(in_features, out_features, fan_in_fan_out) of an nn.Linear or a transformers Conv1D."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features, False
+    if Conv1D and isinstance(module, Conv1D):
+        return module.weight.shape[0], module.weight.shape[1], True
+    raise TypeError(f"cannot adapt {type(module).__name__}: only nn.Linear and Conv1D")
+
+
+def peft_init_A(r: int, d_in: int, generator: torch.Generator) -> torch.Tensor:
+    """[r, d_in] drawn like PEFT's default `kaiming_uniform_(a=sqrt(5))`: U(-1/sqrt(in), 1/sqrt(in))."""
+    bound = 1.0 / math.sqrt(d_in)  # gain sqrt(2/(1+5)) * sqrt(3/fan_in)
+    return (torch.rand(r, d_in, generator=generator) * 2 - 1) * bound
+
+
+class StackedLoRALinear(nn.Module):
+    """A frozen linear layer plus P LoRA adapters applied per learner with batched matmuls."""
+
+    def __init__(self, base: nn.Module, P: int, r_max: int) -> None:
+        super().__init__()
+        d_in, d_out, self.fan_in_fan_out = linear_dims(base)
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.P, self.r_max, self.in_features, self.out_features = P, r_max, d_in, d_out
+        w = base.weight
+        self.lora_A = nn.Parameter(torch.zeros(P, r_max, d_in, device=w.device, dtype=w.dtype))
+        self.lora_B = nn.Parameter(torch.zeros(P, d_out, r_max, device=w.device, dtype=w.dtype))
+        self.register_buffer("gain", torch.zeros(P, r_max, device=w.device, dtype=w.dtype))
+        self.register_buffer("drop", torch.zeros(P, device=w.device, dtype=w.dtype))
+        self.generator: torch.Generator | None = None  # dropout masks; set by the population
+
+    def set_learner(self, p: int, rank: int, alpha: float, dropout: float, enabled: bool) -> None:
+        """Set learner p's rank mask, scale alpha/rank and dropout (adapter weights untouched)."""
+        if not 1 <= rank <= self.r_max:
+            raise ValueError(f"rank {rank} outside 1..{self.r_max}; raise the population's r_max")
+        with torch.no_grad():
+            self.gain[p].zero_()
+            if enabled:
+                self.gain[p, :rank] = alpha / rank
+            self.drop[p] = dropout
+
+    def reset_learner(self, p: int, rank: int, generator: torch.Generator, enabled: bool) -> None:
+        """PEFT's init for learner p: A kaiming-uniform on its first `rank` rows, B zero."""
+        with torch.no_grad():
+            self.lora_A[p].zero_()
+            self.lora_B[p].zero_()
+            if enabled:
+                a = peft_init_A(rank, self.in_features, generator)
+                self.lora_A[p, :rank] = a.to(self.lora_A.device, self.lora_A.dtype)
+
+    def delta(self, p: int) -> torch.Tensor:
+        """Learner p's weight update B @ diag(gain) @ A as [out, in] (detached)."""
+        with torch.no_grad():
+            return (self.lora_B[p] * self.gain[p]) @ self.lora_A[p]
+
+    def base_weight(self) -> torch.Tensor:
+        """The frozen weight as [out, in] (Conv1D stores it transposed)."""
+        w = self.base.weight.detach()
+        return w.t() if self.fan_in_fan_out else w
+
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """x [P, M, in] with learner p's dropout rate applied to its slice (inverted dropout)."""
+        keep = 1.0 - self.drop  # [P]
+        u = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        mask = (u < keep[:, None, None]).to(x.dtype) / keep.clamp_min(1e-12)[:, None, None]
+        return x * mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [P*B, ..., in] -> [P*B, ..., out]; rows of learner p are the p-th block of size B."""
+        y = self.base(x)
+        n = x.shape[0]
+        if n % self.P:
+            raise ValueError(f"batch of {n} rows is not a multiple of P={self.P} learners")
+        xp = x.reshape(self.P, -1, self.in_features)  # [P, M, in], M = B*T
+        if self.training and bool((self.drop > 0).any()):
+            xp = self._dropout(xp)
+        h = torch.bmm(xp, self.lora_A.transpose(1, 2)) * self.gain[:, None, :]  # [P, M, r_max]
+        out = torch.baddbmm(y.reshape(self.P, -1, self.out_features), h, self.lora_B.transpose(1, 2))
+        return out.reshape(y.shape)
+
+    def extra_repr(self) -> str:
+        return f"P={self.P}, r_max={self.r_max}, in={self.in_features}, out={self.out_features}"
+
+
+def inject(model: nn.Module, target_modules: Sequence[str], P: int, r_max: int
+           ) -> dict[str, StackedLoRALinear]:
+    """Replace every module whose name ends with a target (PEFT's suffix rule) by a stacked layer.
+
+    Returns {module name (as in `model.named_modules()`): layer}; raises ValueError if none match.
+    """
+    targets = tuple(target_modules)
+    found = [
+        (name, mod) for name, mod in model.named_modules()
+        if module_matches(name, targets) and not isinstance(mod, StackedLoRALinear)
+    ]
+    if not found:
+        raise ValueError(f"no module of the model matches target_modules {list(targets)}; "
+                         "pass names such as q_proj, v_proj (Llama) or c_attn (GPT-2)")
+    layers: dict[str, StackedLoRALinear] = {}
+    for name, mod in found:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = StackedLoRALinear(mod, P, r_max)
+        setattr(parent, child, layer)
+        layers[name] = layer
+    return layers
+
+
+def module_matches(name: str, targets: Sequence[str]) -> bool:
+    """PEFT's suffix rule: `model.layers.0.self_attn.q_proj` matches `q_proj`."""
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+__all__ = ["StackedLoRALinear", "inject", "module_matches", "peft_init_A", "linear_dims"]

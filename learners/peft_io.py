@@ -1,0 +1,91 @@
+"""One learner in and out of the standard PEFT adapter format.
+
+A directory with `adapter_config.json` (a `LoraConfig`: r, lora_alpha, target_modules,
+`base_model_name_or_path` = the real base directory) and `adapter_model.safetensors` with PEFT's key
+names `base_model.model.<module>.lora_A.weight` [r, in] and `...lora_B.weight` [out, r], so
+`PeftModel.from_pretrained(base, dir)` reproduces the learner's logits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from learners.population import Population
+
+PREFIX = "base_model.model."
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+
+
+def export_peft(pop: Population, i: int, out_dir: str | Path, base_path: str | Path) -> Path:
+    """Write learner i of `pop` to `out_dir` as a PEFT LoRA adapter; returns the directory."""
+    from peft import LoraConfig
+
+    spec = pop.specs[i]
+    state = pop.get_state(i)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fan = any(pop.layers[n].fan_in_fan_out for n in state.lora)
+    cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, bias="none",
+                     target_modules=list(spec.target_modules or pop.default_targets),
+                     task_type="CAUSAL_LM", fan_in_fan_out=fan,
+                     base_model_name_or_path=str(Path(base_path).resolve()))
+    cfg.save_pretrained(str(out))
+    tensors = {}
+    for name, (a, b) in state.lora.items():
+        tensors[f"{PREFIX}{name}.lora_A.weight"] = a.contiguous()
+        tensors[f"{PREFIX}{name}.lora_B.weight"] = b.contiguous()
+    save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
+    return out
+
+
+def import_peft(pop: Population, i: int, adapter_dir: str | Path) -> None:
+    """Make learner i the LoRA adapter in `adapter_dir` (fresh AdamW state, step 0).
+
+    Rank, alpha, dropout and target modules come from the adapter; lr, weight decay, seed and
+    clipping stay those of learner i's current spec.
+    """
+    from learners.population import LearnerState
+
+    d = Path(adapter_dir)
+    if not (d / CONFIG).is_file() or not (d / WEIGHTS).is_file():
+        raise ValueError(f"{d} is not a PEFT adapter directory (needs {CONFIG} and {WEIGHTS}); "
+                         "pass a directory written by save_pretrained or export_peft")
+    cfg = json.loads((d / CONFIG).read_text())
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"{d} holds a {cfg['peft_type']} adapter; only LoRA adapters can be imported")
+    if cfg.get("rank_pattern") or cfg.get("alpha_pattern") or cfg.get("use_dora"):
+        raise ValueError(f"{d} uses rank_pattern/alpha_pattern/DoRA; import a plain LoRA adapter")
+    r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
+    if r > pop.r_max:
+        raise ValueError(f"adapter {d} has rank {r} > the population's r_max {pop.r_max}; "
+                         f"build the Population with r_max={r} or more")
+    if cfg.get("use_rslora"):
+        alpha = alpha * math.sqrt(r)  # rsLoRA scales by alpha/sqrt(r) = (alpha*sqrt(r))/r
+    targets = cfg.get("target_modules")
+    if isinstance(targets, str) or not targets:
+        raise ValueError(f"{d}: target_modules must be a list of module names, got {targets!r}")
+    weights = load_file(str(d / WEIGHTS))
+    lora: dict = {}
+    for key, t in weights.items():
+        if not key.startswith(PREFIX) or ".lora_" not in key:
+            raise ValueError(f"{d}: unexpected tensor {key!r}; expected PEFT LoRA key names")
+        name, _, part = key[len(PREFIX):].rpartition(".lora_")
+        if name not in pop.layers:
+            raise ValueError(f"{d} adapts {name}, which this population has no adapter on; "
+                             f"add it to target_modules (population adapts {pop.names})")
+        a, b = lora.get(name, (None, None))
+        lora[name] = (t, b) if part.startswith("A.") else (a, t)
+    for name, (a, b) in lora.items():
+        if a is None or b is None:
+            raise ValueError(f"{d}: {name} lacks lora_A or lora_B")
+    spec = replace(pop.specs[i], rank=r, alpha=alpha, dropout=float(cfg.get("lora_dropout", 0.0)),
+                   target_modules=tuple(targets))
+    pop.set_state(i, LearnerState(spec=spec, step=0, lora=lora))

@@ -1,0 +1,289 @@
+"""The population: P LoRA learners on one frozen base, trained with one forward and one backward pass.
+
+Learner p's batch is the p-th block of rows of one stacked batch `[P*B, T]`; every adapted linear
+layer is a `StackedLoRALinear` (learners/lora.py) and every learner has its own AdamW slice
+(learners/optim.py), so each learner moves exactly as if it were trained alone with PEFT. A learner
+whose loss or gradients become NaN/inf is frozen (never updated again) and marked `failed`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from learners import probe as probing
+from learners.encoding import encode_pairs
+from learners.lora import StackedLoRALinear, inject, module_matches
+from learners.optim import StackedAdamW
+from learners.probe import ProbeResult
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class LearnerSpec:
+    """One learner's hyperparameters (from its genome)."""
+
+    lr: float
+    weight_decay: float
+    rank: int
+    alpha: float
+    dropout: float
+    seed: int                                   # adapter init (and nothing else)
+    target_modules: tuple[str, ...] | None = None   # None: the population's `target_modules`
+    max_grad_norm: float | None = 1.0           # per-learner gradient clipping; None = off
+
+
+@dataclass
+class LearnerState:
+    """Everything a learner carries to its child: adapter, AdamW moments, spec and step count.
+
+    Tensors are on the CPU and cut to the learner's rank: `lora[name] = (A [rank, in], B [out, rank])`
+    for each module it adapts (the layout of `evolve.merge.LoraFactors.layers`); `exp_avg` and
+    `exp_avg_sq` have the same shapes (missing or None = fresh moments).
+    """
+
+    spec: LearnerSpec
+    step: int
+    lora: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    exp_avg: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    exp_avg_sq: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    failed: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class Population:
+    """P stacked LoRA learners on a private copy of `model` (the caller's model is not modified)."""
+
+    def __init__(self, model: nn.Module, tokenizer: object, specs: Sequence[LearnerSpec],
+                 target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
+                 r_max: int | None = None, probe_chunk: int = 1 << 24) -> None:
+        if not specs:
+            raise ValueError("a population needs at least one LearnerSpec")
+        self.specs = [replace(s) for s in specs]
+        self.P = len(self.specs)
+        self.default_targets = tuple(target_modules)
+        union = list(self.default_targets)
+        for s in self.specs:
+            union += [t for t in (s.target_modules or ()) if t not in union]
+        self.r_max = max([s.rank for s in self.specs] + [r_max or 0])
+        self.device = torch.device(device)
+        self.model = copy.deepcopy(model).to(self.device)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.layers: dict[str, StackedLoRALinear] = inject(self.model, union, self.P, self.r_max)
+        self.names = list(self.layers)
+        self.probe_chunk = probe_chunk  # max P*N*T*V logits held at once (2**24 floats = 64 MiB)
+        self.failed = np.zeros(self.P, dtype=bool)
+        self.steps = np.zeros(self.P, dtype=np.int64)
+        self.opt = StackedAdamW(self._params(), [s.lr for s in self.specs],
+                                [s.weight_decay for s in self.specs],
+                                [s.max_grad_norm for s in self.specs])
+        self.dropout_gen = torch.Generator(device=self.device)
+        self.dropout_gen.manual_seed(int(sum(s.seed for s in self.specs)) % (2**63))
+        for layer in self.layers.values():
+            layer.generator = self.dropout_gen
+        for i in range(self.P):
+            self._configure(i)
+            self.reset(i)
+
+    # --- layout -------------------------------------------------------------------------------
+    def _params(self) -> list[torch.Tensor]:
+        """[A_0, B_0, A_1, B_1, ...] over the adapted modules, each [P, ...]."""
+        return [t for n in self.names for t in (self.layers[n].lora_A, self.layers[n].lora_B)]
+
+    def adapts(self, i: int, name: str) -> bool:
+        """Whether learner i has an adapter on module `name`."""
+        return module_matches(name, self.specs[i].target_modules or self.default_targets)
+
+    def _configure(self, i: int) -> None:
+        s = self.specs[i]
+        if not s.rank >= 1 or s.alpha <= 0 or not 0 <= s.dropout < 1 or s.lr < 0:
+            raise ValueError(f"learner {i}: invalid spec {s}; need rank>=1, alpha>0, "
+                             "0<=dropout<1, lr>=0")
+        if not any(self.adapts(i, n) for n in self.names):
+            raise ValueError(f"learner {i}: target_modules {s.target_modules} match no adapted "
+                             f"module; use names from the population's {self.default_targets}")
+        for name, layer in self.layers.items():
+            layer.set_learner(i, s.rank, s.alpha, s.dropout, self.adapts(i, name))
+        self.opt.set_hparams(i, s.lr, s.weight_decay, s.max_grad_norm)
+
+    def reset(self, i: int) -> None:
+        """Learner i starts afresh: PEFT's init from its seed, zero moments, step 0, not failed."""
+        g = torch.Generator().manual_seed(self.specs[i].seed)
+        for name, layer in self.layers.items():
+            layer.reset_learner(i, self.specs[i].rank, g, self.adapts(i, name))
+        self.opt.set_slice(i, {"exp_avg": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],
+                               "exp_avg_sq": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],
+                               "step": 0.0})
+        self.steps[i], self.failed[i] = 0, False
+
+    # --- training ------------------------------------------------------------------------------
+    def _stack(self, batches: Sequence[Sequence[Pair]]) -> tuple[torch.Tensor, ...]:
+        """Encode learner batches into one right-padded [P*B, T] batch; rows of learner p are block p.
+
+        Returns input_ids, attention_mask, labels [P*B, T] and B. Learners with fewer than B pairs get
+        padding rows (no labels; one attended token so no row is fully masked).
+        """
+        B = max(len(b) for b in batches)
+        flat = [pair for b in batches for pair in b]
+        enc = encode_pairs(self.tokenizer, flat)
+        T = enc.input_ids.shape[1]
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((self.P * B, T), pad, dtype=torch.long)
+        mask = torch.zeros((self.P * B, T), dtype=torch.long)
+        mask[:, 0] = 1
+        labels = torch.full((self.P * B, T), -100, dtype=torch.long)
+        rows = torch.tensor([p * B + j for p, b in enumerate(batches) for j in range(len(b))],
+                            dtype=torch.long)
+        ids[rows], mask[rows], labels[rows] = enc.input_ids, enc.attention_mask, enc.labels
+        d = self.device
+        return ids.to(d), mask.to(d), labels.to(d), B
+
+    def losses(self, batches: Sequence[Sequence[Pair]]) -> torch.Tensor:
+        """[P] mean cross-entropy of each learner on its own batch (answer tokens + eos), with graph.
+
+        A learner with an empty batch gets NaN. Only the labelled positions go through the LM head.
+        """
+        ids, mask, labels, B = self._stack(batches)
+        hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        target = labels[:, 1:]
+        sel = target != -100                                     # [P*B, T-1]
+        h = hidden[:, :-1][sel]                                  # [K, H] positions predicting a label
+        logits = self.model.get_output_embeddings()(h).float()   # [K, V]
+        ce = nn.functional.cross_entropy(logits, target[sel], reduction="none")  # [K]
+        owner = (torch.arange(ids.shape[0], device=ids.device) // B)[:, None].expand_as(sel)[sel]
+        total = torch.zeros(self.P, device=ids.device).index_add(0, owner, ce)
+        count = torch.zeros(self.P, device=ids.device).index_add(0, owner, torch.ones_like(ce))
+        return total / count                                     # 0/0 = NaN for empty batches
+
+    def train_step(self, batches: Sequence[Sequence[Pair]],
+                   active: Sequence[bool] | None = None) -> np.ndarray:
+        """One AdamW step of every learner on its own batch; returns [P] loss (NaN: failed/idle).
+
+        `batches[i]` = learner i's (prompt, answer) pairs; an empty list or `active[i] = False` means
+        learner i sits this step out (no update, its AdamW state and step count unchanged).
+        """
+        if len(batches) != self.P:
+            raise ValueError(f"train_step got {len(batches)} batches for {self.P} learners; "
+                             "pass one list of (prompt, answer) pairs per learner")
+        act = np.array([len(b) > 0 for b in batches]) & ~self.failed
+        if active is not None:
+            act &= np.asarray(active, dtype=bool)
+        out = np.full(self.P, np.nan)
+        if not act.any():
+            return out
+        self.model.train()
+        loss = self.losses([b if a else [] for b, a in zip(batches, act, strict=True)])
+        finite = torch.isfinite(loss).cpu().numpy()
+        self.failed |= act & ~finite           # NaN/inf loss: frozen from now on
+        act &= finite
+        if act.any():
+            self.opt.zero_grad()
+            loss[torch.from_numpy(act).to(loss.device)].sum().backward()
+            updated = self.opt.step(torch.from_numpy(act)).cpu().numpy()
+            self.failed |= act & ~updated      # finite loss but NaN/inf gradients
+            self.steps += updated
+            self.opt.zero_grad()
+            out[updated] = loss.detach().cpu().numpy()[updated]
+        self.model.eval()
+        return out
+
+    # --- probes --------------------------------------------------------------------------------
+    def probe(self, pairs: Sequence[Pair]) -> ProbeResult:
+        """Exact-match verdicts of every learner on the same N items: one teacher-forced pass per
+        chunk. ProbeResult.correct/prob/margin are [P, N]."""
+        return probing.probe_teacher_forced(self.model, self.tokenizer, self.P, pairs,
+                                            self.probe_chunk, self.device)
+
+    def probe_generate(self, pairs: Sequence[Pair]) -> ProbeResult:
+        """The same verdicts from greedy `generate()` (left padding, KV cache); slower, for checks."""
+        return probing.probe_generate(self.model, self.tokenizer, self.P, pairs,
+                                      self.probe_chunk, self.device)
+
+    # --- state ---------------------------------------------------------------------------------
+    def get_state(self, i: int) -> LearnerState:
+        """A CPU copy of learner i: adapter, AdamW moments and step, spec, failed flag."""
+        r = self.specs[i].rank
+        opt = self.opt.get_slice(i)
+        lora, m, v = {}, {}, {}
+        for k, name in enumerate(self.names):
+            if not self.adapts(i, name):
+                continue
+            layer = self.layers[name]
+            lora[name] = (layer.lora_A[i, :r].detach().cpu().clone(),
+                          layer.lora_B[i, :, :r].detach().cpu().clone())
+            m[name] = (opt["exp_avg"][2 * k][:r], opt["exp_avg"][2 * k + 1][:, :r])
+            v[name] = (opt["exp_avg_sq"][2 * k][:r], opt["exp_avg_sq"][2 * k + 1][:, :r])
+        return LearnerState(spec=replace(self.specs[i]), step=int(opt["step"]), lora=lora,
+                            exp_avg=m, exp_avg_sq=v, failed=bool(self.failed[i]))
+
+    def set_state(self, i: int, state: LearnerState) -> None:
+        """Make learner i a copy of `state` (inheritance): spec, adapter, AdamW state, step, failed.
+
+        Modules of the spec that the state lacks start fresh (PEFT init from the spec's seed).
+        """
+        s = state.spec
+        if s.rank > self.r_max:
+            raise ValueError(f"state has rank {s.rank} > the population's r_max {self.r_max}; "
+                             "build the Population with r_max >= the largest rank")
+        unknown = set(state.lora) - set(self.names)
+        if unknown:
+            raise ValueError(f"state adapts modules {sorted(unknown)} this population lacks; "
+                             f"add them to target_modules (has {self.names})")
+        self.specs[i] = replace(s)
+        self._configure(i)
+        self.reset(i)
+        slc = self.opt.get_slice(i)
+        with torch.no_grad():
+            for k, name in enumerate(self.names):
+                if name not in state.lora or not self.adapts(i, name):
+                    continue
+                a, b = state.lora[name]
+                if a.shape[0] != s.rank or b.shape[1] != s.rank:
+                    raise ValueError(f"state of {name} has rank {a.shape[0]} but its spec says "
+                                     f"{s.rank}; re-factorise the adapter or fix spec.rank")
+                layer = self.layers[name]
+                layer.lora_A[i].zero_()
+                layer.lora_B[i].zero_()
+                layer.lora_A[i, :s.rank] = a.to(layer.lora_A.device, layer.lora_A.dtype)
+                layer.lora_B[i, :, :s.rank] = b.to(layer.lora_B.device, layer.lora_B.dtype)
+                for key, src in (("exp_avg", state.exp_avg), ("exp_avg_sq", state.exp_avg_sq)):
+                    if src and name in src:
+                        slc[key][2 * k][:s.rank] = src[name][0]
+                        slc[key][2 * k + 1][:, :s.rank] = src[name][1]
+        has_moments = bool(state.exp_avg) and bool(state.exp_avg_sq)
+        slc["step"] = float(state.step) if has_moments else 0.0
+        self.opt.set_slice(i, slc)
+        self.steps[i] = int(state.step)
+        self.failed[i] = bool(state.failed)
+
+    # --- weights -------------------------------------------------------------------------------
+    def lora_delta(self, i: int) -> dict[str, torch.Tensor]:
+        """Module name -> learner i's update (alpha/r) B @ A  [out, in], on the CPU."""
+        return {n: self.layers[n].delta(i).cpu() for n in self.names if self.adapts(i, n)}
+
+    def merged_weights(self, i: int) -> dict[str, torch.Tensor]:
+        """Module name -> W + delta [out, in] for every module learner i adapts, on the CPU."""
+        return {n: (self.layers[n].base_weight() + self.layers[n].delta(i)).cpu()
+                for n in self.names if self.adapts(i, n)}
+
+    # --- PEFT ----------------------------------------------------------------------------------
+    def export_peft(self, i: int, out_dir: str | Path, base_path: str | Path) -> Path:
+        """Write learner i as a standard PEFT adapter directory (see learners/peft_io.py)."""
+        from learners.peft_io import export_peft
+
+        return export_peft(self, i, out_dir, base_path)
+
+    def import_peft(self, i: int, adapter_dir: str | Path) -> None:
+        """Load a PEFT LoRA adapter directory as learner i (fresh optimiser state)."""
+        from learners.peft_io import import_peft
+
+        import_peft(self, i, adapter_dir)

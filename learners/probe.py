@@ -1,0 +1,126 @@
+"""Exact-match probes of every learner on the same items.
+
+Greedy decoding returns the answer exactly when, teacher-forced on `prompt + answer + eos`, every
+answer token and the eos token is the argmax. So a probe is one batched forward pass over
+(learner, item) — the items repeated once per learner block `[P*n, T]` — not a sampling loop. The
+`generate()` path is kept to prove the two give the same verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from learners.encoding import answer_verdicts, encode_pairs
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class ProbeResult:
+    """Per (learner, item) verdicts, all `[P, N]` numpy arrays.
+
+    correct: greedy decoding reproduces the answer exactly (then eos).
+    prob:    probability of the whole answer incl. eos, teacher-forced.
+    margin:  min over answer tokens (and eos) of logit(target) - max other logit (>0 iff correct).
+    """
+
+    correct: np.ndarray
+    prob: np.ndarray
+    margin: np.ndarray
+
+
+def _chunk(P: int, T: int, V: int, budget: int) -> int:
+    """Items per chunk so that the P*n*T*V logits stay under `budget` floats."""
+    return max(1, budget // max(1, P * T * V))
+
+
+def _answer_spans(labels: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Start and length of each row's labelled span (answer + eos) in a right-padded batch."""
+    lab = labels != -100
+    n = lab.sum(1).tolist()
+    start = lab.int().argmax(1).tolist()
+    return start, n
+
+
+@torch.no_grad()
+def probe_teacher_forced(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[Pair],
+                         budget: int, device: torch.device) -> ProbeResult:
+    """Verdicts [P, N] from one teacher-forced forward pass per chunk of items (see module doc)."""
+    N = len(pairs)
+    out = [np.zeros((P, N), dtype=bool), np.zeros((P, N)), np.zeros((P, N))]
+    if N == 0:
+        return ProbeResult(*out)
+    was_training = model.training
+    model.eval()
+    V = model.get_output_embeddings().weight.shape[0]
+    T = encode_pairs(tokenizer, pairs).input_ids.shape[1]
+    n = _chunk(P, T, V, budget)
+    for lo in range(0, N, n):
+        enc = encode_pairs(tokenizer, pairs[lo:lo + n])   # padded to this chunk's longest item
+        k = enc.input_ids.shape[0]
+        ids = enc.input_ids.to(device).repeat(P, 1)        # [P*k, T], learner-major
+        mask = enc.attention_mask.to(device).repeat(P, 1)
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()  # [P*k, T, V]
+        for p in range(P):
+            c, pr, m = answer_verdicts(logits[p * k:(p + 1) * k], enc)
+            for dst, src in zip(out, (c, pr, m), strict=True):
+                dst[p, lo:lo + k] = np.asarray(torch.as_tensor(src).detach().cpu())
+    model.train(was_training)
+    return ProbeResult(*out)
+
+
+@torch.no_grad()
+def probe_generate(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[Pair],
+                   budget: int, device: torch.device) -> ProbeResult:
+    """Verdicts [P, N] from greedy `generate()` on left-padded prompts with a KV cache.
+
+    prob and margin come from the generation scores where the verdict is correct (the generated
+    path is then the teacher-forced one) and are NaN where it is not.
+    """
+    N = len(pairs)
+    correct, prob, margin = np.zeros((P, N), dtype=bool), np.full((P, N), np.nan), np.full((P, N), np.nan)
+    if N == 0:
+        return ProbeResult(correct, prob, margin)
+    was_training = model.training
+    model.eval()
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    V = model.get_output_embeddings().weight.shape[0]
+    enc_all = encode_pairs(tokenizer, pairs)
+    n = _chunk(P, enc_all.input_ids.shape[1], V, budget)
+    for lo in range(0, N, n):
+        enc = encode_pairs(tokenizer, pairs[lo:lo + n])
+        start, length = _answer_spans(enc.labels)
+        k = len(start)
+        L = max(start)
+        prompts = torch.full((k, L), pad, dtype=torch.long)
+        pmask = torch.zeros((k, L), dtype=torch.long)
+        for j, s in enumerate(start):                      # left padding
+            prompts[j, L - s:] = enc.input_ids[j, :s]
+            pmask[j, L - s:] = 1
+        gen = model.generate(
+            input_ids=prompts.to(device).repeat(P, 1), attention_mask=pmask.to(device).repeat(P, 1),
+            max_new_tokens=max(length), do_sample=False, num_beams=1, pad_token_id=pad,
+            eos_token_id=eos, output_scores=True, return_dict_in_generate=True)
+        new = gen.sequences[:, L:].cpu()                   # [P*k, <= max(length)]
+        scores = torch.stack(gen.scores, 1).float().cpu()  # [P*k, steps, V]
+        for p in range(P):
+            for j in range(k):
+                row = p * k + j
+                target = enc.input_ids[j, start[j]:start[j] + length[j]]
+                got = new[row, :length[j]]
+                if got.shape[0] == length[j] and torch.equal(got, target):
+                    correct[p, lo + j] = True
+                    s = scores[row, :length[j]]            # [len, V]
+                    tl = s.gather(1, target[:, None])[:, 0]
+                    prob[p, lo + j] = float(torch.log_softmax(s, 1).gather(
+                        1, target[:, None]).sum().exp())
+                    other = s.scatter(1, target[:, None], float("-inf")).max(1).values
+                    margin[p, lo + j] = float((tl - other).min())
+    model.train(was_training)
+    return ProbeResult(correct, prob, margin)

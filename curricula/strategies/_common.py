@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TypeVar
 
-from curricula.items import Item
+T = TypeVar("T")
 
 
 def rng_for(strategy: str, seed: int) -> random.Random:
@@ -13,7 +14,7 @@ def rng_for(strategy: str, seed: int) -> random.Random:
     return random.Random(f"curriculum:{strategy}:{seed}")
 
 
-def shuffled(items: Sequence[Item], rng: random.Random) -> list[Item]:
+def shuffled(items: Sequence[T], rng: random.Random) -> list[T]:
     """A seeded permutation of `items` (a new list)."""
     out = list(items)
     rng.shuffle(out)

@@ -29,7 +29,7 @@ class Interleaved:
         groups: dict[str, list[Item]] = {}
         for it in shuffled(items, rng):
             groups.setdefault(it.category, []).append(it)
-        queues = [groups[c] for c in shuffled(sorted(groups), rng)]  # type: ignore[arg-type]
+        queues = [groups[c] for c in shuffled(sorted(groups), rng)]
         out: list[Item] = []
         while queues:
             for q in queues:

@@ -21,6 +21,7 @@ from curricula.strategies._common import rng_for, shuffled
 class Rehearsal:
     name: ClassVar[str] = "rehearsal"
     description: ClassVar[str] = "seeded order plus power-law replay of earlier items (`ratio`, `exponent`)"
+    rehearses: ClassVar[bool] = True          # may repeat earlier items (others yield each once)
     mutable: ClassVar[dict[str, ParamRange]] = {
         "ratio": ParamRange(0.0, 0.5),        # at most one replay per two new items
         "exponent": ParamRange(0.5, 3.0),     # 0.5: nearly uniform over the past; 3: mostly the last

@@ -90,7 +90,7 @@ class TrainingConfig:
     checkpoint_every: int = _f(8, "probe every this many new training items (a multiple of batch_size)")
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
     spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
-    device: str = _f("auto", "cpu | cuda | auto (cuda when available)")
+    device: str = _f("auto", "cpu, cuda or auto (cuda when available)")
 
     def __post_init__(self) -> None:
         _need(self.batch_size >= 1, "training.batch_size must be >= 1")
@@ -118,7 +118,7 @@ class VariationConfig:
     explore_p: float = _f(0.8, "probability a selected child is perturbed (PBT explore)")
     resample_p: float = _f(0.25, "per gene: probability explore resamples instead of x1.2/x0.8")
     crossover_p: float = _f(0.25, "probability a child has two parents (genome crossover)")
-    merge: str = _f("svd", "adapter merge for crossover children: svd | linear | ties | none")
+    merge: str = _f("svd", "adapter merge for crossover children: svd, linear, ties or none")
     weight_noise: float = _f(0.0, "std of Gaussian noise added to inherited adapters; 0 = off")
     reseed: bool = _f(True, "a new curriculum seed for every child (re-diversification)")
 
@@ -137,8 +137,8 @@ class FitnessConfig:
          "forgetting_half_life": 0.5, "oscillation": 0.25},
         "signal name -> weight of its normalised value (signs are handled by the combiner)")
     weights_file: str | None = _f(None, "YAML from `evolve tune`; its weights REPLACE `weights`")
-    normalise: str = _f("rank", "per-generation normalisation: rank | zscore")
-    mode: str = _f("weighted", "weighted (scalar sum) | pareto (non-dominated fronts)")
+    normalise: str = _f("rank", "per-generation normalisation: rank or zscore")
+    mode: str = _f("weighted", "weighted (scalar sum) or pareto (non-dominated fronts)")
     pareto_signals: list[str] = _f(["meta_learning_window", "final_accuracy"],
                                    "signals for pareto mode (>= 2)")
 
@@ -190,11 +190,11 @@ class RunConfig:
     training: TrainingConfig = _f(TrainingConfig, "training schedule", nested=TrainingConfig)
     selection: SelectionConfig = _f(SelectionConfig, "selection", nested=SelectionConfig)
     variation: VariationConfig = _f(VariationConfig, "variation", nested=VariationConfig)
-    inheritance: str = _f("lamarckian", "lamarckian (adapter+optimiser inherited) | darwinian")
+    inheritance: str = _f("lamarckian", "lamarckian (adapter+optimiser inherited) or darwinian")
     fitness: FitnessConfig = _f(FitnessConfig, "fitness", nested=FitnessConfig)
     assess: AssessConfig = _f(AssessConfig, "learning-speed assessment", nested=AssessConfig)
     tracking: TrackingConfig = _f(TrackingConfig, "MLflow", nested=TrackingConfig)
-    backend: str = _f("local", "local | ray")
+    backend: str = _f("local", "local or ray")
     groups: int = _f(1, "learner groups per generation (one training job each; same on every backend)")
     state_dir: str = _f(".evolve_state", "resume state: <state_dir>/<parent run id>/")
 

@@ -205,6 +205,7 @@ def compute_signals(trained: list[tuple[GroupResult, int]], items: Items,
     import fitness
     from evolve.trajectories import trajectory
 
+    family = {it.id: it.family for gen in items.per_generation for it in gen}
     trajs, table, cases = [], [], []
     for res, p in trained:
         traj = trajectory(res, p)
@@ -212,15 +213,15 @@ def compute_signals(trained: list[tuple[GroupResult, int]], items: Items,
         values.update(res.assess[p])
         trajs.append(traj)
         table.append({n: (None if v is None else float(v)) for n, v in values.items()})
-        cases.append(_task_cases(res, p))
+        cases.append(_task_cases(res, p, family))
     return trajs, table, cases
 
 
-def _task_cases(res: GroupResult, p: int) -> dict[str, float]:
+def _task_cases(res: GroupResult, p: int, family: dict[str, str]) -> dict[str, float]:
     """Per-family accuracy on this generation's items at the last checkpoint (lexicase cases)."""
     fams: dict[str, list[bool]] = {}
     for j, iid in enumerate(res.item_ids[:res.n_train]):
-        fams.setdefault(iid.split("_", 1)[0], []).append(bool(res.correct[-1, p, j]))
+        fams.setdefault(family[iid], []).append(bool(res.correct[-1, p, j]))
     return {f"task.{f}": float(np.mean(v)) for f, v in sorted(fams.items())}
 
 

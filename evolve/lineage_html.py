@@ -18,7 +18,7 @@ from evolve.records import LearnerRecord
 # viridis at 0, .25, .5, .75, 1: low fitness dark purple, high fitness yellow
 _VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
 FAILED_COLOR = "#d62728"
-COL_W, ROW_H, NODE_R, MARGIN = 92, 110, 20, 60   # px
+COL_W, ROW_H, NODE_R, MARGIN = 130, 140, 20, 60   # px; 130 fits two 'crossover' labels
 
 
 def score_range(records: list[LearnerRecord]) -> tuple[float, float]:
@@ -92,10 +92,10 @@ def render(records: list[LearnerRecord], title: str = "evolution") -> str:
                 continue
             x1, y1 = xy[p]
             svg.append(f'<line class="edge op-{r.operator}" data-child="{html.escape(r.learner_id)}"'
-                       f' data-parent="{html.escape(p)}" x1="{x1}" y1="{y1 + NODE_R}" x2="{x2}"'
+                       f' data-parent="{html.escape(p)}" x1="{x1}" y1="{y1 + NODE_R + 18}" x2="{x2}"'
                        f' y2="{y2 - NODE_R}"/>')
             mx, my = (x1 + x2) / 2, (y1 + y2) / 2   # midpoint: edges sharing an end diverge most
-            svg.append(f'<text class="op" x="{mx + 3:.0f}" y="{my:.0f}">{r.operator}</text>')
+            svg.append(f'<text class="op" x="{mx:.0f}" y="{my + 14:.0f}">{r.operator}</text>')
     for r in records:
         x, y = xy[r.learner_id]
         lid = html.escape(r.learner_id)
@@ -139,7 +139,8 @@ h1 {{ font-size: 16px; margin: 0 0 6px; }}
 svg {{ border: 1px solid #ddd; background: #fff; }}
 .edge {{ stroke: #888; stroke-width: 1.4; }} .edge.op-crossover {{ stroke: #1f77b4; }}
 .edge.op-mutate {{ stroke: #ff7f0e; stroke-dasharray: 5 3; }} .edge.op-clone {{ stroke: #555; }}
-.op {{ font-size: 10px; fill: #555; }} .gen {{ font-weight: 600; fill: #444; }}
+.op {{ font-size: 10px; fill: #555; text-anchor: middle; paint-order: stroke; stroke: #fff;
+  stroke-width: 3px; }} .gen {{ font-weight: 600; fill: #444; }}
 .lid {{ font-size: 11px; text-anchor: middle; }} .x {{ font-size: 18px; text-anchor: middle; fill: #fff; }}
 .node circle {{ stroke: #333; stroke-width: 1; cursor: pointer; }}
 .node.failed circle {{ stroke: #000; stroke-dasharray: 3 2; }}

@@ -64,7 +64,10 @@ def fitness_per_generation(records: list[LearnerRecord], path: Path) -> Path:
     ax.set_ylabel("fitness")
     ax.set_title("Fitness per generation")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if gx:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no learner was scored", ha="center", transform=ax.transAxes)
     return _save(fig, path)
 
 
@@ -115,9 +118,11 @@ def family_tree(records: list[LearnerRecord], path: Path) -> Path:
         cx, cy = pos[r.learner_id]
         for p in r.parents:
             if p in pos:
-                px, py = pos[p]   # label at the midpoint: edges sharing an end diverge most
+                px, py = pos[p]
+                py += 0.45   # start below the parent's name (drawn at +0.33)
                 color, ls = styles.get(r.operator, ("0.5", "-"))
                 ax.plot([px, cx], [py, cy], ls, color=color, lw=1.2, zorder=1)
+                # label at the midpoint: edges sharing an end are furthest apart there
                 ax.text((px + cx) / 2, (py + cy) / 2, r.operator, fontsize=6,
                         color=color, ha="center", va="center", zorder=2,
                         bbox={"fc": "white", "ec": "none", "pad": 0.3, "alpha": 0.8})

@@ -63,5 +63,5 @@ def main(args: argparse.Namespace) -> int:
         if row["failed"] and row["failure"]:
             notes = f"{notes}; {row['failure']}" if notes else row["failure"]
         print(f"{row['generation']:>3}  {row['learner']:<9} {row['operator']:<9} "
-              f"{' x '.join(row['parents']) or '-':<17} {fit:>9}  {notes}")
+              f"{' x '.join(row['parents']) or '-':<17} {fit:>9}  {notes}".rstrip())
     return 0

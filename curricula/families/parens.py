@@ -66,7 +66,9 @@ class Parens:
 
     def balanced_string(self, index: int) -> str:
         """The balanced string number `index` in [0, n_balanced) (unranked, so draws are exact)."""
-        out, stack, r = [], [], self.length
+        out: list[str] = []
+        stack: list[int] = []
+        r = self.length
         for _ in range(self.length):
             r -= 1
             h = len(stack)
@@ -132,7 +134,8 @@ class Parens:
 
     def pretrain_items(self, n: int, seed: int) -> list[Item]:
         """Same distribution; distinct up to the family's size, then further passes."""
-        rng, out = rng_for(self.name, "pretrain", seed), []
+        rng = rng_for(self.name, "pretrain", seed)
+        out: list[Item] = []
         while len(out) < n:
             out += self._draw(min(n - len(out), self.n_total // 2), rng)
         return out

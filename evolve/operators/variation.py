@@ -102,8 +102,9 @@ def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
         raise EvolveError(f"explore resample_p must be in [0, 1], got {resample_p}")
     g = parents[0].genome.copy()
     lines: list[str] = []
+    switched = False
     for name in GENES:
-        if name in ("seed", "curriculum_params") or name in space.fixed:
+        if name in ("seed", "curriculum_params") or name in space.fixed or _single(space, name):
             continue
         old = getattr(g, name)
         if rng.random() < resample_p:
@@ -119,11 +120,11 @@ def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
         lines.append(gene_line(name, old, how, new))
         setattr(g, name, new)
         if name == "curriculum" and new != old:      # a new strategy has its own parameters
-            g.curriculum_params = {}
+            switched, g.curriculum_params = True, {}
             for k, v in sample_curriculum_params(new, rng).items():
                 lines.append(gene_line(f"curriculum_params.{k}", None, "resample", v))
                 g.curriculum_params[k] = v
-    if "curriculum_params" not in space.fixed and lines_curriculum_unchanged(lines):
+    if "curriculum_params" not in space.fixed and not switched:
         for k, r in sorted(strategy_ranges(g.curriculum).items()):
             old = g.curriculum_params.get(k)
             if old is None or rng.random() < resample_p:
@@ -135,13 +136,12 @@ def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
     return Child(g, lines, (parents[0].id,), "mutate")
 
 
-def lines_curriculum_unchanged(lines: Sequence[str]) -> bool:
-    """True unless a line in `lines` moved the curriculum to another strategy."""
-    for ln in lines:
-        if ln.startswith("curriculum : "):
-            old, new = ln.split(" : ", 1)[1].split(" --> ")
-            return old.split(" --- ")[0] == new
-    return True
+def _single(space: GeneSpace, name: str) -> bool:
+    """True when the space leaves gene `name` one possible value (nothing to explore or log)."""
+    if name == "curriculum":
+        return len(space.curricula) == 1
+    r = getattr(space, name)
+    return len(r) == 1 if name in ("rank", "target_modules") else r[0] == r[1]
 
 
 @VARIATION.register("crossover", "uniform crossover of two genomes, gene by gene (DEAP cxUniform)")

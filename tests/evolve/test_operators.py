@@ -259,3 +259,5 @@ def test_real_strategies_sample_explore_and_replay() -> None:
         child = vary(PIPELINES[1], [Parent("a", a), Parent("b", b)], space, rng)
         STRATEGIES.get(child.genome.curriculum)(**child.genome.curriculum_params)
         assert space.contains(child.genome) and apply_decisions(a, child.decisions) == child.genome
+        explored = vary([("explore", {})], [Parent("a", a)], space, rng)
+        assert not any(ln.startswith("target_modules") for ln in explored.decisions)  # 1 choice

@@ -228,9 +228,12 @@ class Tracker:
 
     def register_champion(self, record: LearnerRecord, name: str) -> str:
         """Register the learner's `adapter/` artifact as a version of model `name`; returns it."""
-        if not record.run_id:
-            raise EvolveError(f"learner {record.learner_id} has no run yet; log its generation "
-                              "before registering it")
+        # a record read back from the engine's saved state may predate its run: find it by id
+        run_id = record.run_id or self._run_ids.get(record.learner_id)
+        if not run_id:
+            raise EvolveError(f"learner {record.learner_id} has no run in this evolution; log its "
+                              "generation before registering it")
+        record.run_id = run_id
         run = self._get_run(record.run_id)
         if run.data.tags.get("evolve.has_adapter") != "true":
             raise EvolveError(f"learner {record.learner_id} was logged without an adapter; give "

@@ -152,6 +152,10 @@ def test_register_champion_makes_a_model_version(store: dict) -> None:
     mv = tracker.client.get_model_version("evolve-champion", v1)
     assert mv.run_id == rec.run_id and mv.source.endswith("/adapter")
     assert tracker.client.get_run(store["run_id"]).data.tags["evolve.champion"] == "g2-l1"
+    # a copy of the record without its run id (as the engine's saved state holds it) still works
+    copy = LearnerRecord.from_dict(rec.to_dict() | {"run_id": None})
+    assert tracker.register_champion(copy, "evolve-champion") == "3"
+    assert tracker.client.get_model_version("evolve-champion", "3").run_id == rec.run_id
     empty = LearnerRecord("g2-l9", 2, {}, adapter_dir=str(store["root"]))
     with pytest.raises(EvolveError, match="adapter_config.json"):   # nothing half-recorded
         tracker.log_generation(2, [empty], {})

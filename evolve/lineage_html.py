@@ -23,8 +23,8 @@ COL_W, ROW_H, NODE_R, MARGIN = 130, 140, 20, 60   # px; 130 fits two 'crossover'
 
 def score_range(records: list[LearnerRecord]) -> tuple[float, float]:
     """(min, max) fitness over learners that did not fail; (0, 1) when there are none."""
-    xs = [r.fitness for r in records if _ok(r)]
-    return (min(xs), max(xs)) if xs else (0.0, 1.0)  # type: ignore[type-var]
+    xs = [r.fitness for r in records if r.fitness is not None and _ok(r)]
+    return (min(xs), max(xs)) if xs else (0.0, 1.0)
 
 
 def _ok(r: LearnerRecord) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -37,16 +38,20 @@ def fitness_per_generation(records: list[LearnerRecord], path: Path) -> Path:
     """Champion and mean fitness per generation, the min-max spread shaded, every learner a dot."""
     gens = sorted({r.generation for r in records})
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    best, mean, lo, hi, gx = [], [], [], [], []
+    best: list[float] = []
+    mean: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    gx: list[int] = []
     for g in gens:
-        xs = [r.fitness for r in _scored(records) if r.generation == g]
+        xs = [r.fitness for r in _scored(records) if r.generation == g and r.fitness is not None]
         if not xs:
             continue
         gx.append(g)
-        best.append(max(xs))   # type: ignore[type-var]
-        mean.append(sum(xs) / len(xs))   # type: ignore[arg-type]
-        lo.append(min(xs))   # type: ignore[type-var]
-        hi.append(max(xs))   # type: ignore[type-var]
+        best.append(max(xs))
+        mean.append(sum(xs) / len(xs))
+        lo.append(min(xs))
+        hi.append(max(xs))
         ax.scatter([g] * len(xs), xs, s=12, color="0.55", zorder=2,
                    label="learner" if len(gx) == 1 else None)
     if gx:
@@ -118,18 +123,18 @@ def family_tree(records: list[LearnerRecord], path: Path) -> Path:
         cx, cy = pos[r.learner_id]
         for p in r.parents:
             if p in pos:
-                px, py = pos[p]
-                py += 0.45   # start below the parent's name (drawn at +0.33)
-                color, ls = styles.get(r.operator, ("0.5", "-"))
-                ax.plot([px, cx], [py, cy], ls, color=color, lw=1.2, zorder=1)
+                px, py = pos[p][0], pos[p][1] + 0.45   # start below the parent's name (+0.33)
+                ecolor, ls = styles.get(r.operator, ("0.5", "-"))
+                ax.plot([px, cx], [py, cy], ls, color=ecolor, lw=1.2, zorder=1)
                 # label at the midpoint: edges sharing an end are furthest apart there
                 ax.text((px + cx) / 2, (py + cy) / 2, r.operator, fontsize=6,
-                        color=color, ha="center", va="center", zorder=2,
+                        color=ecolor, ha="center", va="center", zorder=2,
                         bbox={"fc": "white", "ec": "none", "pad": 0.3, "alpha": 0.8})
     for r in records:
         x, y = pos[r.learner_id]
         ok = not r.failed and r.fitness is not None and math.isfinite(r.fitness)
-        color = FAILED_COLOR if r.failed else (cmap(norm(r.fitness)) if ok else "0.6")
+        color: Any = FAILED_COLOR if r.failed else (
+            cmap(norm(r.fitness)) if ok and r.fitness is not None else "0.6")
         ax.scatter([x], [y], s=420, color=color, edgecolors="black", zorder=3)
         if r.failed:
             ax.scatter([x], [y], s=120, marker="x", color="white", linewidths=2, zorder=4)

@@ -340,7 +340,8 @@ class Tracker:
 
     def _learner_runs(self, evolution: str) -> list[Any]:
         exp = self._get_run(evolution).info.experiment_id
-        out, token = [], None
+        out: list[Any] = []
+        token = None
         while True:
             page = self._client.search_runs([exp], f"tags.`{PARENT}` = '{evolution}'",
                                             ViewType.ACTIVE_ONLY, 1000, page_token=token)

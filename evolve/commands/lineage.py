@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import Any
 
 from evolve.commands.ui import tracking_args, tracking_settings
 
@@ -41,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     if evolution is None:
         evolution = tracker.evolution_of(args.target)
     records = {r.learner_id: r for r in tracker.load_records(evolution, curves=False)}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in edges:
         r = records[e.child]
         rows.append({"generation": e.generation, "learner": e.child, "operator": e.operator,

@@ -1,0 +1,182 @@
+"""(prompt, answer) pairs to tensors, and exact-match verdicts from teacher-forced logits.
+
+Shared by training, probing and pretraining. A sequence is `<bos> prompt answer <eos>` (no `<bos>`
+when the tokenizer has none), right-padded to the batch's LONGEST sequence: padding every batch to a
+fixed 32 tokens made probes 2-3x slower (NOTES.md).
+
+Labels follow the Hugging Face causal-LM convention: `labels` is `input_ids` with every position
+that is not an answer token or the final eos set to -100, NOT shifted; the model shifts internally
+(logits at t predict labels at t+1), so `model(input_ids, attention_mask, labels=labels).loss` is the
+mean cross-entropy over the answer tokens and eos.
+
+Greedy decoding reproduces the answer exactly iff, teacher-forced, every answer token and the eos is
+the argmax of the logits one position before it; `answer_verdicts` computes that verdict, the
+probability of the answer and the logit margin from ONE forward pass.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from learners.tokenizer import CharCodec, is_char_tokenizer
+
+Pair = tuple[str, str]
+IGNORE = -100  # the label value torch's cross_entropy and HF models skip
+
+
+class Codec(Protocol):
+    """What `encode_pairs` needs: ids of a string without special tokens, and the special ids."""
+
+    pad_token_id: int | None
+    bos_token_id: int | None
+    eos_token_id: int | None
+
+    def encode(self, s: str) -> list[int]: ...
+
+
+class TokenizerCodec:
+    """A codec over any Hugging Face tokenizer (subword ones too), memoising strings it has seen.
+
+    Prompt and answer are tokenised separately, so the answer's tokens are the same in every prompt.
+    """
+
+    MAX_CACHE = 1 << 16  # curricula repeat a few thousand distinct strings; bound memory anyway
+
+    def __init__(self, tokenizer: object) -> None:
+        self.tokenizer = tokenizer
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is None:
+            raise ValueError("the tokenizer has no eos token; answers end with eos, so set "
+                             "tokenizer.eos_token (e.g. in tokenizer_config.json)")
+        self.eos_token_id: int | None = eos
+        self.bos_token_id: int | None = getattr(tokenizer, "bos_token_id", None)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_token_id: int | None = eos if pad is None else pad
+        self._cache: dict[str, list[int]] = {}
+
+    def encode(self, s: str) -> list[int]:
+        """Token ids of `s` without special tokens."""
+        got = self._cache.get(s)
+        if got is None:
+            got = list(self.tokenizer.encode(s, add_special_tokens=False))  # type: ignore[attr-defined]
+            if len(self._cache) >= self.MAX_CACHE:
+                self._cache.clear()
+            self._cache[s] = got
+        return got
+
+
+_CODECS: weakref.WeakKeyDictionary[object, Codec] = weakref.WeakKeyDictionary()
+
+
+def as_codec(codec_or_tokenizer: object) -> Codec:
+    """A fast codec for a tokenizer (a `CharCodec` for char tokenizers), cached per tokenizer."""
+    if isinstance(codec_or_tokenizer, CharCodec | TokenizerCodec):
+        return codec_or_tokenizer
+    try:
+        return _CODECS[codec_or_tokenizer]
+    except (KeyError, TypeError):
+        pass
+    codec: Codec
+    if is_char_tokenizer(codec_or_tokenizer):
+        codec = CharCodec.from_tokenizer(codec_or_tokenizer)  # type: ignore[arg-type]
+    else:
+        codec = TokenizerCodec(codec_or_tokenizer)
+    try:
+        _CODECS[codec_or_tokenizer] = codec
+    except TypeError:  # not weak-referenceable: no cache, still correct
+        pass
+    return codec
+
+
+@dataclass
+class Batch:
+    """Right-padded (prompt, answer) batch. All tensors `[B, T]` long unless stated.
+
+    input_ids:      `<bos> prompt answer <eos> <pad>...`
+    attention_mask: 1 on real tokens, 0 on padding.
+    labels:         input_ids on the answer tokens and eos, -100 elsewhere (unshifted, HF style).
+    answer_start:   `[B]` position of the first answer token (of eos for an empty answer).
+    answer_len:     `[B]` number of labelled tokens = answer tokens + 1 (eos).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    answer_start: torch.Tensor
+    answer_len: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to(self, device: str | torch.device) -> Batch:
+        """The same batch on `device`."""
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels,
+                                               self.answer_start, self.answer_len)))
+
+
+def encode_pairs(codec_or_tokenizer: object, pairs: Sequence[Pair],
+                 device: str | torch.device = "cpu") -> Batch:
+    """Encode `pairs` as one right-padded batch `[B, T]`, T = the longest sequence (see Batch)."""
+    codec = as_codec(codec_or_tokenizer)
+    bos, eos = codec.bos_token_id, codec.eos_token_id
+    pad = codec.pad_token_id or 0
+    head = [] if bos is None else [bos]
+    rows, starts, lens = [], [], []
+    for prompt, answer in pairs:
+        p, a = codec.encode(prompt), codec.encode(answer)
+        rows.append(head + p + a + [eos])
+        starts.append(len(head) + len(p))
+        lens.append(len(a) + 1)
+    B, T = len(rows), max((len(r) for r in rows), default=0)
+    ids = torch.full((B, T), pad, dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    labels = torch.full((B, T), IGNORE, dtype=torch.long)
+    for j, (row, s) in enumerate(zip(rows, starts, strict=True)):
+        r = torch.tensor(row, dtype=torch.long)
+        ids[j, :len(row)] = r
+        mask[j, :len(row)] = 1
+        labels[j, s:len(row)] = r[s:]
+    out = Batch(ids, mask, labels, torch.tensor(starts, dtype=torch.long),
+                torch.tensor(lens, dtype=torch.long))
+    return out if str(device) == "cpu" else out.to(device)
+
+
+def answer_verdicts(logits: torch.Tensor, batch: Batch
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact-match verdicts from teacher-forced logits of `batch` (no gradient needed).
+
+    logits: `[..., T, V]` whose leading dims flatten to R = k*B rows, row r being item r % B of
+    `batch` (e.g. `[P*B, T, V]` with the batch repeated once per learner, or `[P, B, T, V]`).
+    Returns, each shaped like the leading dims:
+      correct: bool, every answer token and eos is the argmax (ties: the first index, as greedy
+               `generate()` picks) -> exactly greedy decoding's verdict.
+      prob:    float, exp(sum log softmax(target)) over answer tokens + eos.
+      margin:  float, min over answer tokens + eos of logit(target) - max other logit.
+    """
+    lead, (T, V) = logits.shape[:-2], logits.shape[-2:]
+    flat = logits.reshape(-1, T, V)
+    R, B = flat.shape[0], len(batch)
+    if B == 0 or R % B:
+        raise ValueError(f"answer_verdicts got {R} logit rows for a batch of {B}; "
+                         "pass logits [k*B, T, V] for the same batch repeated k times")
+    labels = batch.labels.to(flat.device).repeat(R // B, 1)   # [R, T]
+    target = labels[:, 1:]                                    # [R, T-1]: logits at t predict t+1
+    sel = target != IGNORE
+    lg = flat[:, :-1][sel].float()                            # [K, V] only the scored positions
+    tgt = target[sel]                                         # [K]
+    row = torch.arange(R, device=flat.device)[:, None].expand_as(sel)[sel]  # [K] owner row
+    tl = lg.gather(1, tgt[:, None])[:, 0]                     # [K] logit of the target
+    other = lg.scatter(1, tgt[:, None], float("-inf")).max(1).values
+    hit = (lg.argmax(1) == tgt).float()
+    logp = tl - torch.logsumexp(lg, 1)
+    zeros = torch.zeros(R, device=flat.device)
+    correct = zeros.index_add(0, row, 1.0 - hit) == 0         # no miss among the row's targets
+    prob = zeros.index_add(0, row, logp).exp()
+    margin = torch.full((R,), float("inf"), device=flat.device).scatter_reduce(
+        0, row, tl - other, reduce="amin")
+    return correct.reshape(lead), prob.reshape(lead), margin.reshape(lead)

@@ -131,7 +131,7 @@ def init_population(cfg: RunConfig, space: GeneSpace) -> list[Member]:
     members = []
     for i in range(cfg.population):
         genome = sample_genome(space, random.Random(derive_seed(cfg.seed, "genome", i)))
-        members.append(Member(f"g0-l{i}", genome, None, [], "init", ["init: sampled from the gene space"]))
+        members.append(Member(f"g0-l{i}", genome, None, [], "init", ["parents: none (init, sampled from the gene space)"]))
     return members
 
 
@@ -283,7 +283,7 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
     for ind in elitism(pop, cfg.selection.elitism):
         genome, state = by_id[ind.id]
         members.append(Member(f"g{nxt}-l{len(members)}", genome.copy(), _lamarck(cfg, state),
-                              [ind.id], "clone", [f"elite: {ind.id} kept unchanged"]))
+                              [ind.id], "clone", [f"parents: {ind.id} (elite clone)"]))
     params = dict(cfg.selection.params)
     if cfg.selection.operator == "nsga2":
         params.setdefault("objectives", list(cfg.fitness.pareto_signals))

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from evolve.errors import EvolveError
+
 HELP = "re-train a learner's ancestry as one learner and reproduce its adapter"
 
 
@@ -76,10 +78,25 @@ def run_config(tracker: Any, evolution: str, state_dir: str) -> Any:
 def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:
     """Re-train `learner`'s ancestry, export its adapter to `out`; max abs diff to the logged one."""
     from evolve.basemodel import resolve_base
+    from evolve.train import export_adapter
+
+    cfg, state = replay_state(tracker, evolution, learner, state_dir)
+    export_adapter(str(resolve_base(cfg.base)), state, out)
+    rec = next(r for r in tracker.load_records(evolution, curves=False) if r.learner_id == learner)
+    if rec.run_id is None or tracker.client.get_run(rec.run_id).data.tags.get(
+            "evolve.has_adapter") != "true":
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return adapter_diff(tracker.download_adapter(rec.run_id, tmp), out)
+
+
+def replay_state(tracker: Any, evolution: str, learner: str, state_dir: str) -> tuple[Any, Any]:
+    """(the run's config, `learner`'s final LearnerState re-trained from its ancestry alone)."""
+    from evolve.basemodel import resolve_base
     from evolve.engine import Member, build_streams, draw_items, make_job
     from evolve.genome import Genome
     from evolve.operators.decisions import adapter_plan
-    from evolve.train import child_state, export_adapter, train_group
+    from evolve.train import child_state, train_group
 
     cfg = run_config(tracker, evolution, state_dir)
     base = str(resolve_base(cfg.base))
@@ -98,20 +115,16 @@ def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str
             state = child_state(genome, list(rec.parents), merge, noise,
                                 {p: final_state(p) for p in rec.parents})
         plans = build_streams(cfg, [Member(lid, genome, state)], rec.generation)
-        index = int(lid.rsplit("-l", 1)[1])
+        index = int(lid.rsplit("-l", 1)[1])       # the group it trained in gives the job seed
         group = next(i for i in range(cfg.groups)
                      if round((i + 1) * cfg.population / cfg.groups) > index)
         res = train_group(make_job(cfg, base, plans, items, rec.generation, group, assess=False))
         done[lid] = res.final_states[0]
         return done[lid]
 
-    export_adapter(base, final_state(learner), out)
-    rec = records[learner]
-    if rec.run_id is None or tracker.client.get_run(rec.run_id).data.tags.get(
-            "evolve.has_adapter") != "true":
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        return adapter_diff(tracker.download_adapter(rec.run_id, tmp), out)
+    if learner not in records:
+        raise EvolveError(f"no learner {learner!r} in evolution {evolution}")
+    return cfg, final_state(learner)
 
 
 def adapter_diff(a: Path, b: Path) -> float:

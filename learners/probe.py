@@ -39,14 +39,6 @@ def _chunk(P: int, T: int, V: int, budget: int) -> int:
     return max(1, budget // max(1, P * T * V))
 
 
-def _answer_spans(labels: torch.Tensor) -> tuple[list[int], list[int]]:
-    """Start and length of each row's labelled span (answer + eos) in a right-padded batch."""
-    lab = labels != -100
-    n = lab.sum(1).tolist()
-    start = lab.int().argmax(1).tolist()
-    return start, n
-
-
 @torch.no_grad()
 def probe_teacher_forced(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[Pair],
                          budget: int, device: torch.device) -> ProbeResult:
@@ -66,10 +58,9 @@ def probe_teacher_forced(model: nn.Module, tokenizer: object, P: int, pairs: Seq
         ids = enc.input_ids.to(device).repeat(P, 1)        # [P*k, T], learner-major
         mask = enc.attention_mask.to(device).repeat(P, 1)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()  # [P*k, T, V]
-        for p in range(P):
-            c, pr, m = answer_verdicts(logits[p * k:(p + 1) * k], enc)
-            for dst, src in zip(out, (c, pr, m), strict=True):
-                dst[p, lo:lo + k] = np.asarray(torch.as_tensor(src).detach().cpu())
+        verdicts = answer_verdicts(logits, enc)             # each [P*k]
+        for dst, src in zip(out, verdicts, strict=True):
+            dst[:, lo:lo + k] = src.reshape(P, k).cpu().numpy()
     model.train(was_training)
     return ProbeResult(*out)
 
@@ -95,7 +86,7 @@ def probe_generate(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[
     n = _chunk(P, enc_all.input_ids.shape[1], V, budget)
     for lo in range(0, N, n):
         enc = encode_pairs(tokenizer, pairs[lo:lo + n])
-        start, length = _answer_spans(enc.labels)
+        start, length = enc.answer_start.tolist(), enc.answer_len.tolist()
         k = len(start)
         L = max(start)
         prompts = torch.full((k, L), pad, dtype=torch.long)

@@ -10,6 +10,7 @@ Every error is one line naming the key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -33,7 +34,7 @@ def _f(default: Any, help: str, nested: type | None = None) -> Any:
     if isinstance(default, type):                 # a nested config: built (and validated) lazily
         return field(default_factory=default, metadata=meta)
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda d=default: _copy(d), metadata=meta)
+        return field(default_factory=functools.partial(_copy, default), metadata=meta)
     return field(default=default, metadata=meta)
 
 

@@ -279,7 +279,7 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
     by_id = {r.learner_id: (Genome.from_params(r.genome), s) for r, s in zip(records, states,
                                                                                strict=True)}
     nxt = generation + 1
-    members = []
+    members: list[Member] = []
     for ind in elitism(pop, cfg.selection.elitism):
         genome, state = by_id[ind.id]
         members.append(Member(f"g{nxt}-l{len(members)}", genome.copy(), _lamarck(cfg, state),
@@ -377,7 +377,10 @@ def finish(cfg: RunConfig, tracker: Any, run_id: str, history: list[dict[str, An
            seconds: float) -> Summary:
     """Register the last champion as a model version, close the run, return the summary."""
     last = history[-1]
-    records = {r.learner_id: r for r in load_state(cfg, run_id)["records_objs"]}
+    saved = load_state(cfg, run_id)
+    if saved is None:
+        raise EvolveError(f"no saved state for run {run_id} under {cfg.state_dir}; cannot finish it")
+    records = {r.learner_id: r for r in saved["records_objs"]}
     version = tracker.register_champion(records[last["champion"]], cfg.tracking.model_name)
     tracker.finish("FINISHED")
     return Summary(run_id=run_id, experiment_id=str(tracker.experiment_id),

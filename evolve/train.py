@@ -202,9 +202,10 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
         losses[k], failed_at = train_steps(pop, window, (lambda: progress("step", 1))
                                            if progress is not None else None)
         for p in range(P):
-            if failed_at[p] is not None and ids[p] not in failures:
+            at = failed_at[p]
+            if at is not None and ids[p] not in failures:
                 failures[ids[p]] = (f"loss became non-finite at optimiser step "
-                                    f"{steps_done[p] + failed_at[p] + 1} of generation {job.generation}")
+                                    f"{steps_done[p] + at + 1} of generation {job.generation}")
             steps_done[p] += len(window[p])
         tp = time.perf_counter()
         c, pr = _probe(pop, probe_pairs)

@@ -123,8 +123,8 @@ def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], b
 
 def _population(job: GroupJob) -> Any:
     import torch
-    from learners.base import load_base
 
+    from learners.base import load_base
     from learners.population import Population
 
     torch.manual_seed(job.seed)
@@ -291,7 +291,6 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
 def export_adapter(base: str, state: Any, out_dir: str | Any) -> Any:
     """Write `state` as a standard PEFT adapter directory (what `PeftModel.from_pretrained` loads)."""
     from learners.base import load_base
-
     from learners.population import Population
 
     model, tok = load_base(base)

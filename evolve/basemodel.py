@@ -1,0 +1,216 @@
+"""The embedded default base model: built once from the curricula's pretraining items, then cached.
+
+No model hub is reachable, so the project pretrains its own ~1.1 M-parameter Llama-style model on a
+procedural mix (`pretrain_items` of modular add/mul, addition, rpn, parens, strings and the facts
+prior) so that it knows the formats, solves some families partly and is confidently wrong on the
+counterfactual facts. This module is the one place that needs both `curricula` and `learners`.
+
+Cache: `$EVOLVE_CACHE` else `~/.cache/evolve`, one subdirectory per hash of (BaseConfig, corpus
+spec, FORMAT_VERSION). A build writes into a temporary sibling and renames it into place, so a
+killed build never leaves a half-written base that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from learners.base import BaseConfig
+
+FORMAT_VERSION = 1  # bump when the recipe changes in a way the hash below cannot see
+FAMILIES_MIX = ("modular", "addition", "rpn", "parens", "strings", "facts")
+TMP_PREFIX = ".building-"
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What the default base is pretrained on, and how long (every field goes into the cache key)."""
+
+    families: tuple[str, ...] = FAMILIES_MIX  # each with its default parameters
+    per_family: int = 20_000   # pretrain_items per family; facts cycles its 600 priors ~33 times
+    steps: int = 3_000         # AdamW steps of batch_size pairs
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0              # model init, corpus draw and batch order
+    eval_items: int = 256      # held-out items per family for report.json
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """`cache_dir`, else `$EVOLVE_CACHE`, else `~/.cache/evolve`."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("EVOLVE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "evolve"
+
+
+def cache_key(cfg: BaseConfig, spec: CorpusSpec) -> str:
+    """A short stable hash of everything that determines the built base."""
+    blob = json.dumps({"config": dataclasses.asdict(cfg), "corpus": dataclasses.asdict(spec),
+                       "format": FORMAT_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """One torch thread while building: spin-waiting OpenMP threads collapse 65x on a busy 2-core
+    box (NOTES.md), a second thread was slower there (845 vs 476 ms/step), and one thread keeps
+    the build bitwise reproducible whatever the core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def corpus(spec: CorpusSpec) -> list[tuple[str, str]]:
+    """The pretraining pairs: `per_family` items of each family's prior, concatenated."""
+    import curricula
+
+    pairs: list[tuple[str, str]] = []
+    for name in spec.families:
+        fam = curricula.FAMILIES.get(name)()
+        pairs += [(it.prompt, it.answer) for it in fam.pretrain_items(spec.per_family, spec.seed)]
+    return pairs
+
+
+def _score(model: Any, tok: Any, pairs: Sequence[tuple[str, str]]) -> tuple[list[bool], list[float]]:
+    """Teacher-forced exact-match verdict and answer probability per pair (chunks of 256)."""
+    import torch
+
+    from learners.encoding import answer_verdicts, encode_pairs
+
+    correct: list[bool] = []
+    prob: list[float] = []
+    with torch.no_grad():
+        for lo in range(0, len(pairs), 256):
+            b = encode_pairs(tok, pairs[lo:lo + 256])
+            c, p, _ = answer_verdicts(model(input_ids=b.input_ids,
+                                            attention_mask=b.attention_mask).logits, b)
+            correct += c.tolist()
+            prob += p.tolist()
+    return correct, prob
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return float(f"{sum(xs) / len(xs):.4g}") if xs else None
+
+
+def evaluate(model: Any, tok: Any, spec: CorpusSpec) -> dict[str, Any]:
+    """Per-family (and per-category) exact-match accuracy on held-out `generate` items, and on the
+    counterfactual facts: how often and how confidently the model still answers its prior."""
+    import curricula
+
+    out: dict[str, Any] = {"families": {}}
+    for name in spec.families:
+        fam = curricula.FAMILIES.get(name)()
+        items = fam.generate(spec.eval_items, spec.seed + 1)
+        ok, prob = _score(model, tok, [(it.prompt, it.answer) for it in items])
+        cats: dict[str, list[bool]] = {}
+        for it, c in zip(items, ok, strict=True):
+            cats.setdefault(it.category, []).append(c)
+        out["families"][name] = {"accuracy": _mean(ok), "mean_prob": _mean(prob), "n": len(items),
+                                 "categories": {k: _mean(v) for k, v in sorted(cats.items())}}
+        if name == "facts":
+            out["counterfactual"] = _counterfactual(model, tok, fam.pretrain_items(
+                spec.per_family, spec.seed), items)
+    return out
+
+
+def _counterfactual(model: Any, tok: Any, seen: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
+    """On counterfactual items: accuracy/prob of the new answer vs of the pretrained (prior) one
+    that the model saw in `seen` for the same prompt."""
+    prior = {it.prompt: it.answer for it in seen}
+    cf = [it for it in items if it.category == "counterfactual" and it.prompt in prior]
+    ok_new, p_new = _score(model, tok, [(it.prompt, it.answer) for it in cf])
+    ok_old, p_old = _score(model, tok, [(it.prompt, prior[it.prompt]) for it in cf])
+    return {"n": len(cf), "accuracy": _mean(ok_new), "mean_prob": _mean(p_new),
+            "prior_accuracy": _mean(ok_old), "prior_mean_prob": _mean(p_old)}
+
+
+def build_default(out: Path, cfg: BaseConfig, spec: CorpusSpec, progress: bool = True) -> dict[str, Any]:
+    """Build, pretrain, evaluate and save the default base into `out`; returns the report."""
+    from learners.base import build_base, pretrain, save_base
+    from learners.tokenizer import build_char_tokenizer
+
+    t0 = time.perf_counter()
+    with _one_thread():
+        tok = build_char_tokenizer()
+        model = build_base(cfg, tok, spec.seed)
+        pairs = corpus(spec)
+        curve = pretrain(model, tok, pairs, spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+                         seed=spec.seed, progress=progress)
+        train_s = time.perf_counter() - t0
+        report = {"config": dataclasses.asdict(cfg), "corpus": dataclasses.asdict(spec),
+                  "format_version": FORMAT_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
+                  "pretrain_seconds": round(train_s, 1), "loss_curve": [round(x, 5) for x in curve],
+                  **evaluate(model, tok, spec)}
+        save_base(model, tok, out)
+    report["build_seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _clean_stale(root: Path) -> None:
+    """Remove temp dirs of builds whose process is gone (killed); a live build's dir is kept."""
+    for d in root.glob(TMP_PREFIX + "*"):
+        try:
+            pid = int(d.name.split("-")[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError, OSError):
+            continue
+
+
+def default_base(cache_dir: Path | None = None, progress: bool = True, *,
+                 config: BaseConfig | None = None, spec: CorpusSpec | None = None) -> Path:
+    """The directory of the embedded default base, building it on first use (a few minutes).
+
+    `config` / `spec` override the model shape and pretraining recipe (tests use a tiny one).
+    """
+    cfg, spec = config or BaseConfig(), spec or CorpusSpec()
+    root = cache_root(cache_dir)
+    final = root / f"base-{cache_key(cfg, spec)}"
+    if (final / "config.json").is_file() and (final / "report.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    _clean_stale(root)
+    print(f"evolve: building the default base model once ({spec.steps} pretraining steps, a few "
+          f"minutes); caching it in {final}", file=sys.stderr, flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{os.getpid()}-", dir=root))
+    try:
+        build_default(tmp, cfg, spec, progress)
+        try:
+            tmp.rename(final)
+        except OSError:  # another process finished the same build first: keep theirs
+            if not (final / "report.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def resolve_base(path: str | Path | None) -> Path:
+    """`path` checked with `load_base` (one-line EvolveError if it is not a causal LM), or the
+    default base when `path` is None or empty."""
+    if not path:
+        return default_base()
+    from learners.base import load_base
+
+    p = Path(path).expanduser()
+    load_base(p)
+    return p

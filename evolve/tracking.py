@@ -427,6 +427,50 @@ class Tracker:
             log.warning("evolve: drawing the plots failed: %s", _one_line(exc))
             self._client.set_tag(parent, "evolve.plot_error", _one_line(exc))
 
+    # --- tuning (`evolve tune`, evolve/tuning.py) ----------------------------------------------
+    def evolution_runs(self) -> list[str]:
+        """Run ids of every evolution of the experiment, oldest first (what `evolve tune` replays)."""
+        out: list[str] = []
+        token = None
+        while True:
+            page = self._client.search_runs(
+                [self._experiment_id], f"tags.`{KIND}` = 'evolution'", ViewType.ACTIVE_ONLY, 1000,
+                order_by=["attributes.start_time ASC"], page_token=token)
+            out.extend(r.info.run_id for r in page)
+            token = page.token
+            if not token:
+                return out
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags on any run of the store (e.g. `evolve.tune_trial` on a tuning trial's evolution)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:_TAG_MAX]) for k, v in tags.items()]
+        for chunk in _chunks(items, _BATCH_TAGS):
+            self._client.log_batch(run_id, tags=chunk)
+
+    def log_tune(self, name: str, params: dict[str, Any],
+                 histories: dict[str, list[tuple[int, float]]], tags: dict[str, str],
+                 files: Iterable[str | Path] = ()) -> str:
+        """One FINISHED run with tag `evolve.kind=tune` in this experiment: `params` (the best
+        weights and the study's settings), metric histories (name -> [(trial number, value)]),
+        `tags` and `files` as artifacts. Returns its run id."""
+        run = self._client.create_run(self._experiment_id, run_name=name,
+                                      tags={KIND: "tune", **{k: str(v)[:_TAG_MAX]
+                                                             for k, v in tags.items()}})
+        run_id = run.info.run_id
+        now = _now_ms()
+        metrics = [Metric(k, float(v), now, int(step)) for k, pts in histories.items()
+                   for step, v in pts if math.isfinite(float(v))]
+        plist = [Param(k, _param_value(v)[:_PARAM_MAX]) for k, v in params.items()]
+        for i in range(max(1, math.ceil(len(metrics) / _BATCH_METRICS),
+                           math.ceil(len(plist) / _BATCH_TAGS))):
+            self._client.log_batch(run_id, metrics[i * _BATCH_METRICS:(i + 1) * _BATCH_METRICS],
+                                   plist[i * _BATCH_TAGS:(i + 1) * _BATCH_TAGS])
+        for f in files:
+            self._client.log_artifact(run_id, str(f))
+        self._client.set_terminated(run_id, "FINISHED")
+        return str(run_id)
 
 def _artifact_location(loc: str | None, remote: bool) -> str | None:
     """Local paths become absolute. A server keeps its own artifact store for local paths (the

@@ -1,0 +1,82 @@
+"""Generalisation: holdout gain over the baseline, and grokking (a late jump of holdout accuracy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fitness.signal import SignalValue, none, signal, value
+from fitness.trajectory import Trajectory, holdout_accuracy, train_accuracy
+
+GROK_THRESHOLD = 0.2   # DESIGN.md: a window-mean jump of more than 0.2 ...
+GROK_WINDOW = 10       # ... over a window of 10 probes
+PLATEAU_TOL = 0.05     # train accuracy "plateaued": it moved <= 0.05 within one window
+
+
+def _mean(xs: Sequence[float | None]) -> float | None:
+    return None if any(x is None for x in xs) else sum(xs) / len(xs)  # type: ignore[arg-type]
+
+
+def plateau_index(train_acc: Sequence[float | None], window: int = GROK_WINDOW,
+                  tol: float = PLATEAU_TOL) -> int | None:
+    """The first probe index i >= window - 1 where train accuracy over probes (i-window, i]
+    spans at most `tol`; None if it never settles."""
+    for i in range(window - 1, len(train_acc)):
+        w = train_acc[i - window + 1:i + 1]
+        if all(x is not None for x in w) and max(w) - min(w) <= tol:  # type: ignore[type-var,operator]
+            return i
+    return None
+
+
+def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float | None],
+                    threshold: float = GROK_THRESHOLD, window: int = GROK_WINDOW,
+                    plateau_tol: float = PLATEAU_TOL) -> int | None:
+    """Probe index j where grokking was detected, or None.
+
+    Fires at the first j whose window mean of validation accuracy over probes (j-window, j]
+    exceeds the mean over the window before it, (j-2*window, j-window], by more than `threshold`,
+    with the later window wholly after the probe where train accuracy plateaued.
+    `train_acc` and `val_acc` are per-probe accuracies of equal length (None = not measured).
+    """
+    if len(train_acc) != len(val_acc):
+        raise ValueError(f"train_acc has {len(train_acc)} probes, val_acc {len(val_acc)}; "
+                         "pass one value per probe for both")
+    if window < 1:
+        raise ValueError(f"grokking window {window} must be >= 1 probe")
+    p = plateau_index(train_acc, window, plateau_tol)
+    if p is None:
+        return None
+    for j in range(max(2 * window - 1, p + window), len(val_acc)):
+        late = _mean(val_acc[j - window + 1:j + 1])
+        early = _mean(val_acc[j - 2 * window + 1:j - window + 1])
+        if late is not None and early is not None and late - early > threshold:
+            return j
+    return None
+
+
+@signal("grokking", higher_is_better=True,
+        description="1 if holdout accuracy's window mean jumped > 0.2 after train accuracy "
+                    "plateaued (window 10 probes), else 0")
+def grokking(traj: Trajectory) -> SignalValue:
+    if not traj.holdout_ids:
+        return none("no holdout items")
+    if traj.K < 2 * GROK_WINDOW:
+        return none(f"needs at least {2 * GROK_WINDOW} checkpoints (2 windows), has {traj.K}")
+    j = detect_grokking(train_accuracy(traj), holdout_accuracy(traj))
+    if j is None:
+        return value(0.0, index=None, step=None)
+    return value(1.0, index=j, step=traj.steps[j])
+
+
+@signal("holdout_gain", higher_is_better=True,
+        description="holdout accuracy at the last checkpoint minus before training")
+def holdout_gain(traj: Trajectory) -> SignalValue:
+    if not traj.holdout_ids:
+        return none("no holdout items")
+    if traj.K == 0 or not traj.holdout_correct:
+        return none("no checkpoints")
+    if len(traj.holdout_baseline) != len(traj.holdout_ids):
+        return none("no holdout baseline")
+    base = sum(traj.holdout_baseline) / len(traj.holdout_ids)
+    end = holdout_accuracy(traj)[-1]
+    assert end is not None
+    return value(end - base, baseline=base, final=end)

@@ -1,0 +1,162 @@
+"""Every signal on small trajectories whose values were computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+from pytest import approx
+
+from fitness import compute_signals
+from fitness.signals import detect_grokking, kaplan_meier, lives
+from fitness.trajectory import cumulative_rates, item_states, window_rates
+
+
+def sig(traj, name):
+    return compute_signals(traj, [name])[name]
+
+
+@pytest.fixture
+def three(make_traj):
+    """3 checkpoints, windows {a, b}, {c}, {d, e}; b and e right before training."""
+    return make_traj({"a": "110", "b": "100", "c": ".01", "d": "..1", "e": "..1"},
+                     baseline={"b": True, "e": True})
+
+
+def test_item_states_compare_with_the_baseline(three):
+    assert item_states(three, 2) == {"a": "stuck", "b": "regressed", "c": "improved",
+                                     "d": "improved", "e": "retained"}
+    assert item_states(three, 0) == {"a": "improved", "b": "retained"}
+
+
+def test_cumulative_and_window_rates_by_hand(three):
+    # k1: a improved (wrong before training, right now), b regressed, c stuck -> 1/2, 1
+    # k2: a stuck, c d improved -> 2/3; b regressed, e retained -> 1/2
+    flat = [x for pair in cumulative_rates(three) for x in pair]
+    assert flat == approx([1.0, 0.0, 0.5, 1.0, 2 / 3, 0.5])
+    # window 1 = {c}: stuck at k1; window 2 = {d, e}: improved + retained
+    flat = [x for pair in window_rates(three) for x in pair]
+    assert flat == approx([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def test_meta_learning_window_differs_from_cumulative(three):
+    # third = 1: early = k0, late = k2
+    assert sig(three, "meta_learning_cumulative").value == approx((2 / 3 - 1) + (0 - 0.5))
+    assert sig(three, "meta_learning_window").value == approx(0.0)
+
+
+def test_meta_learning_is_null_with_a_reason_under_three_checkpoints(make_traj):
+    v = sig(make_traj({"a": "01"}), "meta_learning_window")
+    assert v.value is None and "3 checkpoints" in v.reason
+
+
+@pytest.fixture
+def lives_traj(make_traj):
+    return make_traj({"x": "1101", "y": "1000", "z": "0111", "w": "1111", "v": "..01"})
+
+
+def test_lives_end_at_an_event_or_are_censored(lives_traj):
+    assert sorted(lives(lives_traj)) == [(0, False), (0, False), (10, True), (20, False),
+                                         (20, True), (30, False)]
+
+
+def test_half_life_kaplan_meier_by_hand(lives_traj):
+    # t=10: at risk = durations >= 10: 10E, 20E, 20C, 30C -> 4, one event: S = 3/4
+    # t=20: 20E, 20C, 30C (censored at 20 is still at risk), S = 3/4 * 2/3 = 1/2 -> half-life
+    curve = kaplan_meier(lives(lives_traj))
+    assert [t for t, _ in curve] == [10, 20] and [s for _, s in curve] == approx([0.75, 0.5])
+    v = sig(lives_traj, "forgetting_half_life")
+    assert v.value == 20 and v.extra["events"] == 2 and v.extra["censored"] == 4
+    assert sig(lives_traj, "survival_at_end").value == approx(0.5)
+
+
+def test_half_life_never_reached_is_null_and_marked_best(make_traj):
+    # lives: a 30 censored, b 20 event, c 20 censored -> t=20: 3 at risk, S = 2/3, never <= 0.5
+    t = make_traj({"a": "1111", "b": "1100", "c": "0111"})
+    v = sig(t, "forgetting_half_life")
+    assert v.value is None and v.extra["never_reached"] and "never" in v.reason
+    assert sig(t, "survival_at_end").value == approx(2 / 3)
+
+
+def test_half_life_is_zero_when_nothing_was_ever_right(make_traj):
+    v = sig(make_traj({"a": "000", "b": "000"}), "forgetting_half_life")
+    assert v.value == 0.0 and not v.extra["never_reached"]
+
+
+def test_oscillation_counts_transitions_over_probed_pairs(lives_traj):
+    v = sig(lives_traj, "oscillation")
+    assert v.extra["transitions"] == {"x": 2, "y": 1, "z": 1, "w": 0, "v": 1}
+    assert v.extra["pairs"] == 3 * 4 + 1
+    assert v.value == approx(5 / 13)
+
+
+def test_stuck_means_never_right_at_any_probed_checkpoint(make_traj):
+    t = make_traj({"s": "00.0", "r": "0000", "ok": "0010", "n": "...."}, baseline={"r": True})
+    assert sig(t, "stuck").value == 2 and sig(t, "stuck").extra["items"] == ["r", "s"]
+    assert sig(t, "stuck_fraction").value == approx(2 / 3)   # "n" was never probed
+
+
+def test_final_accuracy_over_items_probed_at_the_end(make_traj):
+    t = make_traj({"a": "01", "b": "11", "c": "00", "d": "1."})
+    assert sig(t, "final_accuracy").value == approx(2 / 3)   # d was not probed at the end
+
+
+def _holdout(make_traj, correct, conf, baseline):
+    K = len(correct)
+    return make_traj({"a": "1" * K}, holdout_ids=["h1", "h2"], holdout_baseline=baseline,
+                     holdout_correct=correct, holdout_confidence=conf)
+
+
+def test_confidence_gap_and_square_loop(make_traj):
+    # points (acc, conf): (0,0) (1,0) (1,1) (0,1): a unit square
+    t = _holdout(make_traj, [[0, 0], [1, 1], [1, 1], [0, 0]],
+                 [[0, 0], [0, 0], [1, 1], [1, 1]], [False, False])
+    gap = sig(t, "confidence_gap")
+    assert gap.value == approx(1.0) and gap.extra["series"] == approx([0, -1, 0, 1])
+    assert sig(t, "confidence_loop_area").value == approx(1.0)
+    # the same path back and forth encloses nothing
+    flat = _holdout(make_traj, [[0, 0], [1, 0], [1, 1], [1, 0]],
+                    [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9], [0.5, 0.5]], [False, False])
+    assert sig(flat, "confidence_loop_area").value == approx(0.0)
+
+
+def test_holdout_gain(make_traj):
+    t = _holdout(make_traj, [[0, 0], [1, 0], [1, 1]], [[0.5] * 2] * 3, [True, False])
+    assert sig(t, "holdout_gain").value == approx(1.0 - 0.5)
+
+
+def test_detect_grokking_fires_after_the_train_plateau():
+    train = [0.2, 0.5, 0.8] + [1.0] * 57
+    val = [0.0] * 40 + [0.9] * 20
+    # plateau at probe 12; the window mean over (j-10, j] first beats the one before by > 0.2
+    # at j = 42 (3 probes of 0.9: 0.27)
+    assert detect_grokking(train, val, threshold=0.2, window=10) == 42
+    assert detect_grokking(train, val, threshold=0.5, window=10) == 45
+    # validation rising together with training is learning, not grokking
+    assert detect_grokking(train, [0.0, 0.4, 0.8] + [0.95] * 57) is None
+    # a jump while training is still moving does not count
+    assert detect_grokking([i / 60 for i in range(60)], val) is None
+    with pytest.raises(ValueError, match="one value per probe"):
+        detect_grokking(train, val[:-1])
+
+
+def test_grokking_signal_on_a_trajectory(make_traj):
+    K = 30
+    rows = {"a": "0" + "1" * (K - 1)}
+    hold = [[False, False]] * 20 + [[True, True]] * 10
+    t = make_traj(rows, holdout_ids=["h1", "h2"], holdout_baseline=[False, False],
+                  holdout_correct=hold, holdout_confidence=[[0.5, 0.5]] * K)
+    v = sig(t, "grokking")
+    assert v.value == 1.0 and v.extra["index"] == 22 and v.extra["step"] == 230
+    short = make_traj({"a": "01"}, holdout_ids=["h"], holdout_baseline=[False],
+                      holdout_correct=[[False], [True]], holdout_confidence=[[0.1], [0.9]])
+    assert sig(short, "grokking").value is None
+
+
+def test_spectral_signals_read_the_trajectory_result(make_traj):
+    t = make_traj({"a": "01"})
+    assert sig(t, "spectral_alpha_distance").value is None
+    t.spectral = {"alpha_distance": 0.5, "mean_alpha": 1.5, "n_alpha_below_2": 2, "n_traps": 1,
+                  "warnings": ["q: alpha 1.50 < 2"], "update_cosine": {"mean_abs": 0.3,
+                                                                       "mean": -0.1}}
+    assert sig(t, "spectral_alpha_distance").value == 0.5
+    assert sig(t, "spectral_warnings").value == 3
+    assert sig(t, "spectral_update_cosine").value == 0.3

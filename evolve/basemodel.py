@@ -188,20 +188,41 @@ def default_base(cache_dir: Path | None = None, progress: bool = True, *,
     if (final / "config.json").is_file() and (final / "report.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
-    _clean_stale(root)
-    print(f"evolve: building the default base model once ({spec.steps} pretraining steps, a few "
-          f"minutes); caching it in {final}", file=sys.stderr, flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{os.getpid()}-", dir=root))
-    try:
-        build_default(tmp, cfg, spec, progress)
+    with _build_lock(root / f"{final.name}.lock"):  # a second process waits, then reuses the build
+        if (final / "config.json").is_file() and (final / "report.json").is_file():
+            return final
+        _clean_stale(root)
+        print(f"evolve: building the default base model once ({spec.steps} pretraining steps, "
+              f"a few minutes); caching it in {final}", file=sys.stderr, flush=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{os.getpid()}-", dir=root))
         try:
-            tmp.rename(final)
-        except OSError:  # another process finished the same build first: keep theirs
-            if not (final / "report.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            build_default(tmp, cfg, spec, progress)
+            try:
+                tmp.rename(final)
+            except OSError:  # a process without the lock (older code) finished first: keep theirs
+                if not (final / "report.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An exclusive `flock` on `path`; the kernel releases it if the holder is killed."""
+    import fcntl
+
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"evolve: waiting for another process building the base in {path.parent}",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def resolve_base(path: str | Path | None) -> Path:

@@ -1,0 +1,97 @@
+"""The default base is built once per (config, recipe), reused, never half-written, and reported.
+
+Every test builds a TINY default (a few thousand parameters, a few steps): never the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from evolve.basemodel import (
+    TMP_PREFIX,
+    CorpusSpec,
+    cache_key,
+    cache_root,
+    default_base,
+    resolve_base,
+)
+from evolve.errors import EvolveError
+from learners.base import BaseConfig, load_base
+
+TINY = BaseConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_len=64)
+RECIPE = CorpusSpec(per_family=200, steps=8, batch_size=16, eval_items=16)
+
+
+def _weights(path: Path) -> Path:
+    return path / "model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return default_base(tmp_path_factory.mktemp("cache"), progress=False, config=TINY, spec=RECIPE)
+
+
+def test_build_writes_a_loadable_base_and_a_report(built: Path) -> None:
+    assert built.name == f"base-{cache_key(TINY, RECIPE)}"
+    model, tok = load_base(built)
+    assert model.config.hidden_size == 16 and tok.eos_token_id is not None
+    report = json.loads((built / "report.json").read_text())
+    assert len(report["loss_curve"]) == RECIPE.steps
+    assert set(report["families"]) == set(RECIPE.families)
+    for fam in report["families"].values():
+        assert 0 <= fam["accuracy"] <= 1 and fam["n"] == RECIPE.eval_items and fam["categories"]
+    cf = report["counterfactual"]
+    assert cf["n"] > 0 and {"accuracy", "mean_prob", "prior_accuracy", "prior_mean_prob"} <= set(cf)
+    assert report["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def test_second_call_reuses_the_cache(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stamp = _weights(built).stat().st_mtime_ns
+    again = default_base(built.parent, progress=False, config=TINY, spec=RECIPE)
+    assert again == built and _weights(built).stat().st_mtime_ns == stamp
+    assert "building" not in capsys.readouterr().err
+
+
+def test_build_is_deterministic(built: Path, tmp_path: Path) -> None:
+    other = default_base(tmp_path, progress=False, config=TINY, spec=RECIPE)
+    a, _ = load_base(built)
+    b, _ = load_base(other)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_leftover_of_a_killed_build_is_ignored_and_cleaned(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A build killed mid-way leaves only its temp dir; the next call builds a sound base."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    key = f"base-{cache_key(TINY, RECIPE)}"
+    junk = tmp_path / f"{TMP_PREFIX}{key}-{dead}-abc123"
+    junk.mkdir()
+    (junk / "config.json").write_text("{}")       # half-written: no weights
+    path = default_base(tmp_path, progress=False, config=TINY, spec=RECIPE)
+    assert path == tmp_path / key and _weights(path).is_file()
+    assert not junk.exists()
+    assert "building the default base model once" in capsys.readouterr().err
+    assert not list(tmp_path.glob(TMP_PREFIX + "*"))  # our own temp dir is gone too
+
+
+def test_key_depends_on_config_and_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    keys = {cache_key(TINY, RECIPE), cache_key(BaseConfig(), RECIPE),
+            cache_key(TINY, CorpusSpec(per_family=200, steps=9, batch_size=16, eval_items=16))}
+    assert len(keys) == 3 and cache_key(TINY, RECIPE) == cache_key(TINY, RECIPE)
+    monkeypatch.setenv("EVOLVE_CACHE", str(tmp_path))
+    assert cache_root() == tmp_path
+    monkeypatch.delenv("EVOLVE_CACHE")
+    assert cache_root() == Path.home() / ".cache" / "evolve"
+
+
+def test_resolve_base_validates_a_given_path(built: Path, tmp_path: Path) -> None:
+    assert resolve_base(str(built)) == built
+    with pytest.raises(EvolveError, match="no config.json"):
+        resolve_base(str(tmp_path))

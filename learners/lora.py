@@ -59,6 +59,7 @@ class StackedLoRALinear(nn.Module):
         self.register_buffer("gain", torch.zeros(P, r_max, device=w.device, dtype=w.dtype))
         self.register_buffer("drop", torch.zeros(P, device=w.device, dtype=w.dtype))
         self.generator: torch.Generator | None = None  # dropout masks; set by the population
+        self.span = (0, P)  # learners lo..hi-1 are in the current batch (micro-groups of learners)
 
     def set_learner(self, p: int, rank: int, alpha: float, dropout: float, enabled: bool) -> None:
         """Set learner p's rank mask, scale alpha/rank and dropout (adapter weights untouched)."""
@@ -89,24 +90,29 @@ class StackedLoRALinear(nn.Module):
         w = self.base.weight.detach()
         return w.t() if self.fan_in_fan_out else w
 
-    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
-        """x [P, M, in] with learner p's dropout rate applied to its slice (inverted dropout)."""
-        keep = 1.0 - self.drop  # [P]
+    def _dropout(self, x: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        """x [G, M, in] with learner g's dropout rate drop[g] applied to its slice (inverted)."""
+        keep = 1.0 - drop  # [G]
         u = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
         mask = (u < keep[:, None, None]).to(x.dtype) / keep.clamp_min(1e-12)[:, None, None]
         return x * mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [P*B, ..., in] -> [P*B, ..., out]; rows of learner p are the p-th block of size B."""
+        """x [G*B, ..., in] -> [G*B, ..., out] for the G = hi - lo learners of `span`; rows of the
+        g-th learner of the span are the g-th block of size B."""
         y = self.base(x)
-        n = x.shape[0]
-        if n % self.P:
-            raise ValueError(f"batch of {n} rows is not a multiple of P={self.P} learners")
-        xp = x.reshape(self.P, -1, self.in_features)  # [P, M, in], M = B*T
-        if self.training and bool((self.drop > 0).any()):
-            xp = self._dropout(xp)
-        h = torch.bmm(xp, self.lora_A.transpose(1, 2)) * self.gain[:, None, :]  # [P, M, r_max]
-        out = torch.baddbmm(y.reshape(self.P, -1, self.out_features), h, self.lora_B.transpose(1, 2))
+        lo, hi = self.span
+        G, n = hi - lo, x.shape[0]
+        if n % G:
+            raise ValueError(f"batch of {n} rows is not a multiple of {G} learners")
+        A, Bw, gain, drop = self.lora_A, self.lora_B, self.gain, self.drop
+        if G != self.P:
+            A, Bw, gain, drop = A[lo:hi], Bw[lo:hi], gain[lo:hi], drop[lo:hi]
+        xp = x.reshape(G, -1, self.in_features)  # [G, M, in], M = B*T
+        if self.training and bool((drop > 0).any()):
+            xp = self._dropout(xp, drop)
+        h = torch.bmm(xp, A.transpose(1, 2)) * gain[:, None, :]  # [G, M, r_max]
+        out = torch.baddbmm(y.reshape(G, -1, self.out_features), h, Bw.transpose(1, 2))
         return out.reshape(y.shape)
 
     def extra_repr(self) -> str:

@@ -63,7 +63,8 @@ class Population:
 
     def __init__(self, model: nn.Module, tokenizer: object, specs: Sequence[LearnerSpec],
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
-                 r_max: int | None = None, probe_chunk: int = 1 << 24) -> None:
+                 r_max: int | None = None, probe_chunk: int = 1 << 24,
+                 group_size: int | None = None) -> None:
         if not specs:
             raise ValueError("a population needs at least one LearnerSpec")
         self.specs = [replace(s) for s in specs]
@@ -81,6 +82,9 @@ class Population:
         self.layers: dict[str, StackedLoRALinear] = inject(self.model, union, self.P, self.r_max)
         self.names = list(self.layers)
         self.probe_chunk = probe_chunk  # max P*N*T*V logits held at once (2**24 floats = 64 MiB)
+        # learners per forward/backward inside one step: smaller groups keep the activations in
+        # cache (8 learners x 16 x 32 tokens x 512 floats = 8 MiB per MLP tensor); None = all P
+        self.group_size = group_size or self.P
         self.failed = np.zeros(self.P, dtype=bool)
         self.steps = np.zeros(self.P, dtype=np.int64)
         self.opt = StackedAdamW(self._params(), [s.lr for s in self.specs],
@@ -133,9 +137,9 @@ class Population:
 
     # --- training ------------------------------------------------------------------------------
     def _stack(self, batches: Sequence[Sequence[Pair]]) -> tuple[torch.Tensor, ...]:
-        """Encode learner batches into one right-padded [P*B, T] batch; rows of learner p are block p.
+        """Encode learner batches into one right-padded [G*B, T] batch; rows of learner p are block p.
 
-        Returns input_ids, attention_mask, labels [P*B, T] and B. Learners with fewer than B pairs get
+        Returns input_ids, attention_mask, labels [G*B, T] and B. Learners with fewer than B pairs get
         padding rows (no labels; one attended token so no row is fully masked).
         """
         B = max(len(b) for b in batches)
@@ -143,31 +147,39 @@ class Population:
         enc = encode_pairs(self.tokenizer, flat)
         T = enc.input_ids.shape[1]
         pad = as_codec(self.tokenizer).pad_token_id or 0
-        ids = torch.full((self.P * B, T), pad, dtype=torch.long)
-        mask = torch.zeros((self.P * B, T), dtype=torch.long)
+        ids = torch.full((len(batches) * B, T), pad, dtype=torch.long)
+        mask = torch.zeros((len(batches) * B, T), dtype=torch.long)
         mask[:, 0] = 1
-        labels = torch.full((self.P * B, T), -100, dtype=torch.long)
+        labels = torch.full((len(batches) * B, T), -100, dtype=torch.long)
         rows = torch.tensor([p * B + j for p, b in enumerate(batches) for j in range(len(b))],
                             dtype=torch.long)
         ids[rows], mask[rows], labels[rows] = enc.input_ids, enc.attention_mask, enc.labels
         d = self.device
         return ids.to(d), mask.to(d), labels.to(d), B
 
-    def losses(self, batches: Sequence[Sequence[Pair]]) -> torch.Tensor:
-        """[P] mean cross-entropy of each learner on its own batch (answer tokens + eos), with graph.
-
-        A learner with an empty batch gets NaN. Only the labelled positions go through the LM head.
-        """
-        ids, mask, labels, B = self._stack(batches)
-        hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    def losses(self, batches: Sequence[Sequence[Pair]], span: tuple[int, int] | None = None
+               ) -> torch.Tensor:
+        """[G] mean cross-entropy of learners lo..hi-1 (`span`, default all) on their own batches
+        (answer tokens + eos), with graph. An empty batch gives NaN. Only labelled positions go
+        through the LM head."""
+        lo, hi = span or (0, self.P)
+        G = hi - lo
+        for layer in self.layers.values():
+            layer.span = (lo, hi)
+        try:
+            ids, mask, labels, B = self._stack(batches[lo:hi])
+            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        finally:
+            for layer in self.layers.values():
+                layer.span = (0, self.P)
         target = labels[:, 1:]
-        sel = target != -100                                     # [P*B, T-1]
+        sel = target != -100                                     # [G*B, T-1]
         h = hidden[:, :-1][sel]                                  # [K, H] positions predicting a label
         logits = self.model.get_output_embeddings()(h).float()   # [K, V]
         ce = nn.functional.cross_entropy(logits, target[sel], reduction="none")  # [K]
         owner = (torch.arange(ids.shape[0], device=ids.device) // B)[:, None].expand_as(sel)[sel]
-        total = torch.zeros(self.P, device=ids.device).index_add(0, owner, ce)
-        count = torch.zeros(self.P, device=ids.device).index_add(0, owner, torch.ones_like(ce))
+        total = torch.zeros(G, device=ids.device).index_add(0, owner, ce)
+        count = torch.zeros(G, device=ids.device).index_add(0, owner, torch.ones_like(ce))
         return total / count                                     # 0/0 = NaN for empty batches
 
     def train_step(self, batches: Sequence[Sequence[Pair]],
@@ -187,19 +199,29 @@ class Population:
         if not act.any():
             return out
         self.model.train()
-        loss = self.losses([b if a else [] for b, a in zip(batches, act, strict=True)])
-        finite = torch.isfinite(loss).cpu().numpy()
-        self.failed |= act & ~finite           # NaN/inf loss: frozen from now on
-        act &= finite
+        self.opt.zero_grad()
+        todo = [b if a else [] for b, a in zip(batches, act, strict=True)]
+        for lo in range(0, self.P, self.group_size):   # gradients of disjoint learners: exact
+            hi = min(lo + self.group_size, self.P)
+            if not act[lo:hi].any():
+                continue
+            loss = self.losses(todo, (lo, hi))
+            finite = torch.isfinite(loss).cpu().numpy()
+            self.failed[lo:hi] |= act[lo:hi] & ~finite   # NaN/inf loss: frozen from now on
+            act[lo:hi] &= finite
+            out[lo:hi] = loss.detach().cpu().numpy()
+            keep = torch.from_numpy(act[lo:hi]).to(loss.device)
+            if keep.any():
+                loss[keep].sum().backward()
         if act.any():
-            self.opt.zero_grad()
-            loss[torch.from_numpy(act).to(loss.device)].sum().backward()
             updated = self.opt.step(torch.from_numpy(act)).cpu().numpy()
-            self.failed |= act & ~updated      # finite loss but NaN/inf gradients
+            self.failed |= act & ~updated      # finite loss but NaN/inf gradients or weights
             self.steps += updated
-            self.opt.zero_grad()
-            out[updated] = loss.detach().cpu().numpy()[updated]
+        else:
+            updated = act
+        self.opt.zero_grad()
         self.model.eval()
+        out[~updated] = np.nan
         return out
 
     # --- probes --------------------------------------------------------------------------------

@@ -127,9 +127,10 @@ def streams_for(P: int, steps: int) -> list[list[list[tuple[str, str]]]]:
              for t in range(steps)] for p in range(P)]
 
 
-def test_training_equals_each_learner_trained_alone_with_peft(base) -> None:
+@pytest.mark.parametrize("group_size", [None, 2])  # all learners in one pass; groups of 2
+def test_training_equals_each_learner_trained_alone_with_peft(base, group_size) -> None:
     model, tok = base
-    pop = Population(model, tok, mixed_specs())
+    pop = Population(model, tok, mixed_specs(), group_size=group_size)
     before = copy.deepcopy(pop)
     streams = streams_for(pop.P, 5)
     for t in range(5):

@@ -13,7 +13,7 @@ from evolve.registry import Registry
 SELECTION: Registry[Any] = Registry("selection operator")
 VARIATION: Registry[Any] = Registry("variation operator")
 
-from evolve.operators import selection, variation  # noqa: E402  (registers the operators)
+from evolve.operators import random_select, selection, variation  # noqa: E402,F401  (registers the operators)
 from evolve.operators.decisions import MergePlan, adapter_plan, apply_decisions  # noqa: E402
 from evolve.operators.selection import Individual, elitism, seed_deap, select  # noqa: E402
 from evolve.operators.variation import Child, Parent, vary  # noqa: E402

@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 
 NAMES = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
+# (higher_is_better, how fitness.combine ranks None): a None half-life means "never forgot"
+META = {"assess_auc": (True, "worst"), "assess_learned_per_100": (True, "worst"),
+        "assess_half_life": (True, "best"), "assess_final_accuracy": (True, "worst")}
 
 
 def schedule(n_items: int, steps: int, batch_size: int, checkpoints: int, seed: int,

@@ -229,17 +229,17 @@ def score(cfg: RunConfig, ids: list[str], table: list[dict[str, float | None]],
           failed: set[str]) -> tuple[dict[str, float], dict[str, tuple[int, float]]]:
     """Fitness per learner (weighted combine, or -front + crowding bonus in pareto mode)."""
     import fitness
+    from evolve.assess import META
 
     named = dict(zip(ids, table, strict=True))
     if cfg.fitness.mode == "pareto":
-        ranks = fitness.pareto_ranks({i: named[i] for i in ids if i not in failed},
-                                     cfg.fitness.pareto_signals)
+        ranks = fitness.pareto_ranks(named, cfg.fitness.pareto_signals, failed=failed, meta=META)
         # -front keeps fronts apart; the crowding bonus is < 0.5 so it only orders within a front
         fit = {i: (-ranks[i][0] + 0.5 * _squash(ranks[i][1])) if i in ranks else -math.inf
                for i in ids}
         return fit, ranks
     fit = fitness.combine(named, cfg.fitness.weights, normalise=cfg.fitness.normalise,
-                          failed=failed)
+                          failed=failed, meta=META)
     return {i: (-math.inf if i in failed else float(fit[i])) for i in ids}, {}
 
 
@@ -431,6 +431,7 @@ def save_state(cfg: RunConfig, run_id: str, generation: int, records: list[Learn
     import os
 
     import torch
+
     from fitness.formats import save_evolve
 
     d = state_dir(cfg, run_id)

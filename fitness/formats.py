@@ -54,11 +54,8 @@ def detect(data: Any) -> str | None:
     """"evolve", "adaptible" or None for parsed JSON."""
     if isinstance(data, dict) and data.get("format") == FORMAT:
         return "evolve"
-    if isinstance(data, dict) and isinstance(data.get("trajectories"), (dict, list)):
-        entries = data["trajectories"]
-        first = next(iter(entries.values() if isinstance(entries, dict) else entries), None)
-        if isinstance(first, dict) and "checkpoints" in first:
-            return "adaptible"
+    if isinstance(data, dict) and "format" not in data and "trajectories" in data:
+        return "adaptible"   # its own parser names whatever is missing inside
     return None
 
 

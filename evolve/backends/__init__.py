@@ -33,11 +33,8 @@ def make_backend(name: str, address: str | None = None, progress: bool = False,
 
         return LocalBackend(progress=progress)
     if name == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise EvolveError("--backend ray needs Ray: pip install -e '.[ray]'") from None
-        from evolve.backends import ray as ray_backend  # type: ignore[attr-defined]
+        # raises EvolveError("--backend ray needs Ray: pip install -e '.[ray]'") without Ray
+        from evolve.backends.ray import RayBackend
 
-        return ray_backend.RayBackend(address=address, **options)  # type: ignore[no-any-return]
+        return RayBackend(address=address, progress=progress, **options)  # type: ignore[arg-type]
     raise EvolveError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")

@@ -46,13 +46,16 @@ def main(args: argparse.Namespace) -> int:
         from evolve.basemodel import resolve_base
 
         resolve_base(cfg.base)  # a path that is not a causal LM fails before the store is touched
-    tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
-                      cfg.tracking.artifact_location)
+    # the backend first: `--backend ray` without Ray fails before the store is touched
     backend = make_backend(cfg.backend, address=args.ray_address, progress=not args.quiet)
+    tracker = None
     try:
+        tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
+                          cfg.tracking.artifact_location)
         summary = evolve(cfg, tracker, backend, progress=not args.quiet, resume=args.resume)
     except KeyboardInterrupt:
-        tracker.finish("KILLED")
+        if tracker is not None:
+            tracker.finish("KILLED")
         raise
     finally:
         backend.close()

@@ -38,14 +38,16 @@ def direction(name: str, meta: Meta | None = None) -> tuple[bool, str]:
     return True, "worst"
 
 
-def _finite(v: float | None) -> bool:
-    return v is not None and math.isfinite(v)
+def _finite(v: float | None) -> float | None:
+    """`v` as a float when it is a finite number, else None."""
+    return float(v) if v is not None and math.isfinite(v) else None
 
 
 def oriented(values: Sequence[float | None], higher: bool, none_is: str) -> np.ndarray | None:
     """[n] values flipped so higher is better, None substituted (see the module doc); None when
     the column has no finite value."""
-    fin = [float(v) for v in values if _finite(v)]
+    vals = [_finite(v) for v in values]
+    fin = [v for v in vals if v is not None]
     if not fin:
         return None
     sign = 1.0 if higher else -1.0
@@ -53,8 +55,7 @@ def oriented(values: Sequence[float | None], higher: bool, none_is: str) -> np.n
     std = float(np.std(ori)) if len(ori) > 1 else 0.0
     worst, best = min(ori), max(ori) + (std if std > 0 else 1.0)
     sub = best if none_is == "best" else worst
-    return np.array([sign * float(v) if _finite(v) else sub for v in values],  # type: ignore[arg-type]
-                    dtype=np.float64)
+    return np.array([sub if v is None else sign * v for v in vals], dtype=np.float64)
 
 
 def normalise_column(x: np.ndarray, mode: str) -> np.ndarray:

@@ -2,16 +2,17 @@
 
 adaptible (`../shared/reference/adaptible_meta_experiment.json`): `{"trajectories": {seed:
 {"seed", "checkpoints": [{"step", "improved_ids", "retained_ids", "regressed_ids", "stuck_ids"},
-...]}}}`. Only the id lists are read: an item's baseline is "right" when it is retained or regressed,
-it is correct at a checkpoint when improved or retained, and its window is the checkpoint where it
-first appears. The stored rates, scores and accuracies are ignored on purpose.
+...]}}}`. Only the id lists are read: an item's baseline is "right" when it is retained or
+regressed, it is correct at a checkpoint when improved or retained, and its window is the checkpoint
+where it first appears. The stored rates, scores and accuracies are ignored on purpose.
 
 evolve (written by the engine, `save_evolve`)::
 
     {"format": "evolve-trajectories", "version": 1,
      "trajectories": [{"learner_id": "g0-l3", "steps": [16, 32, ...], "failed": false,
         "items": {"modadd_97_013_044": {"baseline": false, "window": 0,
-                                         "correct": [true, null, ...], "confidence": [0.8, null, ...]}},
+                                         "correct": [true, null, ...],
+                                         "confidence": [0.8, null, ...]}},
         "holdout": {"ids": [...], "baseline": [...], "correct": [[...] per checkpoint],
                     "confidence": [[...] per checkpoint]},
         "spectral": {...} or null}]}
@@ -42,7 +43,8 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise ValueError(f"{p}: no such file; pass a trajectory JSON file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{p}: cannot read it ({type(exc).__name__}); pass a UTF-8 JSON file") from None
+        raise ValueError(f"{p}: cannot read it ({type(exc).__name__}); pass a UTF-8 JSON "
+                         "file") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -68,8 +70,8 @@ def load(path: str | Path, fmt: str | None = None) -> list[Trajectory]:
     if fmt == "evolve":
         return parse_evolve(data, str(path))
     if fmt is None:
-        raise ValueError(f"{path}: neither an evolve trajectory file (\"format\": \"{FORMAT}\") nor "
-                         "an adaptible run (trajectories -> checkpoints); pass --format")
+        raise ValueError(f"{path}: neither an evolve trajectory file (\"format\": \"{FORMAT}\") "
+                         "nor an adaptible run (trajectories -> checkpoints); pass --format")
     raise ValueError(f"unknown trajectory format {fmt!r}; valid: adaptible, evolve")
 
 
@@ -116,7 +118,8 @@ def _adaptible_one(t: Any, key: str, name: str) -> Trajectory:
         for kind in KINDS:
             for item in cp[f"{kind}_ids"]:
                 item = str(item)
-                _need(item not in seen, where, f"item {item!r} is listed twice at step {cp['step']}")
+                _need(item not in seen, where,
+                      f"item {item!r} is listed twice at step {cp['step']}")
                 seen.add(item)
                 base = kind in ("retained", "regressed")
                 if item not in baseline:

@@ -45,13 +45,16 @@ class Signal:
         return self.fn(traj)
 
 
+SignalFn = Callable[[Trajectory], SignalValue]
+
+
 def signal(name: str, higher_is_better: bool, description: str, none_is: str = "worst",
-           ) -> Callable[[Callable[[Trajectory], SignalValue]], Callable[[Trajectory], SignalValue]]:
+           ) -> Callable[[SignalFn], SignalFn]:
     """Decorator: register `fn` on `SIGNALS` as a `Signal`."""
     if none_is not in ("worst", "best"):
         raise ValueError(f"signal {name!r}: none_is must be 'worst' or 'best', got {none_is!r}")
 
-    def deco(fn: Callable[[Trajectory], SignalValue]) -> Callable[[Trajectory], SignalValue]:
+    def deco(fn: SignalFn) -> SignalFn:
         SIGNALS.add(name, description, Signal(name, fn, higher_is_better, description, none_is))
         return fn
 

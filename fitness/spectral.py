@@ -138,7 +138,8 @@ def update_cosines(deltas: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     if len(deltas) < 3:
         return None
     names = sorted(deltas[0])
-    ups = [{n: _np(b[n]) - _np(a[n]) for n in names} for a, b in zip(deltas, deltas[1:], strict=False)]
+    ups = [{n: _np(b[n]) - _np(a[n]) for n in names}
+           for a, b in zip(deltas, deltas[1:], strict=False)]
     per_layer = {n: [_cos(u[n].ravel(), v[n].ravel()) for u, v in zip(ups, ups[1:], strict=False)]
                  for n in names}
     series = [_cos(_flat(u, names), _flat(v, names)) for u, v in zip(ups, ups[1:], strict=False)]

@@ -21,7 +21,7 @@ class Trajectory:
     """One learner's probe history. K = len(steps) checkpoints, H holdout items."""
 
     learner_id: str
-    steps: list[int]                                   # [K] step of each checkpoint, in training items
+    steps: list[int]                                   # [K] checkpoint steps, in training items
     baseline: dict[str, bool]                          # item id -> correct before training
     window: dict[str, int]                             # item id -> checkpoint index that trained it
     correct: dict[str, list[bool | None]]              # item id -> [K]; None = not probed there
@@ -31,7 +31,7 @@ class Trajectory:
     holdout_correct: list[list[bool]] = field(default_factory=list)     # [K][H]
     holdout_confidence: list[list[float]] = field(default_factory=list)  # [K][H]
     failed: bool = False
-    spectral: dict[str, Any] | None = None   # `fitness.spectral.spectral(...)` output, engine-filled
+    spectral: dict[str, Any] | None = None   # `fitness.spectral.spectral()` output (engine)
 
     @property
     def K(self) -> int:

@@ -1,4 +1,4 @@
-"""Generalisation: holdout gain over the baseline, and grokking (a late jump of holdout accuracy)."""
+"""Generalisation: holdout gain over the baseline; grokking (a late jump of holdout accuracy)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def plateau_index(train_acc: Sequence[float | None], window: int = GROK_WINDOW,
     """The first probe index i >= window - 1 where train accuracy over probes (i-window, i]
     spans at most `tol`; None if it never settles."""
     for i in range(window - 1, len(train_acc)):
-        w = train_acc[i - window + 1:i + 1]
-        if all(x is not None for x in w) and max(w) - min(w) <= tol:  # type: ignore[type-var,operator]
+        w = [x for x in train_acc[i - window + 1:i + 1] if x is not None]
+        if len(w) == window and max(w) - min(w) <= tol:
             return i
     return None
 

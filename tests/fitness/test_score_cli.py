@@ -48,7 +48,8 @@ def test_evolve_format_is_detected(make_traj, tmp_path, capsys):
     assert main(["score", str(p), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["g0-l0"]["transitions"] == {"a": 1, "b": 2}
-    assert out["g0-l1"]["oscillation"] is None and "failed" in out["g0-l1"]["reasons"]["oscillation"]
+    failed = out["g0-l1"]
+    assert failed["oscillation"] is None and "failed" in failed["reasons"]["oscillation"]
 
 
 def test_bad_file_is_one_line_and_exit_2(tmp_path, capsys):

@@ -13,6 +13,7 @@ from types import ModuleType
 
 EXPERIMENTS: dict[str, str] = {
     "grokking": "evolve.experiments.grokking",
+    "selection": "evolve.experiments.selection",
 }
 
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import EvolveError
-from evolve.experiments.report import first_index, fmt, mean
+from evolve.experiments.report import first_index, fmt, mean, rolling_median
 
 HELP = "reproduce grokking on a+b mod p (embedding + MLP, AdamW wd 1) and report the signals"
-KIND = "experiment.grokking"
+KIND = "experiment.grokking"   # the run's `evolve.kind` tag in MLflow
+EXPERIMENT = "evolve-experiments"   # default MLflow experiment (--set tracking.experiment=...)
 
 
 @dataclass
@@ -62,9 +63,10 @@ class GrokConfig:
 
 
 # A small setting that groks in about 2,000 steps of a few ms each (measured: val >= 0.99 at step
-# ~2,100 in 6 s on one busy core): p 31, half the table, lr 1e-2, a 4x narrower model.
+# ~2,100 in 6 s on one busy core): p 31, half the table, lr 1e-2, a 4x narrower model. Probes
+# every 40 steps: the alpha fits are most of its cost (about 0.15 s each, 60 probes).
 QUICK: dict[str, Any] = dict(p=31, train_fraction=0.5, lr=1e-2, embed_dim=64, hidden=128,
-                             steps=3000, probe_every=20)
+                             steps=3000, probe_every=40)
 HISTORY = ("step", "train_loss", "train_acc", "train_conf", "val_loss", "val_acc", "val_conf",
            "val_maxprob", "weight_norm", "alpha", "seconds")
 
@@ -100,19 +102,14 @@ def layer_matrices(model: Any) -> dict[str, Any]:
 
 
 def spectral_alpha(model: Any) -> tuple[float | None, dict[str, float | None]]:
-    """(mean alpha, per-layer alpha) from `fitness.spectral`; (None, {}) while it is missing."""
+    """(mean alpha, layer name -> alpha) from `fitness.spectral` (the only weightwatcher user);
+    (None, {}) where it is missing."""
     try:
         from fitness.spectral import spectral
     except ImportError:
         return None, {}
     res = spectral(layer_matrices(model))
-    layers = {name: _num(v.get("alpha") if isinstance(v, dict) else v)
-              for name, v in (res.get("layers") or {}).items()}
-    return _num(res.get("mean_alpha")), layers
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if v is not None and math.isfinite(float(v)) else None
+    return res["mean_alpha"], {name: row["alpha"] for name, row in res["layers"].items()}
 
 
 def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
@@ -128,7 +125,7 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             betas=(cfg.beta1, cfg.beta2))
     hist: dict[str, list[Any]] = {k: [] for k in HISTORY}
-    layer_alpha: dict[str, list[float | None]] = {}
+    layer_rows: list[dict[str, float | None]] = []
     val_correct: list[list[bool]] = []
     val_prob: list[list[float]] = []
     t0, held = time.perf_counter(), 0
@@ -151,8 +148,7 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
                                                      for w in model.parameters())))
         mean_alpha, layers = spectral_alpha(model)
         hist["alpha"].append(mean_alpha)
-        for name, a in layers.items():
-            layer_alpha.setdefault(name, []).append(a)
+        layer_rows.append(layers)
         hist["step"].append(step)
         hist["seconds"].append(round(time.perf_counter() - t0, 2))
         if log and (len(hist["step"]) % 10 == 1):
@@ -171,10 +167,16 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
             held = held + 1 if hist["val_acc"][-1] >= cfg.stop_accuracy else 0
             if held >= cfg.window:
                 break
+    names = sorted({n for row in layer_rows for n in row})   # aligned with the probes
+    layer_alpha = {n: [row.get(n) for row in layer_rows] for n in names}
     return {"history": hist, "layer_alpha": layer_alpha, "val_correct": val_correct,
             "val_prob": val_prob, "stopped_early": step < cfg.steps, "last_step": step,
             "parameters": sum(w.numel() for w in model.parameters()),
             "train_size": len(ytr), "val_size": len(yva)}
+
+
+def _diff(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a - b
 
 
 def _show(x: float | None) -> str:
@@ -183,17 +185,18 @@ def _show(x: float | None) -> str:
 
 # --- analysis: milestones, the detector, and which signal moved first ------------------------
 ONSET_FRACTION = 0.1   # the jump's onset: validation accuracy covered 10% of its rise
+SMOOTH = 5             # probes in the running median the signal motion is measured on
 LEADS, LAGS = 0.5, 0.25   # a signal that covered >= 50% of its range by the onset moved first
 
 
 def detect(train_acc: list[float], val_acc: list[float], cfg: GrokConfig) -> tuple[int | None, str]:
     """(probe index where the project's detector fired or None, where the detector came from)."""
     try:
-        from fitness.signals import detect_grokking
+        from fitness.signals.generalisation import detect_grokking
     except ImportError:
-        return None, "unavailable: fitness.signals.detect_grokking is not installed yet"
+        return None, "unavailable: fitness.signals.generalisation.detect_grokking is missing"
     idx = detect_grokking(train_acc, val_acc, cfg.threshold, cfg.window)
-    return (None if idx is None else int(idx)), "fitness.signals.detect_grokking"
+    return (None if idx is None else int(idx)), "fitness.signals.generalisation.detect_grokking"
 
 
 def confidence_gap(run: dict[str, Any]) -> tuple[list[float], float | None, str]:
@@ -201,14 +204,14 @@ def confidence_gap(run: dict[str, Any]) -> tuple[list[float], float | None, str]
     `confidence_gap` / `confidence_loop_area` signals on a holdout-only trajectory."""
     hist = run["history"]
     try:
-        from fitness.signals import confidence_gap_series, confidence_loop_area_of
+        from fitness.signals.confidence import confidence_gap_series, confidence_loop_area_of
     except ImportError:
         # the definition (DESIGN.md): mean holdout confidence - holdout accuracy, per probe
         gap = [c - a for c, a in zip(hist["val_conf"], hist["val_acc"], strict=True)]
-        return gap, None, "computed here (fitness confidence_gap not installed yet)"
-    gap = [float(g) for g in confidence_gap_series(run["val_correct"], run["val_prob"])]
+        return gap, None, "computed here (fitness.signals.confidence is missing)"
+    gap = confidence_gap_series(run["val_correct"], run["val_prob"])
     area = confidence_loop_area_of(run["val_correct"], run["val_prob"])
-    return gap, (None if area is None else float(area)), "fitness.signals"
+    return gap, area, "fitness.signals.confidence"
 
 
 def signal_motion(steps: list[int], values: list[float | None], mem: int, onset: int | None,
@@ -256,8 +259,9 @@ def analyse(run: dict[str, Any], cfg: GrokConfig) -> dict[str, Any]:
         "detector_step": None if idx is None else steps[idx], "detector_index": idx,
         "detector": source, "val_at_memorised": None if mem is None else va[mem],
         "val_at_detector": None if idx is None else va[idx],
-        "val_before": None if idx is None else mean(va[max(0, idx - w):idx]),
-        "val_after": None if idx is None else mean(va[idx:idx + w]),
+        # the two windows the detector compared: (j-2w, j-w] and (j-w, j]
+        "val_before": None if idx is None else mean(va[max(0, idx - 2 * w + 1):idx - w + 1]),
+        "val_after": None if idx is None else mean(va[idx - w + 1:idx + 1]),
         "val_final": va[-1], "train_final": tr[-1], "last_step": steps[-1],
         "val_50_step": None, "val_95_step": None, "onset_step": None, "loop_area": area,
     }
@@ -271,10 +275,13 @@ def analyse(run: dict[str, Any], cfg: GrokConfig) -> dict[str, Any]:
             if rise > cfg.threshold else None
         half = first_index(va, lambda v: v - va[mem] >= 0.5 * rise, mem) if onset else None
         s["onset_step"] = None if onset is None else steps[onset]
-        named = {"alpha": hist["alpha"], "confidence_gap": gap, "overconfidence": over,
-                 "val_conf": hist["val_conf"], "weight_norm": hist["weight_norm"],
-                 "val_acc": va}
-        signals = {k: signal_motion(steps, v, mem, onset, half) for k, v in named.items()}
+        named = {"alpha": hist["alpha"],
+                 **{f"alpha_{k}": v for k, v in run["layer_alpha"].items()},
+                 "confidence_gap": gap, "overconfidence": over, "val_conf": hist["val_conf"],
+                 "weight_norm": hist["weight_norm"], "val_acc": va}
+        # a running median of 5 probes: power-law fits on <= 97 eigenvalues jump between probes
+        signals = {k: signal_motion(steps, rolling_median(v, SMOOTH), mem, onset, half)
+                   for k, v in named.items()}
     return {"summary": s, "signals": signals, "confidence_gap": gap, "overconfidence": over,
             "confidence_gap_source": gap_source}
 
@@ -354,14 +361,17 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
         verdict = (f"The grokking detector did not fire within {s['last_step']} steps."
                    if s["detector"].startswith("fitness") else f"Detector {s['detector']}.")
     else:
-        verdict = (f"Validation accuracy averaged {fmt(s['val_before'])} over the {w} probes "
-                   f"before the detector fired and {fmt(s['val_after'])} over the {w} probes from "
-                   f"it; it ended at {fmt(s['val_final'])}. The jump came "
+        verdict = (f"The detector compares the mean validation accuracy of the last {w} probes "
+                   f"with the {w} before them: {fmt(s['val_before'])} before, "
+                   f"{fmt(s['val_after'])} after, at step {s['detector_step']}, "
                    f"{s['detector_step'] - (s['memorised_step'] or 0)} steps after training "
-                   "accuracy reached 100%.")
+                   f"accuracy reached 100% (and {fmt(_diff(s['detector_step'], s['onset_step']))} "
+                   f"steps after the onset: it confirms a jump, it cannot foresee one). "
+                   f"Validation accuracy ended at {fmt(s['val_final'])}.")
     names = {"alpha": "mean layer alpha", "confidence_gap": "confidence gap (P(answer) - acc)",
              "overconfidence": "max prob - acc", "val_conf": "validation P(answer)",
              "weight_norm": "weight norm (L2)", "val_acc": "validation accuracy (reference)"}
+    names.update({k: f"alpha of {k[6:]}" for k in sig if k.startswith("alpha_")})
     srows = [[names[k], v["at_memorised"], v["at_onset"], v["at_end"],
               None if v["moved_by_onset"] is None else f"{v['moved_by_onset']:.0%}",
               v["half_step"], v["lead_steps"], v["verdict"]] for k, v in sig.items()]
@@ -378,6 +388,7 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
           f"in {s['train_seconds']} s (training and probing) on one torch thread.", "",
           "## What happened", "", md_table(["milestone", "step", "validation accuracy"], rows), "",
           verdict, "", "## Did any signal move before the jump?", "",
+          f"Values are running medians over {SMOOTH} probes.", "",
           md_table(["signal", "at train 100%", "at onset", "at end", "moved by onset",
                     "half-way step", "lead over val acc (steps)", "verdict"], srows), "",
           f"Signals that had covered at least {LEADS:.0%} of their post-memorisation range by the "
@@ -389,8 +400,9 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
           "- Accuracy: argmax of the logits equals (a+b) mod p, over all training / validation "
           "pairs, every probe. P(answer): mean softmax probability of the true answer.",
           f"- Detector: {s['detector']} (train_acc, val_acc, threshold={cfg.threshold}, "
-          f"window={w}) over the probes; 'before' / 'after' are means over the {w} probes "
-          "before / from the probe it returns.",
+          f"window={w}) over the probes; it fires at the first probe j whose last-{w}-probe "
+          "mean beats the previous window's by more than the threshold, after train accuracy "
+          "plateaued; 'before' / 'after' are those two windows' means.",
           f"- Confidence gap: mean validation P(answer) minus validation accuracy "
           f"({result['confidence_gap_source']}); loop area {fmt(s['loop_area'])}. "
           "'max prob - acc' uses the model's confidence in its own answer instead.",
@@ -424,7 +436,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-every", type=int, default=None,
                    help=f"steps between probes (default {d.probe_every}; quick "
                         f"{QUICK['probe_every']})")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    p.add_argument("--no-mlflow", action="store_true",
+                   help=f"do not log the run to MLflow (default: log it to the tracking store, "
+                        f"experiment {EXPERIMENT!r})")
     from evolve.commands.ui import tracking_args
 
     tracking_args(p)
@@ -455,6 +469,8 @@ def main(args: argparse.Namespace) -> int:
         from evolve.experiments.report import log_run
 
         settings = tracking_settings(args)
+        if not args.config and not any(x.startswith("tracking.experiment=") for x in args.sets):
+            settings["experiment"] = EXPERIMENT   # not among the evolutions
         hist = run["history"]
         series = {k: list(zip(hist["step"], hist[k], strict=True)) for k in
                   ("train_acc", "val_acc", "val_conf", "alpha", "weight_norm")}

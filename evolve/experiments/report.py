@@ -38,6 +38,16 @@ def mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def rolling_median(values: Sequence[float | None], k: int) -> list[float | None]:
+    """Centred running median over `k` values (fewer at the ends; None values skipped)."""
+    out: list[float | None] = []
+    for i in range(len(values)):
+        win = sorted(v for v in values[max(0, i - k // 2):i + k // 2 + 1] if v is not None)
+        n = len(win)
+        out.append(None if not n else win[n // 2] if n % 2 else (win[n // 2 - 1] + win[n // 2]) / 2)
+    return out
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table; cells go through `fmt`."""
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -432,7 +432,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-fraction", type=float, default=None,
                    help=f"fraction of the p*p table trained on (default {d.train_fraction})")
     p.add_argument("--weight-decay", type=float, default=None,
-                   help=f"AdamW weight decay (default {d.weight_decay}; 0 = no grokking)")
+                   help=f"AdamW weight decay (default {d.weight_decay}, the grokking setting)")
     p.add_argument("--probe-every", type=int, default=None,
                    help=f"steps between probes (default {d.probe_every}; quick "
                         f"{QUICK['probe_every']})")

@@ -56,7 +56,7 @@ def build_base(cfg: BaseConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -
         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
         max_position_embeddings=cfg.max_len, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False, attn_implementation="eager")
+        tie_word_embeddings=False, attn_implementation="eager")  # type: ignore[call-arg]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)

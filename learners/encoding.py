@@ -32,9 +32,12 @@ IGNORE = -100  # the label value torch's cross_entropy and HF models skip
 class Codec(Protocol):
     """What `encode_pairs` needs: ids of a string without special tokens, and the special ids."""
 
-    pad_token_id: int | None
-    bos_token_id: int | None
-    eos_token_id: int | None
+    @property
+    def pad_token_id(self) -> int | None: ...
+    @property
+    def bos_token_id(self) -> int | None: ...
+    @property
+    def eos_token_id(self) -> int | None: ...
 
     def encode(self, s: str) -> list[int]: ...
 
@@ -76,14 +79,14 @@ _CODECS: weakref.WeakKeyDictionary[object, Codec] = weakref.WeakKeyDictionary()
 def as_codec(codec_or_tokenizer: object) -> Codec:
     """A fast codec for a tokenizer (a `CharCodec` for char tokenizers), cached per tokenizer."""
     if isinstance(codec_or_tokenizer, CharCodec | TokenizerCodec):
-        return codec_or_tokenizer
+        return codec_or_tokenizer  # type: ignore[return-value]
     try:
         return _CODECS[codec_or_tokenizer]
     except (KeyError, TypeError):
         pass
     codec: Codec
     if is_char_tokenizer(codec_or_tokenizer):
-        codec = CharCodec.from_tokenizer(codec_or_tokenizer)  # type: ignore[arg-type]
+        codec = CharCodec.from_tokenizer(codec_or_tokenizer)  # type: ignore[arg-type,assignment]
     else:
         codec = TokenizerCodec(codec_or_tokenizer)
     try:
@@ -124,8 +127,10 @@ def encode_pairs(codec_or_tokenizer: object, pairs: Sequence[Pair],
     """Encode `pairs` as one right-padded batch `[B, T]`, T = the longest sequence (see Batch)."""
     codec = as_codec(codec_or_tokenizer)
     bos, eos = codec.bos_token_id, codec.eos_token_id
+    if eos is None:
+        raise ValueError("encode_pairs needs an eos token id (answers end with eos)")
     pad = codec.pad_token_id or 0
-    head = [] if bos is None else [bos]
+    head: list[int] = [] if bos is None else [bos]
     rows, starts, lens = [], [], []
     for prompt, answer in pairs:
         p, a = codec.encode(prompt), codec.encode(answer)

@@ -22,7 +22,7 @@ import numpy as np
 from evolve.config import derive_seed
 
 Pair = tuple[str, str]
-Progress = Callable[[str, int], None]   # ("total", n) once per window, then ("step", 1) per step
+Progress = Callable[[str, int], None]   # ("total", n) once per job, then ("step", 1) per step
 
 
 @dataclass
@@ -190,6 +190,9 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
         streams.append(s)
         windows.append(w)
     K = max(len(s) for s in streams)
+    if progress is not None:   # lockstep: a window takes as many steps as its longest stream
+        progress("total", sum(max(len(s[k]) if k < len(s) else 0 for s in streams)
+                              for k in range(K)))
     correct, prob, losses = [c0], [p0], np.full((K, P), np.nan)
     failures: dict[str, str] = {}
     deltas: list[list[dict[str, Any]]] = [[] for _ in range(P)]
@@ -197,8 +200,6 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     t_probe = 0.0
     for k in range(K):
         window = [s[k] if k < len(s) else [] for s in streams]
-        if progress is not None:
-            progress("total", max(len(w) for w in window))
         losses[k], failed_at = train_steps(pop, window, (lambda: progress("step", 1))
                                            if progress is not None else None)
         for p in range(P):

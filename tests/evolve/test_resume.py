@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def _cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "EVOLVE_DEBUG": "1"}
@@ -24,6 +26,7 @@ def _fitness_by_learner(tracker: Any, run_id: str) -> dict[str, float]:
     return {r.learner_id: r.fitness for r in tracker.load_records(run_id, curves=False)}
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_in_fresh_processes_ends_as_the_uninterrupted_run(
         sets_for: Any, tmp_path: Path, run_evo: Any) -> None:
     """Also the fresh-process determinism check: the killed run's generation 0 and the resumed

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evolve.errors import EvolveError
 from learners.base import BaseConfig
 
 FORMAT_VERSION = 1  # bump when the recipe changes in a way the hash below cannot see
@@ -187,7 +188,12 @@ def default_base(cache_dir: Path | None = None, progress: bool = True, *,
     final = root / f"base-{cache_key(cfg, spec)}"
     if (final / "config.json").is_file() and (final / "report.json").is_file():
         return final
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / f"{final.name}.lock").touch()
+    except OSError as e:
+        raise EvolveError(f"cannot write the base-model cache {root} ({e.strerror}); set "
+                          "EVOLVE_CACHE to a writable directory or pass --base PATH") from None
     with _build_lock(root / f"{final.name}.lock"):  # a second process waits, then reuses the build
         if (final / "config.json").is_file() and (final / "report.json").is_file():
             return final

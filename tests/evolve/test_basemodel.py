@@ -95,3 +95,10 @@ def test_resolve_base_validates_a_given_path(built: Path, tmp_path: Path) -> Non
     assert resolve_base(str(built)) == built
     with pytest.raises(EvolveError, match="no config.json"):
         resolve_base(str(tmp_path))
+
+
+def test_unwritable_cache_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(EvolveError, match="EVOLVE_CACHE") as err:
+        default_base(tmp_path / "file" / "cache", progress=False, config=TINY, spec=RECIPE)
+    assert "\n" not in str(err.value)

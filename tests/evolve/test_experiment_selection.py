@@ -1,0 +1,170 @@
+"""`evolve experiment selection --quick` on the tiny base: the report is produced, its numbers are
+the runs' (as recorded in a real SQLite MLflow store), the arms differ exactly as designed; and the
+statistics and the `uniform` control operator on their own."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scipy import stats
+
+from evolve.cli import main as cli
+from evolve.experiments.paired import paired, sign_flip_p, t_interval
+from evolve.experiments.report import fmt
+from evolve.operators import select
+from evolve.operators.selection import Individual
+
+EXP = "selection-test"
+
+
+@pytest.fixture(scope="module")
+def quick(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Any]:
+    """The quick setting (2 seeds x fitness / random / none) on the tiny base: (out, JSON, tracker)."""
+    from evolve.tracking import Tracker
+
+    tmp = tmp_path_factory.mktemp("selection")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    assert cli(["experiment", "selection", "--quick", "--out", str(tmp / "out"), "--weights", "none",
+                "--set", f"base={tiny_base}", "--set", f"tracking.uri={uri}",
+                "--set", f"tracking.experiment={EXP}", "--set", f"state_dir={tmp}/state",
+                "--set", f"tracking.artifact_location={tmp}/artifacts"]) == 0
+    doc = json.loads((tmp / "out" / "report.json").read_text())
+    return tmp / "out", doc, Tracker(uri, EXP, create=False)
+
+
+def _value(learner: dict[str, Any], metric: str) -> float | None:
+    """The documented per-learner outcome: a half-life that never came counts as the budget."""
+    if learner["failed"]:
+        return None
+    v = learner[metric]
+    if v is None and metric == "assess_half_life":
+        return float(learner["curve"][-1][0])
+    return v
+
+
+def test_quick_run_writes_report_and_plots(quick: tuple[Path, dict[str, Any], Any]) -> None:
+    out, doc, _ = quick
+    for name in ("report.md", "learning_curves.png", "generations.png", "paired_differences.png"):
+        assert (out / name).stat().st_size > 1000, name
+    assert list(doc["arms"]) == ["fitness", "random", "none"] and doc["seeds"] == [0, 1]
+    for arm, runs in doc["runs"].items():
+        assert [r["seed"] for r in runs] == [0, 1]
+        for r in runs:
+            assert [g["generation"] for g in r["generations"]] == [0, 1]
+            assert all(len(g["learners"]) == 4 for g in r["generations"])
+            assert all(x["curve"] and x["curve"][0][0] == 0 for g in r["generations"]
+                       for x in g["learners"]), arm
+
+
+def test_report_numbers_are_the_runs_numbers(quick: tuple[Path, dict[str, Any], Any]) -> None:
+    out, doc, _ = quick
+    md = (out / "report.md").read_text()
+    arms = list(doc["arms"])
+    for arm in arms:
+        for metric in ("assess_auc", "assess_learned_per_100", "assess_half_life"):
+            raw = []
+            for run in doc["runs"][arm]:
+                vals = [v for v in (_value(x, metric) for x in run["generations"][-1]["learners"])
+                        if v is not None]
+                raw.append(sum(vals) / len(vals))
+            assert doc["per_seed"][arm][metric] == pytest.approx(raw), (arm, metric)
+            assert doc["summary"][arm][metric]["mean"] == pytest.approx(sum(raw) / len(raw))
+    for t in doc["tests"]:
+        a, b = doc["per_seed"][t["a"]][t["metric"]], doc["per_seed"][t["b"]][t["metric"]]
+        assert t["diffs"] == pytest.approx([x - y for x, y in zip(a, b, strict=True)])
+    for i, seed in enumerate(doc["seeds"]):   # the per-seed table shows the JSON's raw values
+        cells = [fmt(doc["per_seed"][a]["assess_auc"][i]) for a in arms]
+        cells.append(fmt(doc["generation0_per_seed"]["assess_auc"][i]))
+        assert f"| {seed} | " + " | ".join(cells) + " |" in md
+    for v in doc["verdicts"]:
+        assert v["text"] in md
+    assert f"`{doc['command']}`" in md and doc["command"].startswith(
+        "evolve experiment selection --quick")
+
+
+def test_json_matches_what_mlflow_recorded(quick: tuple[Path, dict[str, Any], Any]) -> None:
+    _, doc, tracker = quick
+    for arm, runs in doc["runs"].items():
+        for run in runs:
+            tags = tracker.client.get_run(run["run_id"]).data.tags
+            assert (tags["evolve.arm"], tags["evolve.run_seed"]) == (arm, str(run["seed"]))
+            recs = {r.learner_id: r for r in tracker.load_records(run["run_id"])}
+            for g in run["generations"]:
+                for x in g["learners"]:
+                    rec = recs[x["id"]]
+                    assert rec.fitness == pytest.approx(x["fitness"])
+                    for m in ("assess_auc", "assess_learned_per_100", "assess_final_accuracy"):
+                        assert rec.signals[m] == pytest.approx(x[m]), (arm, x["id"], m)
+    kinds = [r.data.tags.get("evolve.kind") for r in
+             tracker.client.search_runs([tracker.experiment_id])]
+    assert kinds.count("experiment.selection") == 1 and kinds.count("evolution") == 6
+
+
+def test_arms_differ_only_in_how_the_next_generation_is_made(
+        quick: tuple[Path, dict[str, Any], Any]) -> None:
+    _, doc, tracker = quick
+    assert doc["generation0_max_gap"] == 0.0   # generation 0 is the same in every arm of a seed
+    for i in range(len(doc["seeds"])):
+        fits = [[x["fitness"] for x in doc["runs"][a][i]["generations"][0]["learners"]]
+                for a in doc["arms"]]
+        assert fits[0] == fits[1] == fits[2]
+
+    def genomes(run: dict[str, Any], g: int) -> list[dict[str, Any]]:
+        recs = [r for r in tracker.load_records(run["run_id"], curves=False) if r.generation == g]
+        return [r.genome for r in recs]
+
+    for run in doc["runs"]["none"]:   # generation 0's genomes again, each once, fresh seeds
+        g0, g1 = genomes(run, 0), genomes(run, 1)
+        strip = lambda gs: sorted(json.dumps({k: v for k, v in g.items() if k != "seed"},  # noqa: E731
+                                             sort_keys=True) for g in gs)
+        assert strip(g0) == strip(g1)
+        assert not {g["seed"] for g in g0} & {g["seed"] for g in g1}
+    for run in doc["runs"]["random"]:  # no elite: nobody is carried over by fitness
+        recs = [r for r in tracker.load_records(run["run_id"], curves=False) if r.generation == 1]
+        assert not any("elite" in line for r in recs for line in r.decisions)
+    for run in doc["runs"]["fitness"]:
+        recs = [r for r in tracker.load_records(run["run_id"], curves=False) if r.generation == 1]
+        assert any("elite clone" in line for r in recs for line in r.decisions)
+
+
+def test_paired_statistics_against_scipy() -> None:
+    a, b = [1.3, 2.0, 2.9, 4.4, 5.1], [1.0, 1.0, 1.0, 1.0, 1.0]
+    out = paired(a, b)
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    assert out["diffs"] == pytest.approx(d) and out["wins"] == 5 and out["losses"] == 0
+    assert out["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert out["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
+    assert out["p_sign_flip"] == pytest.approx(2 / 32) == out["min_p_sign_flip"]   # all positive
+    sd = stats.tstd(d)
+    assert out["d_z"] == pytest.approx(sum(d) / 5 / sd)
+    ci = t_interval(d)
+    half = stats.t.ppf(0.975, 4) * sd / math.sqrt(5)
+    assert (ci["lo"], ci["hi"]) == pytest.approx((sum(d) / 5 - half, sum(d) / 5 + half))
+    assert sign_flip_p([1.0, -1.0, 1.0, -1.0]) == 1.0
+    assert paired([0.5, None, 0.2], [0.1, 0.3, None])["n"] == 1   # only seeds with both values
+
+
+def test_uniform_selection_ignores_fitness_and_skips_failed() -> None:
+    pop = [Individual(f"l{i}", f) for i, f in enumerate([10.0, 0.0, -5.0, -math.inf, 1.0])]
+    counts = Counter(p.id for p in select("uniform", pop, 8000, random.Random(0)))
+    assert "l3" not in counts and set(counts) == {"l0", "l1", "l2", "l4"}
+    assert all(abs(c / 8000 - 0.25) < 0.03 for c in counts.values())   # 5 sd of a binomial
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--seeds", "1"], "--seeds 1"),
+    (["--weights", "missing.yaml"], "--weights missing.yaml"),
+    (["--set", "population=1"], "population 1"),
+])
+def test_bad_flags_are_one_line_errors(flags: list[str], fragment: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["experiment", "selection", "--quick", "--out", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("evolve experiment: error:") and fragment in err[0]
+    assert not (tmp_path / "report.json").exists()

@@ -30,31 +30,41 @@ Pair = tuple[str, str]
 CORES = os.cpu_count() or 1
 
 
-def save_bench_base(out: Path) -> str:
-    """Save the embedded default base (or, if it is not available, an untrained base of the same
-    config) to `out`; returns a description for the JSON."""
-    from learners.base import save_base
+def save_bench_base(out: Path, base: str | None = None, untrained: bool = False) -> str:
+    """Save the benchmark's base to `out`; returns a description for the JSON.
 
-    try:
-        from evolve.basemodel import default_base
+    `base`: a saved base directory; `untrained`: an untrained base of the default `BaseConfig`;
+    neither: the embedded default base (`evolve.basemodel.default_base()`, built on first use),
+    or the untrained one where that module is missing.
+    """
+    from learners.base import BaseConfig, build_base, load_base, save_base
+    from learners.tokenizer import build_char_tokenizer
 
-        got = default_base()
-        if isinstance(got, tuple):
-            model, tok = got
-        else:
-            from learners.base import load_base
+    if base is not None:
+        model, tok = load_base(base)
+        kind = f"saved base {base}"
+    else:
+        try:
+            if untrained:
+                raise ImportError
+            from evolve.basemodel import default_base
 
-            model, tok = load_base(got)
-        kind = "embedded default base (evolve.basemodel.default_base)"
-    except ImportError:
-        from learners.base import BaseConfig, build_base
-        from learners.tokenizer import build_char_tokenizer
-
-        tok = build_char_tokenizer()
-        model = build_base(BaseConfig(), tok, seed=0)
-        kind = "untrained base of the default BaseConfig (evolve.basemodel not available)"
+            model, tok = load_base(default_base())
+            kind = "embedded default base (evolve.basemodel.default_base)"
+        except ImportError:
+            tok = build_char_tokenizer()
+            model = build_base(BaseConfig(), tok, seed=0)
+            kind = "untrained base of the default BaseConfig"
     save_base(model, tok, out)
     return kind
+
+
+def add_base_args(ap: Any) -> None:
+    """--base / --untrained for both benchmarks."""
+    ap.add_argument("--base", default=None, help="a saved base directory (default: the embedded "
+                    "default base, built on first use)")
+    ap.add_argument("--untrained", action="store_true",
+                    help="an untrained base of the default BaseConfig instead (no build wait)")
 
 
 def load(path: str, threads: int, device: str = "cpu") -> tuple[Any, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from _common import (
     CORES,
+    add_base_args,
     emit,
     gemm_peak,
     load,
@@ -156,13 +157,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 8)")
     ap.add_argument("--reps", type=int, default=None, help="repeats, median taken (default 3)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd batching")
+    add_base_args(ap)
     a = ap.parse_args()
     Ps = a.P or ([8] if a.quick else [8, 32])
     steps = a.steps or (3 if a.quick else 8)
     reps = a.reps or (1 if a.quick else 3)
     with tmpdir() as d:
         path = d
-        kind = save_bench_base(Path(d))
+        kind = save_bench_base(Path(d), a.base, a.untrained)
         model, tok = load(path, CORES)
         from learners.encoding import encode_pairs
 

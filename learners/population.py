@@ -63,7 +63,7 @@ class Population:
 
     def __init__(self, model: nn.Module, tokenizer: object, specs: Sequence[LearnerSpec],
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
-                 r_max: int | None = None, probe_chunk: int = 1 << 24,
+                 r_max: int | None = None, probe_chunk: int = 1 << 18,
                  group_size: int | None = None) -> None:
         if not specs:
             raise ValueError("a population needs at least one LearnerSpec")
@@ -81,7 +81,9 @@ class Population:
         self.tokenizer = tokenizer
         self.layers: dict[str, StackedLoRALinear] = inject(self.model, union, self.P, self.r_max)
         self.names = list(self.layers)
-        self.probe_chunk = probe_chunk  # max P*N*T*V logits held at once (2**24 floats = 64 MiB)
+        # max P*n*T*V logits per probe pass: 2**18 (~2.6k tokens at V=100); passes that fit in
+        # cache ran 1.3x faster than one 5.6k-token pass (8 learners x 64 items)
+        self.probe_chunk = probe_chunk
         # learners per forward/backward inside one step: smaller groups keep the activations in
         # cache (8 learners x 16 x 32 tokens x 512 floats = 8 MiB per MLP tensor); None = all P
         self.group_size = group_size or self.P

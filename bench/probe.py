@@ -1,0 +1,116 @@
+"""Probe throughput: the population's teacher-forced probe against greedy generate() with PEFT.
+
+    python bench/probe.py [--quick] [--json] [--P 8] [--items 256]
+
+P learners (trained a few steps so the adapters matter) probe the same N items. Side by side: (1)
+`Population.probe`, one teacher-forced pass per chunk for all learners; (2) the strongest way to
+get the same verdicts without it: per learner, a PEFT model running batched greedy `generate()`
+(left padding, KV cache) over all N items; (3) one item at a time `generate()` (timed on a subset,
+reported per item). Prints items/s (learner x item verdicts per second) for each, `speedup` over
+(2) and (3), and `identical` (every verdict of (1) equals (2)'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import (
+    CORES,
+    add_base_args,
+    addition_pairs,
+    emit,
+    load,
+    max_rss_mib,
+    peft_twin,
+    save_bench_base,
+    tmpdir,
+)
+
+
+@torch.no_grad()
+def generate_verdicts(pm: Any, tok: Any, pairs: list[tuple[str, str]]) -> torch.Tensor:
+    """[N] bool: greedy generate() (left-padded batch, KV cache) returns answer + eos exactly."""
+    from learners.encoding import as_codec, encode_pairs
+
+    codec = as_codec(tok)
+    enc = encode_pairs(codec, pairs)
+    start, length = enc.answer_start, enc.answer_len
+    L = int(start.max())
+    pad = codec.pad_token_id or 0
+    prompts = torch.full((len(pairs), L), pad, dtype=torch.long)
+    mask = torch.zeros_like(prompts)
+    for j, s in enumerate(start.tolist()):
+        prompts[j, L - s:] = enc.input_ids[j, :s]
+        mask[j, L - s:] = 1
+    gen = pm.generate(input_ids=prompts, attention_mask=mask, max_new_tokens=int(length.max()),
+                      do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=codec.eos_token_id)
+    new = gen[:, L:]
+    out = torch.zeros(len(pairs), dtype=torch.bool)
+    for j in range(len(pairs)):
+        n = int(length[j])
+        want = enc.input_ids[j, start[j]:start[j] + n]
+        out[j] = new.shape[1] >= n and torch.equal(new[j, :n], want)
+    return out
+
+
+def timed(fn: Any, reps: int) -> tuple[float, Any]:
+    """Median seconds of `reps` calls and the last result."""
+    times, res = [], None
+    for _ in range(reps):
+        t = time.perf_counter()
+        res = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="64 items, 1 repeat (~1 min)")
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.add_argument("--P", type=int, default=8, help="learners (default 8)")
+    ap.add_argument("--items", type=int, default=None, help="items per learner (default 256)")
+    ap.add_argument("--reps", type=int, default=None, help="repeats, median taken (default 3)")
+    ap.add_argument("--one-at-a-time", type=int, default=16, help="items timed one by one")
+    ap.add_argument("--threads", type=int, default=CORES, help="torch threads (default all cores)")
+    add_base_args(ap)
+    a = ap.parse_args()
+    N = a.items or (64 if a.quick else 256)
+    reps = a.reps or (1 if a.quick else 3)
+    from learners.population import LearnerSpec, Population
+
+    with tmpdir() as d:
+        kind = save_bench_base(Path(d), a.base, a.untrained)
+        model, tok = load(d, a.threads)
+    specs = [LearnerSpec(lr=1e-3, weight_decay=0.0, rank=8, alpha=16.0, dropout=0.0, seed=s)
+             for s in range(a.P)]
+    pop = Population(model, tok, specs)
+    items = addition_pairs(N, seed=1)
+    for t in range(4):  # a few steps each on different items: adapters differ per learner
+        pop.train_step([items[(8 * (p + t)) % N:][:8] for p in range(a.P)])
+    pop.probe(items[:8])  # warm-up
+    t_pop, res = timed(lambda: pop.probe(items), reps)
+    twins = [peft_twin(model, pop, i).eval() for i in range(a.P)]
+    generate_verdicts(twins[0], tok, items[:8])  # warm-up
+    t_gen, verdicts = timed(lambda: torch.stack([generate_verdicts(pm, tok, items) for pm in twins]),
+                            reps)
+    sub = items[:a.one_at_a_time]
+    t_one, _ = timed(lambda: [generate_verdicts(twins[0], tok, [it]) for it in sub], 1)
+    rates = {"population_probe": a.P * N / t_pop, "peft_batched_generate": a.P * N / t_gen,
+             "peft_one_item_generate": len(sub) / t_one}
+    identical = bool((torch.from_numpy(res.correct) == verdicts).all())
+    out = {"base": kind, "P": a.P, "items": N, "threads": a.threads, "reps": reps,
+           "items_per_s": {k: round(v, 1) for k, v in rates.items()},
+           "speedup": round(rates["population_probe"] / rates["peft_batched_generate"], 3),
+           "speedup_vs_one_item": round(rates["population_probe"] / rates["peft_one_item_generate"], 1),
+           "identical": identical, "fraction_correct": round(float(res.correct.mean()), 4),
+           "peak_rss_mib": round(max_rss_mib(), 1)}
+    emit(out, a.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -143,11 +143,17 @@ def test_weights_file_round_trips_into_the_run_config(offline: dict[str, Any]) -
     assert cfg.fitness.weights == offline["doc"]["weights"]
 
 
-def test_resumed_study_continues_its_trial_count(store: dict[str, Any], tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path}/optuna.db"
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_resumed_study_continues_its_trial_count(kind: str, store: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db" if kind == "sqlite" else str(tmp_path / "j.log")
     for _ in range(2):
         assert tune(store, tmp_path / "w.yaml", "--trials", "12", "--signals", SIGNALS,
                     "--study", "again", storage=storage) == 0
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(storage))  # type: ignore[assignment]
     study = optuna.load_study(study_name="again", storage=storage)
     assert sorted(t.number for t in study.trials) == list(range(24))
     # the second session sampled new points, not the first session's again

@@ -70,6 +70,7 @@ class RayBackend:
                      include_dashboard=False, _temp_dir=str(self.temp_dir),
                      logging_level=logging.WARNING, runtime_env=runtime_env)
         else:
+            _token_auth()
             try:
                 ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
             except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -182,6 +183,24 @@ def _crash_once(spec: str, job: GroupJob) -> None:
     except FileExistsError:
         return
     os._exit(1)
+
+
+def _token_auth() -> None:
+    """Send this machine's Ray token when connecting to a cluster.
+
+    Ray 2.60 clusters started with `ray start --head` enable token auth when a token exists, but a
+    driver connecting with `ray.init(address=...)` does not send it unless RAY_AUTH_MODE=token, and
+    fails after ~15 s of "InvalidAuthToken" retries. An explicit RAY_AUTH_MODE is left alone.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:   # what `ray start` itself calls; it also refreshes Ray's cached config
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:   # a Ray without token auth
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _cancel(refs: list[Any]) -> None:

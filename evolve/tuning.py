@@ -63,6 +63,13 @@ def _oriented(name: str, v: float | None) -> float:
     return float(v) if fitness.direction(name)[0] else -float(v)
 
 
+def _mean_outcome(records: Sequence[LearnerRecord], outcome: str) -> float:
+    """Mean oriented outcome of the non-failed learners with a defined value; NaN if none."""
+    vals = [_oriented(outcome, r.signals.get(outcome)) for r in records if not r.failed]
+    vals = [v for v in vals if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     """[n] average ranks, centred and scaled to unit norm (zeros when all equal)."""
     if len(x) <= 64:   # pairwise counts: 4x faster than scipy's rankdata at population sizes
@@ -188,7 +195,8 @@ def load_replay(tracker: Any, runs: Sequence[str] | None, signals: Sequence[str]
                               "pass an evolution run id (evolve run prints it) or set "
                               "tracking.experiment")
     runs = list(runs or known)
-    blocks, recorded = [], set()
+    blocks: list[Block] = []
+    recorded: set[str] = set()
     for run in runs:
         records = tracker.load_records(run, curves=False)
         recorded.update(k for r in records for k, v in r.signals.items() if v is not None)
@@ -377,12 +385,6 @@ class _Reporter:
             self._trial.report(self.values[0], generation)
             if self._trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after generation {generation}")
-
-
-def _mean_outcome(records: Sequence[LearnerRecord], outcome: str) -> float:
-    vals = [_oriented(outcome, r.signals.get(outcome)) for r in records if not r.failed]
-    vals = [v for v in vals if math.isfinite(v)]
-    return float(np.mean(vals)) if vals else math.nan
 
 
 def trial_config(cfg: Any, weights: Mapping[str, float]) -> Any:

@@ -75,31 +75,9 @@ def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
     continues that parent run id; the run's own saved config is used (only tracking, backend and
     state_dir come from `cfg`), so it ends exactly as the uninterrupted run would.
     """
-    from evolve.basemodel import resolve_base
-
     t0 = time.perf_counter()
-    start, history, members = 0, [], []
-    if resume is not False:
-        run_id, done = tracker.resume_evolution(None if resume is True else str(resume))
-        cfg = load_run_config(cfg, run_id)
-        saved = load_state(cfg, run_id)
-    else:
-        base_dir = resolve_base(cfg.base)  # a bad base fails here, before anything is recorded
-        run_id, done, saved = tracker.start_evolution(cfg.to_dict()), -1, None
-        save_run_config(cfg, run_id)
-    base = str(resolve_base(cfg.base)) if resume is not False else str(base_dir)
-    space = cfg.gene_space()
-    items = draw_items(cfg)
-    if saved is not None:
-        history = saved["history"]
-        if saved["generation"] > done:   # killed after saving, before the tracker had it all
-            tracker.log_generation(saved["generation"], _records(saved), history[-1]["metrics"])
-        start = saved["generation"] + 1
-        if start < cfg.generations:
-            members = select_and_vary(cfg, space, _records(saved), saved["states"], saved["cases"],
-                                      saved["generation"], saved["ranks"])
-    else:
-        members = init_population(cfg, space)
+    cfg, run_id, base, start, members, history = open_run(cfg, tracker, resume)
+    space, items = cfg.gene_space(), draw_items(cfg)
     bar = _bar(progress, start, cfg.generations)
     for g in range(start, cfg.generations):
         plans = build_streams(cfg, members, g)
@@ -110,28 +88,58 @@ def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
         fit, ranks = score(cfg, ids, table, failed)
         records = record(cfg, g, members, trained, table, fit)
         states = [res.final_states[p] for res, p in trained]
-        row = summarise(cfg, g, records, trained)
-        export_champion(cfg, base, run_id, records, states, row)
-        history.append(row)
+        history.append(summarise(cfg, g, records, trained))
+        export_champion(cfg, base, run_id, records, states, history[-1])
         save_state(cfg, run_id, g, records, states, cases, ranks, history, trajs)
-        tracker.log_generation(g, records, row["metrics"])
         tracker.log_artifact(state_dir(cfg, run_id) / f"trajectories_g{g}.json", "trajectories")
+        tracker.log_generation(g, records, history[-1]["metrics"])
         if g + 1 < cfg.generations:
             members = select_and_vary(cfg, space, records, states, cases, g, ranks)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(champion=row["champion"], fitness=f"{row['champion_fitness']:.3f}")
+        _tick(bar, history[-1])
     if bar is not None:
         bar.close()
     return finish(cfg, tracker, run_id, history, time.perf_counter() - t0)
 
 
+def open_run(cfg: RunConfig, tracker: Any, resume: bool | str,
+             ) -> tuple[RunConfig, str, str, int, list[Member], list[dict[str, Any]]]:
+    """Start a run, or reopen one: (config, run id, base dir, first generation, its members,
+    summary rows so far). A generation saved but not fully logged when the run died is re-logged."""
+    from evolve.basemodel import resolve_base
+
+    if resume is False:
+        base = str(resolve_base(cfg.base))  # a bad base fails here, before anything is recorded
+        run_id = tracker.start_evolution(cfg.to_dict())
+        save_run_config(cfg, run_id)
+        return cfg, run_id, base, 0, init_population(cfg, cfg.gene_space()), []
+    run_id, done = tracker.resume_evolution(None if resume is True else str(resume))
+    cfg = load_run_config(cfg, run_id)
+    base = str(resolve_base(cfg.base))
+    saved = load_state(cfg, run_id)
+    if saved is None:                      # died inside generation 0
+        return cfg, run_id, base, 0, init_population(cfg, cfg.gene_space()), []
+    g, history = saved["generation"], saved["history"]
+    if g > done:                           # killed after saving, before the tracker had it all
+        tracker.log_artifact(state_dir(cfg, run_id) / f"trajectories_g{g}.json", "trajectories")
+        tracker.log_generation(g, _records(saved), history[-1]["metrics"])
+    members = [] if g + 1 >= cfg.generations else select_and_vary(
+        cfg, cfg.gene_space(), _records(saved), saved["states"], saved["cases"], g, saved["ranks"])
+    return cfg, run_id, base, g + 1, members, history
+
+
+def _tick(bar: Any, row: dict[str, Any]) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(champion=row["champion"], fitness=f"{row['champion_fitness']:.3f}")
+
+
 def init_population(cfg: RunConfig, space: GeneSpace) -> list[Member]:
     """Generation 0: genomes sampled from the gene space, one seeded RNG per learner."""
-    members = []
+    members: list[Member] = []
     for i in range(cfg.population):
         genome = sample_genome(space, random.Random(derive_seed(cfg.seed, "genome", i)))
-        members.append(Member(f"g0-l{i}", genome, None, [], "init", ["parents: none (init, sampled from the gene space)"]))
+        members.append(Member(f"g0-l{i}", genome, None, [], "init",
+                              ["parents: none (init, sampled from the gene space)"]))
     return members
 
 

@@ -147,13 +147,15 @@ class RayBackend:
             bar = tqdm(total=len(refs), desc=f"groups (gen {generation})", unit="group",
                        leave=False, dynamic_ncols=True)
         pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done)   # a failed group raises now, not after the slowest one finished
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                ray.get(done)   # a failed group raises now, not after the slowest one finished
+                if bar is not None:
+                    bar.update(len(done))
+        finally:
             if bar is not None:
-                bar.update(len(done))
-        if bar is not None:
-            bar.close()
+                bar.close()
 
 
 def _run_group(job: GroupJob, base_files: dict[str, bytes] | None,

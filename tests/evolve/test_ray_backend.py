@@ -142,17 +142,38 @@ def test_worker_killed_mid_generation_is_retried_and_mlflow_has_one_run_each(
     assert tracker.client.get_run(summary.run_id).info.status == "FINISHED"
 
 
+def _job(sets: Any, tmp_path: Path) -> Any:
+    """Group 0 of generation 0 of the tiny evolution (all 4 learners)."""
+    from evolve.config import load_config
+    from evolve.engine import build_streams, draw_items, init_population, make_job
+
+    cfg = load_config(None, sets(tmp_path))
+    plans = build_streams(cfg, init_population(cfg, cfg.gene_space()), 0)
+    return make_job(cfg, str(cfg.base), plans, draw_items(cfg), 0, 0)
+
+
+@pytest.mark.ray
+def test_an_error_inside_a_group_reaches_the_driver_as_itself(ray_runtime: Path, sets: Any,
+                                                               tmp_path: Path) -> None:
+    from evolve.backends.ray import RayBackend
+    from evolve.errors import EvolveError
+
+    job = _job(sets, tmp_path)
+    (tmp_path / "empty").mkdir()
+    job.base = str(tmp_path / "empty")   # not a model directory: load_base's one-line error
+    with pytest.raises(EvolveError) as err:
+        RayBackend().run_groups([job])
+    assert type(err.value) is EvolveError and "config.json" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+
+
 @pytest.mark.ray
 def test_cuda_jobs_on_a_cluster_without_gpus_fail_in_one_line(ray_runtime: Path,
                                                                sets: Any, tmp_path: Path) -> None:
     from evolve.backends.ray import RayBackend
-    from evolve.config import load_config
-    from evolve.engine import build_streams, draw_items, init_population, make_job
     from evolve.errors import EvolveError
 
-    cfg = load_config(None, sets(tmp_path))
-    plans = build_streams(cfg, init_population(cfg, cfg.gene_space()), 0)
-    job = make_job(cfg, str(cfg.base), plans, draw_items(cfg), 0, 0)
+    job = _job(sets, tmp_path)
     job.device = "cuda"
     with pytest.raises(EvolveError, match="has no GPU; set training.device=cpu"):
         RayBackend().run_groups([job])

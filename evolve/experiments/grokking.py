@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import EvolveError
-from evolve.experiments.report import first_index, fmt, mean, rolling_median
+from evolve.experiments.report import (
+    LAGS,
+    LEADS,
+    first_index,
+    fmt,
+    mean,
+    rolling_median,
+    signal_motion,
+)
 
 HELP = "reproduce grokking on a+b mod p (embedding + MLP, AdamW wd 1) and report the signals"
 KIND = "experiment.grokking"   # the run's `evolve.kind` tag in MLflow
@@ -128,7 +137,7 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
     layer_rows: list[dict[str, float | None]] = []
     val_correct: list[list[bool]] = []
     val_prob: list[list[float]] = []
-    t0, held = time.perf_counter(), 0
+    t0, held, load0 = time.perf_counter(), 0, round(os.getloadavg()[0], 1)
 
     def probe(step: int) -> None:
         with torch.no_grad():
@@ -171,6 +180,7 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
     layer_alpha = {n: [row.get(n) for row in layer_rows] for n in names}
     return {"history": hist, "layer_alpha": layer_alpha, "val_correct": val_correct,
             "val_prob": val_prob, "stopped_early": step < cfg.steps, "last_step": step,
+            "load_average": [load0, round(os.getloadavg()[0], 1)],
             "parameters": sum(w.numel() for w in model.parameters()),
             "train_size": len(ytr), "val_size": len(yva)}
 
@@ -186,7 +196,6 @@ def _show(x: float | None) -> str:
 # --- analysis: milestones, the detector, and which signal moved first ------------------------
 ONSET_FRACTION = 0.1   # the jump's onset: validation accuracy covered 10% of its rise
 SMOOTH = 5             # probes in the running median the signal motion is measured on
-LEADS, LAGS = 0.5, 0.25   # a signal that covered >= 50% of its range by the onset moved first
 
 
 def detect(train_acc: list[float], val_acc: list[float], cfg: GrokConfig) -> tuple[int | None, str]:
@@ -212,37 +221,6 @@ def confidence_gap(run: dict[str, Any]) -> tuple[list[float], float | None, str]
     gap = confidence_gap_series(run["val_correct"], run["val_prob"])
     area = confidence_loop_area_of(run["val_correct"], run["val_prob"])
     return gap, area, "fitness.signals.confidence"
-
-
-def signal_motion(steps: list[int], values: list[float | None], mem: int, onset: int | None,
-                  half: int | None) -> dict[str, Any]:
-    """How a signal moved after memorisation (probe `mem`) relative to the jump. `range` is its
-    max - min over probes mem..end; `moved_by_onset` is |value(onset) - value(mem)| / range;
-    `half_step` is when it first covered half its way from value(mem) to its end value."""
-    seg = [v for v in values[mem:] if v is not None]
-    out: dict[str, Any] = {"at_memorised": values[mem], "at_onset": None, "at_end": values[-1],
-                           "min": min(seg) if seg else None, "max": max(seg) if seg else None,
-                           "moved_by_onset": None, "half_step": None, "lead_steps": None,
-                           "verdict": "undefined (no values)"}
-    if not seg or values[mem] is None:
-        return out
-    rng = max(seg) - min(seg)
-    v0, v1 = values[mem], next(v for v in reversed(values) if v is not None)
-    if onset is not None:
-        out["at_onset"] = values[onset]
-        if values[onset] is not None and rng > 0:
-            out["moved_by_onset"] = abs(values[onset] - v0) / rng
-    if v1 != v0:
-        i = first_index(values, lambda v: (v - v0) / (v1 - v0) >= 0.5, mem)
-        out["half_step"] = None if i is None else steps[i]
-    if out["half_step"] is not None and half is not None:
-        out["lead_steps"] = steps[half] - out["half_step"]
-    m = out["moved_by_onset"]
-    out["verdict"] = ("undefined (the jump has no onset or the signal is flat)" if m is None else
-                      "moved first (anticipates the jump)" if m >= LEADS else
-                      "moved with or after accuracy (no anticipation)" if m < LAGS else
-                      "partly moved before the jump")
-    return out
 
 
 def analyse(run: dict[str, Any], cfg: GrokConfig) -> dict[str, Any]:
@@ -339,7 +317,8 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
     from evolve.experiments.report import md_table, write_json
 
     hist, s, sig = run["history"], result["summary"], result["signals"]
-    s = dict(s, train_seconds=hist["seconds"][-1], parameters=run["parameters"],
+    s = dict(s, train_seconds=hist["seconds"][-1], load_average=run["load_average"],
+             parameters=run["parameters"],
              train_size=run["train_size"], val_size=run["val_size"],
              stopped_early=run["stopped_early"])
     doc = {"experiment": "grokking", "command": command, "config": dataclasses.asdict(cfg),
@@ -374,9 +353,12 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
     names.update({k: f"alpha of {k[6:]}" for k in sig if k.startswith("alpha_")})
     srows = [[names[k], v["at_memorised"], v["at_onset"], v["at_end"],
               None if v["moved_by_onset"] is None else f"{v['moved_by_onset']:.0%}",
-              v["half_step"], v["lead_steps"], v["verdict"]] for k, v in sig.items()]
+              v["half_step"], v["lead_steps"], v["turn_step"] if v["turned"] else None,
+              v["verdict"]] for k, v in sig.items()]
     first = [names[k] for k, v in sig.items() if k != "val_acc" and v["moved_by_onset"] is not None
              and v["moved_by_onset"] >= LEADS]
+    turned = [f"{names[k]} (step {v['turn_step']})" for k, v in sig.items()
+              if "before the jump" in v["verdict"] and v["verdict"].startswith("turned")]
     md = [f"# Grokking on a+b mod {cfg.p}, reproduced and watched", "",
           f"Command: `{command}`", "",
           f"Setting: {run['train_size']} training pairs ({cfg.train_fraction:.0%} of the {cfg.p}x"
@@ -385,14 +367,19 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
           f"weight decay {cfg.weight_decay}, betas {cfg.beta1}/{cfg.beta2}, full batch; seed "
           f"{cfg.seed}; probed every {cfg.probe_every} steps; {s['last_step']} steps "
           f"({'stopped once validation accuracy held ' + str(cfg.stop_accuracy) if s['stopped_early'] else 'all steps'}) "
-          f"in {s['train_seconds']} s (training and probing) on one torch thread.", "",
+          f"in {s['train_seconds']:.0f} s (training and probing) on one torch thread; load average "
+          f"of the machine {s['load_average'][0]} at the start, {s['load_average'][1]} at the end, "
+          f"on {os.cpu_count()} cores.", "",
           "## What happened", "", md_table(["milestone", "step", "validation accuracy"], rows), "",
           verdict, "", "## Did any signal move before the jump?", "",
           f"Values are running medians over {SMOOTH} probes.", "",
           md_table(["signal", "at train 100%", "at onset", "at end", "moved by onset",
-                    "half-way step", "lead over val acc (steps)", "verdict"], srows), "",
+                    "half-way step", "lead over val acc (steps)", "turned at", "verdict"],
+                   srows), "",
           f"Signals that had covered at least {LEADS:.0%} of their post-memorisation range by the "
-          f"jump's onset (step {fmt(s['onset_step'])}): {', '.join(first) or 'none'}.", "",
+          f"jump's onset (step {fmt(s['onset_step'])}): {', '.join(first) or 'none'}. Signals "
+          f"whose trend turned (peaked) between train 100% and the onset: "
+          f"{', '.join(turned) or 'none'}.", "",
           "## Alpha and the weightwatcher claim", "", *_claim(result), "",
           "## Plots", "", "![accuracy](accuracy.png)", "",
           "![confidence vs knowledge](confidence_loop.png)", "", "![alpha](alpha.png)", "",
@@ -411,7 +398,9 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
           f"- Moved by onset: |value at onset - value at train 100%| / (max - min after train "
           f"100%); >= {LEADS:.0%} reads as 'moved first', < {LAGS:.0%} as 'no anticipation'. "
           "Half-way step: first probe where the signal covered half its way from its value at "
-          "train 100% to its end value; lead = validation accuracy's half-way step minus it.", ""]
+          "train 100% to its end value; lead = validation accuracy's half-way step minus it. "
+          f"Turned at: where it peaked (its extreme farther from its end value), shown when the "
+          f"peak is at least {LAGS:.0%} of the range away from its value at train 100%.", ""]
     (out / "report.md").write_text("\n".join(md))
     return doc
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,6 @@ class LearnerState:
     exp_avg: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     exp_avg_sq: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     failed: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 class Population:

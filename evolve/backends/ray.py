@@ -83,14 +83,15 @@ class RayBackend:
         """Submit every group at once; wait for all; results in the order of `jobs`."""
         if not jobs:
             return []
-        self._check_gpus(jobs)
+        gpus = self._check_gpus(jobs)
         crash = os.environ.get(CRASH_ENV)
         refs = []
         for job in jobs:
-            gpu = 1 if job.device.startswith("cuda") else 0
-            refs.append(self._task.options(num_cpus=self.cpus, num_gpus=gpu, max_retries=self.max_retries,
-                                     retry_exceptions=False, name=f"evolve-g{job.generation}-"
-                                     f"group{job.group}").remote(job, self._base(job), crash))
+            # "auto" (should a job carry it unresolved) means a GPU when the cluster has one
+            gpu = 1 if job.device.startswith("cuda") or (job.device == "auto" and gpus) else 0
+            opts = {"num_cpus": self.cpus, "num_gpus": gpu, "max_retries": self.max_retries,
+                    "retry_exceptions": False, "name": f"evolve-g{job.generation}-group{job.group}"}
+            refs.append(self._task.options(**opts).remote(job, self._base(job), crash))
         try:
             self._wait(refs, jobs[0].generation)
             results = ray.get(refs)   # in submission order = group index order
@@ -119,17 +120,19 @@ class RayBackend:
         if self.temp_dir and not os.environ.get(TMP_ENV):
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def _check_gpus(self, jobs: list[GroupJob]) -> None:
-        gpus = ray.cluster_resources().get("GPU", 0)
+    def _check_gpus(self, jobs: list[GroupJob]) -> float:
+        """The cluster's GPU count; a cuda job without GPUs is one line, not a task that waits."""
+        gpus = float(ray.cluster_resources().get("GPU", 0))
         on_cuda = [j for j in jobs if j.device.startswith("cuda")]
         if on_cuda and gpus < 1:
             raise EvolveError(f"training.device is {on_cuda[0].device} but the Ray cluster has no "
                               "GPU; set training.device=cpu or add GPU workers (ray start "
                               "--num-gpus=N)")
-        if gpus >= 1 and not on_cuda and not self._warned:
+        if gpus >= 1 and all(j.device == "cpu" for j in jobs) and not self._warned:
             self._warned = True
             print(f"evolve: the Ray cluster has {gpus:g} GPUs but training.device resolved to "
                   "cpu on the driver; set training.device=cuda to train on them", file=sys.stderr)
+        return gpus
 
     def _base(self, job: GroupJob) -> Any:
         if not self.ship_base:
@@ -168,8 +171,9 @@ def _run_group(job: GroupJob, base_files: dict[str, bytes] | None,
     torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
     if base_files is not None and not Path(job.base).is_dir():
         job = replace(job, base=str(materialise(base_files)))
-    if job.device.startswith("cuda"):
-        job = replace(job, device="cuda")   # Ray's CUDA_VISIBLE_DEVICES: our GPU is cuda:0
+    if job.device.startswith("cuda") or job.device == "auto":
+        # Ray's CUDA_VISIBLE_DEVICES holds just the task's GPU, which is cuda:0
+        job = replace(job, device="cuda" if ray.get_gpu_ids() else "cpu")
     result = train_group(job)
     if crash:
         _crash_once(crash, job)

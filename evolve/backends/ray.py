@@ -230,12 +230,13 @@ def read_dir(path: str | Path) -> dict[str, bytes]:
             for f in sorted(root.rglob("*")) if f.is_file()}
 
 
-def materialise(files: dict[str, bytes]) -> Path:
-    """Write shipped files once per node under the temp dir, keyed by their hash; the directory."""
+def materialise(files: dict[str, bytes], root: str | Path | None = None) -> Path:
+    """Write shipped files once per node under `root` (default: the temp dir), keyed by their
+    hash; returns the directory."""
     h = hashlib.sha256()
     for name in sorted(files):
         h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    out = Path(tempfile.gettempdir()) / f"evolve-base-{h.hexdigest()[:16]}"
+    out = Path(root or tempfile.gettempdir()) / f"evolve-base-{h.hexdigest()[:16]}"
     if out.is_dir():
         return out
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))

@@ -236,14 +236,15 @@ def test_backend_ray_without_ray_is_one_line_and_nonzero(
     assert not (tmp_path / "mlflow.db").exists()   # failed before the store was touched
 
 
-def test_shipped_base_is_rebuilt_on_a_node_without_it(tiny_base: Path) -> None:
+def test_shipped_base_is_rebuilt_on_a_node_without_it(tiny_base: Path, tmp_path: Path) -> None:
     from evolve.backends.ray import materialise, read_dir
     from learners.base import load_base
 
     files = read_dir(tiny_base)
-    out = materialise(files)
-    assert out != tiny_base and read_dir(out) == files
-    assert materialise(files) == out                  # once per node, keyed by content
+    out = materialise(files, tmp_path)
+    assert out.parent == tmp_path and read_dir(out) == files
+    assert materialise(files, tmp_path) == out        # once per node, keyed by content
+    assert len(list(tmp_path.iterdir())) == 1         # no half-written copy left beside it
     model, tok = load_base(out)
     ref, _ = load_base(tiny_base)
     assert all((a == b).all() for a, b in zip(model.state_dict().values(),

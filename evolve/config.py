@@ -183,7 +183,7 @@ class TrackingConfig:
 class RunConfig:
     seed: int = _f(0, "run seed: every generation/learner seed derives from it")
     population: int = _f(8, "learners per generation (>= 2)")
-    generations: int = _f(4, "generations to run")
+    generations: int = _f(6, "generations to run")
     base: str | None = _f(None, "base model directory; null = the embedded default base")
     tasks: list[TaskConfig] = _f([], "task families: [{family, n, holdout, probe, ...params}]",
                                  nested=TaskConfig)

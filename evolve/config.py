@@ -14,6 +14,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,27 @@ from typing import Any
 import yaml
 
 from evolve.errors import EvolveError
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where `3e-4` (no dot) is a string; people write learning rates
+    that way, so every YAML this project reads resolves it as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, except that `1e-3` is a float (see `_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
@@ -301,7 +323,7 @@ def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise EvolveError(f"{path}: no such file; pass an existing YAML file")
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_text())
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         raise EvolveError(f"{path}:{line}: invalid YAML ({exc.problem}); fix the file") from None
@@ -323,7 +345,7 @@ def apply_set(data: dict[str, Any], assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     _need(bool(sep) and bool(key), f"--set {assignment!r}: expected key=value, e.g. population=16")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     parts = key.strip().split(".")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evolve.config import RunConfig, derive_seed, from_dict
+from evolve.config import RunConfig, derive_seed, from_dict, load_yaml
 from evolve.errors import EvolveError
 from evolve.genome import GeneSpace, Genome, sample_genome
 from evolve.records import LearnerRecord
@@ -420,13 +420,11 @@ def save_run_config(cfg: RunConfig, run_id: str) -> None:
 
 def load_run_config(cfg: RunConfig, run_id: str) -> RunConfig:
     """The run's saved config; tracking, backend and state_dir stay as given now."""
-    import yaml
-
     path = Path(cfg.state_dir) / run_id / "config.yaml"
     if not path.is_file():
         raise EvolveError(f"no saved state for run {run_id} under {cfg.state_dir}; pass the "
                           "state_dir it ran with (--set state_dir=DIR) or start a new run")
-    data = yaml.safe_load(path.read_text())
+    data = load_yaml(path.read_text())
     data.update(tracking=cfg.to_dict()["tracking"], backend=cfg.backend, state_dir=cfg.state_dir)
     return from_dict(data)
 

@@ -63,16 +63,14 @@ def _evolution_of(tracker: Any, learner: str) -> str:
 
 def run_config(tracker: Any, evolution: str, state_dir: str) -> Any:
     """The evolution's config: its saved state copy, else the `config.yaml` artifact in the store."""
-    import yaml
-
-    from evolve.config import from_dict
+    from evolve.config import from_dict, load_yaml
 
     local = Path(state_dir) / evolution / "config.yaml"
     if local.is_file():
-        return from_dict(yaml.safe_load(local.read_text()))
+        return from_dict(load_yaml(local.read_text()))
     with tempfile.TemporaryDirectory() as tmp:
         path = tracker.client.download_artifacts(evolution, "config.yaml", tmp)
-        return from_dict(yaml.safe_load(Path(path).read_text()))
+        return from_dict(load_yaml(Path(path).read_text()))
 
 
 def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:

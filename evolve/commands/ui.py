@@ -25,9 +25,7 @@ def tracking_args(p: argparse.ArgumentParser) -> None:
 def tracking_settings(args: argparse.Namespace) -> dict[str, Any]:
     """{uri, experiment, artifact_location}: --set tracking.* > --config's tracking: >
     $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
-    import yaml
-
-    from evolve.config import read_yaml, resolve_tracking
+    from evolve.config import load_yaml, read_yaml, resolve_tracking
     from evolve.errors import EvolveError
 
     given: dict[str, Any] = {}
@@ -39,7 +37,7 @@ def tracking_settings(args: argparse.Namespace) -> dict[str, Any]:
         if not eq:
             raise EvolveError(f"--set {s!r} has no '='; write --set tracking.uri=VALUE")
         if key.strip().startswith("tracking."):
-            given[key.strip()[len("tracking."):]] = yaml.safe_load(value) if value else None
+            given[key.strip()[len("tracking."):]] = load_yaml(value) if value else None
     return resolve_tracking(given.get("uri"), given)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 EXACT_MAX = 16   # up to 2^16 sign patterns enumerated exactly; beyond that a seeded sample
 
 
-def t_interval(xs: Sequence[float], level: float = 0.95) -> dict[str, float | int | None]:
+def t_interval(xs: Sequence[float | None], level: float = 0.95) -> dict[str, float | int | None]:
     """{mean, sd, n, lo, hi}: Student-t interval of the mean (lo/hi None below 2 values)."""
     from scipy import stats
 

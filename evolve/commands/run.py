@@ -76,15 +76,21 @@ def print_table(summary: Any, uri: str, experiment: str, out: Any = None) -> Non
     """Champion per generation with its fitness parts, mean fitness, and where to look in MLflow."""
     out = out or sys.stdout
     parts = list(summary.generations[0]["parts"]) if summary.generations else []
-    head = ["gen", "champion", "fitness", "mean"] + parts
+    # Fitness is normalised within a generation (rank by default), so its mean says nothing across
+    # generations; `assess_auc` (mean over the generation's learners) is the learning speed on the
+    # fixed never-trained probe items, comparable across generations.
+    head = ["gen", "champion", "fitness", "mean", "assess_auc"] + parts
     rows = [[str(g["generation"]), g["champion"], _fmt(g["champion_fitness"]),
-             _fmt(g["mean_fitness"])] + [_fmt(g["parts"].get(p)) for p in parts]
+             _fmt(g["mean_fitness"]), _fmt(g.get("metrics", {}).get("assess_auc_mean"))]
+            + [_fmt(g["parts"].get(p)) for p in parts]
             for g in summary.generations]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print("", file=out)
     for r in [head, *rows]:
         print("  ".join(c.rjust(w) if i != 1 else c.ljust(w)
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))), file=out)
+    print("(fitness and its mean are normalised within each generation; assess_auc = mean learning "
+          "speed on the never-trained probe items, comparable across generations)", file=out)
     print(f"\nchampion {summary.champion} (fitness {summary.champion_fitness:.3f}); "
           f"model version {summary.model_version}; adapter {summary.champion_adapter}", file=out)
     print(f"MLflow: {uri}  experiment {experiment!r} (id {summary.experiment_id}), "

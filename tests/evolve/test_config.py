@@ -58,7 +58,7 @@ def test_set_dotted_paths_with_list_indexes_and_yaml_scalars() -> None:
 
 
 def test_family_params_sit_beside_family_and_round_trip() -> None:
-    cfg = load_config(sets=["tasks.0.p=23"])
+    cfg = load_config(sets=["tasks.0.family=modular", "tasks.0.p=23"])
     assert cfg.tasks[0].params == {"p": 23}
     assert cfg.to_dict()["tasks"][0]["p"] == 23
 

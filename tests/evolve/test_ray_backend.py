@@ -83,10 +83,12 @@ def ray_runtime() -> Iterator[Path]:
 
     # short path: Ray's Unix sockets live under it and must stay under 108 bytes
     tmp = Path(tempfile.mkdtemp(prefix="evray-"))
+    # children that were there before Ray (e.g. the session's mlflow server) are not Ray's to reap
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
     ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(tmp),
              logging_level=logging.WARNING)
     yield tmp
-    pids = [c.pid for c in psutil.Process().children(recursive=True)]
+    pids = [c.pid for c in psutil.Process().children(recursive=True) if c.pid not in before]
     ray.shutdown()
     deadline = time.time() + 30
     while _descendants_alive(pids) and time.time() < deadline:

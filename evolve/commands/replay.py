@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
                       cfg.tracking.artifact_location, create=False)
     edges = tracker.lineage(args.learner, args.run)
     target = edges[-1].child
-    evolution = args.run or _evolution_of(tracker, args.learner)
+    evolution = tracker.evolution_of(args.learner, args.run)
     out = Path(args.out or Path("replay") / target)
     diff = replay(tracker, evolution, target, out, cfg.state_dir)
     print(f"replayed {target} of evolution {evolution}: {len(edges)} ancestors, adapter -> {out}")
@@ -52,13 +52,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"max abs difference to the recorded adapter: {diff:.3g}")
     return 0
-
-
-def _evolution_of(tracker: Any, learner: str) -> str:
-    if "-" in learner and learner.startswith("g"):
-        return str(tracker.run_id or tracker.latest_evolution())
-    run = tracker.client.get_run(learner)
-    return str(run.data.tags["mlflow.parentRunId"])
 
 
 def run_config(tracker: Any, evolution: str, state_dir: str) -> Any:

@@ -7,6 +7,7 @@ yielding the server's `http://127.0.0.1:PORT` URI).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,6 +22,15 @@ from typing import Any
 import pytest
 
 from evolve.records import LearnerRecord
+
+
+def rest(base: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One MLflow REST call: GET without a body, POST with one."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
 
 
 def free_port() -> int:

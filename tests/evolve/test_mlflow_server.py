@@ -3,20 +3,19 @@ back over the REST API; and `evolve ui` serving a SQLite store."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest_server import (  # noqa: F401  (mlflow_server is a fixture)
     free_port,
     group_alive,
     mlflow_server,
+    rest,
     stop_group,
     summary_of,
     synthetic_generations,
@@ -27,14 +26,6 @@ from conftest_server import (  # noqa: F401  (mlflow_server is a fixture)
 from evolve.cli import main as cli_main
 from evolve.records import LineageEdge
 from evolve.tracking import Tracker
-
-
-def rest(base: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
 
 
 @pytest.mark.server

@@ -5,22 +5,13 @@ is the lineage the run reported."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest_server import mlflow_server  # noqa: F401  (a fixture)
+from conftest_server import mlflow_server, rest  # noqa: F401  (mlflow_server is a fixture)
 
 from evolve.cli import main as cli_main
-
-
-def rest(base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
 
 
 @pytest.mark.server

@@ -71,13 +71,14 @@ def summarise(correct: np.ndarray, steps: list[int], batch_size: int, item_ids: 
 
 
 def assess_population(pop: Any, items: Sequence[Any], steps: int, batch_size: int,
-                      checkpoints: int, seed: int,
+                      checkpoints: int, seed: int, max_new_tokens: int = 32,
                       ) -> tuple[list[dict[str, float | None]], list[list[tuple[int, float]]]]:
     """Train `pop` in place on `items` for `steps` steps; per learner (signals, accuracy curve).
 
     Call only on a population whose states are already saved: the training here is the fork.
+    Items are judged as in training (`evolve.train.probe_items`: key-term items by generation).
     """
-    from evolve.train import pairs, train_steps
+    from evolve.train import pairs, probe_items, train_steps
 
     P = pop.P
     if steps <= 0 or not items:
@@ -85,13 +86,13 @@ def assess_population(pop: Any, items: Sequence[Any], steps: int, batch_size: in
     probe_pairs = pairs(items)
     batches, probe_at = schedule(len(items), steps, batch_size, checkpoints, seed)
     was_failed = np.asarray(pop.failed, dtype=bool).copy()
-    verdicts = [np.asarray(pop.probe(probe_pairs).correct, dtype=bool)]   # [P, N] each
+    verdicts = [probe_items(pop, items, max_new_tokens)[0]]                # [P, N] each
     done = 0
     for stop in probe_at:
         chunk = [[probe_pairs[j] for j in b] for b in batches[done:stop]]
         train_steps(pop, [chunk] * P)
         done = stop
-        verdicts.append(np.asarray(pop.probe(probe_pairs).correct, dtype=bool))
+        verdicts.append(probe_items(pop, items, max_new_tokens)[0])
     failed = np.asarray(pop.failed, dtype=bool) | was_failed
     correct = np.stack(verdicts)                                           # [C+1, P, N]
     at = [0] + probe_at

@@ -114,9 +114,13 @@ class TrainingConfig:
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
     spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
     device: str = _f("auto", "cpu, cuda or auto (cuda when available)")
+    max_new_tokens: int = _f(32, "greedy generation budget, in tokens, of key-term items "
+                                 "(exact: false, e.g. jsonl): longer answers are cut there")
 
     def __post_init__(self) -> None:
         _need(self.batch_size >= 1, "training.batch_size must be >= 1")
+        _need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
+              f"training.max_new_tokens = {self.max_new_tokens!r}; set it to at least 1 (e.g. 32)")
         _need(self.checkpoint_every >= 1 and self.checkpoint_every % self.batch_size == 0,
               f"training.checkpoint_every = {self.checkpoint_every} must be a positive multiple of "
               f"training.batch_size = {self.batch_size}")

@@ -203,7 +203,8 @@ def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, 
         batch_size=cfg.training.batch_size, checkpoint_every=cfg.training.checkpoint_every,
         max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral and assess,
         assess_items=probe, assess_steps=cfg.assess.steps if assess_on else 0,
-        assess_checkpoints=cfg.assess.checkpoints, device=resolve_device(cfg.training.device),
+        assess_checkpoints=cfg.assess.checkpoints, max_new_tokens=cfg.training.max_new_tokens,
+        device=resolve_device(cfg.training.device),
         seed=derive_seed(cfg.seed, "group", generation, group), group=group)
 
 

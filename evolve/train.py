@@ -6,6 +6,10 @@ runs it in-process and a Ray backend runs the very same function on workers. It 
 (the baseline, which the adversarial curriculum also orders by), trains window by window (a window =
 `checkpoint_every` new items), probes all items and the holdout after every window, then runs the
 spectral analysis and the learning-speed assessment on forks that are thrown away.
+
+A probe (`probe_items`) judges each item the way its family does: exact items by the teacher-forced
+pass (greedy decoding's verdict without a sampling loop), key-term items (`Item.exact` False, e.g.
+JSONL question sets) by batched greedy generation read by the key-term judge.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class GroupJob:
     assess_items: list[Any] = field(default_factory=list)     # fixed never-trained probe items
     assess_steps: int = 0              # 0 = no assessment this generation
     assess_checkpoints: int = 4
+    max_new_tokens: int = 32           # greedy generation budget of key-term items, in tokens
     device: str = "cpu"
     seed: int = 0
     group: int = 0
@@ -141,9 +146,32 @@ def _population(job: GroupJob) -> Any:
     return pop
 
 
-def _probe(pop: Any, probe_pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
-    res = pop.probe(probe_pairs)
-    return np.asarray(res.correct, dtype=bool), np.asarray(res.prob, dtype=np.float64)
+def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Every learner's verdicts `correct` [P, N] bool and answer probabilities `prob` [P, N].
+
+    Exact items: the teacher-forced probe (every answer token and eos the argmax = greedy
+    decoding's verdict). Key-term items (`exact` False): every learner's greedy continuation of
+    the prompt (batched `generate()`, at most `max_new_tokens` tokens) is correct iff it contains
+    every key term after NFKC + casefolding (`curricula.items.key_terms_match`, the judge of the
+    key-term families), so "It is water" answers "H2O" with key term "water". Their `prob` is
+    still the teacher-forced probability of the reference answer: a free-form answer has no
+    single probability, and the confidence signals then mean the same for both kinds of item.
+    """
+    from curricula.items import key_terms_match
+    from learners.probe import generate_greedy
+
+    res = pop.probe(pairs(items))
+    correct = np.array(res.correct, dtype=bool)
+    prob = np.asarray(res.prob, dtype=np.float64)
+    judged = [j for j, it in enumerate(items) if not getattr(it, "exact", True)]
+    if judged:
+        texts = generate_greedy(pop.model, pop.tokenizer, pop.P, [items[j].prompt for j in judged],
+                                max_new_tokens, pop.probe_chunk, pop.device)
+        for i, j in enumerate(judged):
+            terms = items[j].key_terms or (items[j].answer,)
+            correct[:, j] = [key_terms_match(terms, texts[p][i]) for p in range(pop.P)]
+    return correct, prob
 
 
 def train_steps(pop: Any, streams: list[list[list[Pair]]], on_step: Callable[[], None] | None = None,
@@ -179,8 +207,8 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     t0 = time.perf_counter()
     pop = _population(job)
     P, ids = len(job.learners), [p.learner_id for p in job.learners]
-    probe_pairs = pairs(job.items) + pairs(job.holdout)
-    c0, p0 = _probe(pop, probe_pairs)
+    probe_set = list(job.items) + list(job.holdout)
+    c0, p0 = probe_items(pop, probe_set, job.max_new_tokens)
     item_ids = [it.id for it in job.items]
     streams, windows = [], []
     for i, plan in enumerate(job.learners):
@@ -209,7 +237,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
                                     f"{steps_done[p] + at + 1} of generation {job.generation}")
             steps_done[p] += len(window[p])
         tp = time.perf_counter()
-        c, pr = _probe(pop, probe_pairs)
+        c, pr = probe_items(pop, probe_set, job.max_new_tokens)
         t_probe += time.perf_counter() - tp
         correct.append(c)
         prob.append(pr)
@@ -226,8 +254,9 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
                 for p in range(P)]
     t_spectral = time.perf_counter() - t1
     t2 = time.perf_counter()
-    assessed, assess_curves = assess.assess_population(pop, job.assess_items, job.assess_steps, job.batch_size,
-                                        job.assess_checkpoints, derive_seed(job.seed, "assess"))
+    assessed, assess_curves = assess.assess_population(
+        pop, job.assess_items, job.assess_steps, job.batch_size, job.assess_checkpoints,
+        derive_seed(job.seed, "assess"), max_new_tokens=job.max_new_tokens)
     steps = [min((k + 1) * job.checkpoint_every, len(job.items)) for k in range(K)]
     return GroupResult(
         group=job.group, learner_ids=ids, steps=steps, item_ids=item_ids + [h.id for h in job.holdout],

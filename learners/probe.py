@@ -4,18 +4,22 @@ Greedy decoding returns the answer exactly when, teacher-forced on `prompt + ans
 answer token and the eos token is the argmax. So a probe is one batched forward pass over
 (learner, item) — the items repeated once per learner block `[P*n, T]` — not a sampling loop. The
 `generate()` path is kept to prove the two give the same verdicts.
+
+Items without a single exact answer (key-term judged question sets) need the text itself:
+`generate_greedy` returns every learner's greedy continuation of every prompt, from one batched
+`generate()` per chunk (left padding, KV cache), for a judge to read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from learners.encoding import answer_verdicts, encode_pairs
+from learners.encoding import answer_verdicts, as_codec, encode_pairs
 
 Pair = tuple[str, str]
 
@@ -88,12 +92,8 @@ def probe_generate(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[
         enc = encode_pairs(tokenizer, pairs[lo:lo + n])
         start, length = enc.answer_start.tolist(), enc.answer_len.tolist()
         k = len(start)
-        L = max(start)
-        prompts = torch.full((k, L), pad, dtype=torch.long)
-        pmask = torch.zeros((k, L), dtype=torch.long)
-        for j, s in enumerate(start):                      # left padding
-            prompts[j, L - s:] = enc.input_ids[j, :s]
-            pmask[j, L - s:] = 1
+        prompts, pmask = _left_pad(enc.input_ids, start, pad)
+        L = prompts.shape[1]
         gen = model.generate(
             input_ids=prompts.to(device).repeat(P, 1), attention_mask=pmask.to(device).repeat(P, 1),
             max_new_tokens=max(length), do_sample=False, num_beams=1, pad_token_id=pad,
@@ -115,3 +115,64 @@ def probe_generate(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[
                     margin[p, lo + j] = float((tl - other).min())
     model.train(was_training)
     return ProbeResult(correct, prob, margin)
+
+
+def _left_pad(ids: torch.Tensor, start: Sequence[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt part `ids[j, :start[j]]` of each row, left-padded: (ids, mask), each [k, max(start)]."""
+    k, L = len(start), max(start)
+    prompts = torch.full((k, L), pad, dtype=torch.long)
+    mask = torch.zeros((k, L), dtype=torch.long)
+    for j, s in enumerate(start):
+        prompts[j, L - s:] = ids[j, :s]
+        mask[j, L - s:] = 1
+    return prompts, mask
+
+
+def _decoder(tokenizer: object) -> Callable[[list[int]], str]:
+    """ids -> text without special tokens: the char codec's dict lookup, else the tokenizer's."""
+    codec = as_codec(tokenizer)
+    decode = getattr(codec, "decode", None)
+    if decode is not None:
+        return decode  # type: ignore[no-any-return]
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # type: ignore[attr-defined]
+
+
+@torch.no_grad()
+def generate_greedy(model: nn.Module, tokenizer: object, P: int, prompts: Sequence[str],
+                    max_new_tokens: int, budget: int, device: torch.device) -> list[list[str]]:
+    """Every learner's greedy continuation of every prompt: texts[p][i], cut at eos, decoded.
+
+    The prompts (`<bos> prompt`, as training sees them) are left-padded and repeated once per
+    learner block, `[P*k, L]` learner-major, so one `generate()` with a KV cache serves all P
+    learners; chunks of k prompts keep the `[P*k, L + max_new_tokens, V]` size under `budget`
+    floats. A continuation stops at eos or after `max_new_tokens` tokens.
+    """
+    N = len(prompts)
+    texts: list[list[str]] = [[""] * N for _ in range(P)]
+    if N == 0:
+        return texts
+    if max_new_tokens < 1:
+        raise ValueError(f"generate_greedy max_new_tokens = {max_new_tokens}; pass at least 1")
+    was_training = model.training
+    model.eval()
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    decode = _decoder(tokenizer)
+    V = model.get_output_embeddings().weight.shape[0]
+    pairs = [(prompt, "") for prompt in prompts]   # answer_start = the prompt's end
+    enc_all = encode_pairs(tokenizer, pairs)
+    n = _chunk(P, enc_all.input_ids.shape[1] + max_new_tokens, V, budget)
+    for lo in range(0, N, n):
+        enc = encode_pairs(tokenizer, pairs[lo:lo + n])
+        k = len(enc)
+        ids, mask = _left_pad(enc.input_ids, enc.answer_start.tolist(), pad)
+        gen = model.generate(
+            input_ids=ids.to(device).repeat(P, 1), attention_mask=mask.to(device).repeat(P, 1),
+            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
+            eos_token_id=eos)
+        new = gen[:, ids.shape[1]:].cpu().tolist()          # [P*k, <= max_new_tokens]
+        for row, toks in enumerate(new):
+            cut = toks.index(eos) if eos in toks else len(toks)
+            texts[row // k][lo + row % k] = decode(toks[:cut])
+    model.train(was_training)
+    return texts

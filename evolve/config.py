@@ -47,6 +47,7 @@ def load_yaml(text: str) -> Any:
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 MERGE_METHODS = ("svd", "linear", "ties", "none")
+DRAW_PLOTS = ("end", "every")
 ASSESS_SIGNALS = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
 
 
@@ -203,6 +204,12 @@ class TrackingConfig:
     experiment: str | None = _f(None, "MLflow experiment name; null = mlflow.yaml's")
     artifact_location: str | None = _f(None, "artifact root for a new experiment; null = mlflow.yaml's")
     model_name: str = _f("evolve-champion", "registered model name for the last champion")
+    draw_plots: str = _f("end", "when the evolution run's plots/ are drawn: end (after the last "
+                                "generation) or every (after each generation, 5-10 s each)")
+
+    def __post_init__(self) -> None:
+        _need(self.draw_plots in DRAW_PLOTS, f"tracking.draw_plots = {self.draw_plots!r} is "
+              f"unknown; set it to {' or '.join(DRAW_PLOTS)}")
 
 
 @dataclass

@@ -92,7 +92,7 @@ def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
         export_champion(cfg, base, run_id, records, states, history[-1])
         save_state(cfg, run_id, g, records, states, cases, ranks, history, trajs)
         tracker.log_artifact(state_dir(cfg, run_id) / f"trajectories_g{g}.json", "trajectories")
-        tracker.log_generation(g, records, history[-1]["metrics"])
+        tracker.log_generation(g, records, history[-1]["metrics"], plots=draw_plots(cfg, g))
         if g + 1 < cfg.generations:
             members = select_and_vary(cfg, space, records, states, cases, g, ranks)
         _tick(bar, history[-1])
@@ -121,10 +121,17 @@ def open_run(cfg: RunConfig, tracker: Any, resume: bool | str,
     g, history = saved["generation"], saved["history"]
     if g > done:                           # killed after saving, before the tracker had it all
         tracker.log_artifact(state_dir(cfg, run_id) / f"trajectories_g{g}.json", "trajectories")
-        tracker.log_generation(g, _records(saved), history[-1]["metrics"])
+        tracker.log_generation(g, _records(saved), history[-1]["metrics"],
+                               plots=draw_plots(cfg, g))
     members = [] if g + 1 >= cfg.generations else select_and_vary(
         cfg, cfg.gene_space(), _records(saved), saved["states"], saved["cases"], g, saved["ranks"])
     return cfg, run_id, base, g + 1, members, history
+
+
+def draw_plots(cfg: RunConfig, generation: int) -> bool:
+    """Whether the tracker redraws the plots after `generation`: every generation, or only after
+    the last (they cover the whole evolution; 5-10 s per drawing under load)."""
+    return cfg.tracking.draw_plots == "every" or generation == cfg.generations - 1
 
 
 def _tick(bar: Any, row: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -41,8 +42,6 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
@@ -187,9 +186,12 @@ class Tracker:
         return run_id, last
 
     def log_generation(self, generation: int, records: list[LearnerRecord],
-                       summary: dict[str, float]) -> None:
-        """One nested FINISHED run per record (fills `record.run_id`), lineage, parent metrics and
-        plots; the parent tag `evolve.completed_generations` is written last (resume reads it)."""
+                       summary: dict[str, float], plots: bool = True) -> None:
+        """One nested FINISHED run per record (fills `record.run_id`), lineage, parent metrics and,
+        with `plots`, the plots of the whole evolution so far redrawn (5-10 s under load; the
+        engine draws them after the last generation unless `tracking.draw_plots: every`; the
+        parent metric `plots_s` says when they were drawn). The parent tag
+        `evolve.completed_generations` is written last (resume reads it)."""
         parent = self._require_run()
         for rec in records:   # bad input fails before anything of the generation is recorded
             if rec.adapter_dir is not None and \
@@ -205,10 +207,13 @@ class Tracker:
         edges = [edge_of(r) for r in self._records]
         self._client.log_text(parent, json.dumps(lineage_document(self._records, edges), indent=1),
                               "lineage.json")
-        self._draw_plots(parent)
+        values = dict(summary)
+        if plots:
+            t0 = time.perf_counter()
+            self._draw_plots(parent)
+            values["plots_s"] = time.perf_counter() - t0
         scores = [r.fitness for r in records
                   if not r.failed and r.fitness is not None and math.isfinite(r.fitness)]
-        values = dict(summary)
         if scores:
             values.setdefault("champion_fitness", max(scores))
             values.setdefault("mean_fitness", sum(scores) / len(scores))

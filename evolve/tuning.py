@@ -372,8 +372,8 @@ class _Reporter:
         return getattr(self._tracker, name)
 
     def log_generation(self, generation: int, records: list[LearnerRecord],
-                       summary: dict[str, float]) -> None:
-        self._tracker.log_generation(generation, records, summary)
+                       summary: dict[str, float], plots: bool = True) -> None:
+        self._tracker.log_generation(generation, records, summary, plots=plots)
         if generation == 0 and self._tracker.run_id:
             self._tracker.set_tags(self._tracker.run_id, self._tags)
             self._trial.set_user_attr("mlflow_run_id", self._tracker.run_id)

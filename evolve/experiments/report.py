@@ -194,32 +194,11 @@ def log_run(settings: Mapping[str, Any], run_name: str, kind: str, params: Mappi
             out_dir: Path) -> str:
     """Record a finished experiment as one MLflow run (tag `evolve.kind` = `kind`): params, the
     summary metrics, each history series as a metric over steps, and `out_dir` as artifacts under
-    `report/`. Returns the run id. Goes through `evolve.tracking.Tracker` (the only mlflow
-    importer): its `log_experiment_run` when it has one, else the plain client it exposes."""
+    `report/`, through `Tracker.log_experiment_run` (`evolve.tracking`, the only mlflow importer).
+    `settings` = {uri, experiment, artifact_location} (`evolve.config.tracking_settings`)."""
     from evolve.tracking import Tracker
 
     tracker = Tracker(settings["uri"], settings["experiment"], settings.get("artifact_location"))
-    if hasattr(tracker, "log_experiment_run"):
-        return str(tracker.log_experiment_run(run_name, kind, dict(params), dict(history),
-                                              dict(summary), out_dir))
-    # Fallback until the Tracker has a method for runs that are not evolutions: plain client
-    # calls, one per metric point (a few hundred points, a few seconds on SQLite).
-    client = tracker.client
-    run_id = client.create_run(tracker.experiment_id, run_name=run_name,
-                               tags={"evolve.kind": kind}).info.run_id
-    try:
-        for k, v in params.items():
-            client.log_param(run_id, k, v if isinstance(v, str) else json.dumps(v))
-        for k, v in summary.items():
-            if v is not None and math.isfinite(float(v)):
-                client.log_metric(run_id, k, float(v))
-        for k, pts in history.items():
-            for step, v in pts:
-                if v is not None and math.isfinite(float(v)):
-                    client.log_metric(run_id, k, float(v), step=int(step))
-        client.log_artifacts(run_id, str(out_dir), "report")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
-    return str(run_id)
+    return tracker.log_experiment_run(run_name, kind, params=params, metrics=summary,
+                                      histories=history, artifacts=[out_dir],
+                                      artifact_path="report")

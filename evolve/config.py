@@ -1,7 +1,8 @@
 """The run configuration: typed dataclasses with a help string per field, validated on creation.
 
-Layers, lowest first: `configs/default.yaml` (the embedded default), `--config FILE` (merged key by
-key onto the default; lists replace), `--set a.b.0.c=v` (dotted paths with list indexes, values
+Layers, lowest first: `evolve/configs/default.yaml` (the embedded default, shipped in the package;
+`configs/` in a checkout links to it), `--config FILE` (merged key by key onto the default; lists
+replace; a shipped config may be named without a path: `--config smoke`), `--set a.b.0.c=v` (dotted paths with list indexes, values
 parsed as YAML scalars), `--base PATH`. The tracking URI is `--set tracking.uri` (or a config file
 that sets it) > `$MLFLOW_TRACKING_URI` > `mlflow.yaml` (working directory, else the repository's).
 Every error is one line naming the key and the fix.
@@ -45,7 +46,10 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+# inside the package, so a wheel (not only an editable checkout) ships them: package-data in
+# pyproject.toml; the checkout's top-level `configs/` is a link to this directory
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 MERGE_METHODS = ("svd", "linear", "ties", "none")
 DRAW_PLOTS = ("end", "every")
 ASSESS_SIGNALS = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
@@ -382,13 +386,31 @@ def apply_set(data: dict[str, Any], assignment: str) -> None:
                 node = node[part]
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped in the package (`default`, `smoke`, `tune`)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_file(path: str | Path) -> Path:
+    """`path` when it is a file, else the shipped config of that name (`smoke` or `smoke.yaml`);
+    neither is one line naming both ways."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = CONFIG_DIR / (p.name if p.suffix == ".yaml" else f"{p.name}.yaml")
+    if p.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise EvolveError(f"{path}: no such file; pass an existing YAML file or a shipped config "
+                      f"({', '.join(shipped_configs())})")
+
+
 def load_config(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
                 base: str | None = None) -> RunConfig:
     """Default YAML < `path` < `--set` overrides < `base`; then the tracking URI precedence."""
     data = read_yaml(DEFAULT_CONFIG) or {}
     explicit_uri = None
     if path is not None:
-        user = read_yaml(Path(path)) or {}
+        user = read_yaml(config_file(path)) or {}
         _need(isinstance(user, dict), f"{path}: the top level must be a mapping of config keys")
         explicit_uri = (user.get("tracking") or {}).get("uri")
         data = _merge(data, user)

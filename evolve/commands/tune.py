@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evolve.config import REPO
+from evolve.config import CONFIG_DIR
 
 HELP = "tune the fitness weights with Optuna on recorded runs (offline) or short evolutions (online)"
-ONLINE_CONFIG = REPO / "configs" / "tune.yaml"
+ONLINE_CONFIG = CONFIG_DIR / "tune.yaml"
 DEFAULT_TRIALS = {"offline": 500, "online": 8}
 
 

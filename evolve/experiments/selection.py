@@ -104,11 +104,11 @@ def arm_config(args: argparse.Namespace, arm: str, seed: int, weights: str | Non
 
 def _tracking_defaults(args: argparse.Namespace) -> list[str]:
     """The arms go to their own MLflow experiment and model name unless the user chose them."""
-    from evolve.config import read_yaml
+    from evolve.config import config_file, read_yaml
 
     given = dict.fromkeys(s.partition("=")[0].strip() for s in args.sets)
     if args.config:
-        data = read_yaml(Path(args.config)) or {}
+        data = read_yaml(config_file(args.config)) or {}
         given.update(dict.fromkeys(f"tracking.{k}" for k in (data.get("tracking") or {})))
     out = []
     if "tracking.experiment" not in given:

@@ -404,9 +404,10 @@ def config_file(path: str | Path) -> Path:
                       f"({', '.join(shipped_configs())})")
 
 
-def load_config(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
-                base: str | None = None) -> RunConfig:
-    """Default YAML < `path` < `--set` overrides < `base`; then the tracking URI precedence."""
+def layered(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
+            base: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """The config as plain data, not yet validated: default YAML < `path` < `--set` overrides <
+    `base`; and the tracking URI when the file or a `--set` gives it explicitly (else None)."""
     data = read_yaml(DEFAULT_CONFIG) or {}
     explicit_uri = None
     if path is not None:
@@ -420,9 +421,34 @@ def load_config(path: str | Path | None = None, sets: list[str] | tuple[str, ...
             explicit_uri = data["tracking"]["uri"]
     if base is not None:
         data["base"] = base
-    data.setdefault("tracking", {})
-    data["tracking"] = {**data["tracking"], **resolve_tracking(explicit_uri, data["tracking"])}
+    tracking = data.get("tracking") or {}
+    _need(isinstance(tracking, dict), f"config key tracking must be a mapping, got {tracking!r}")
+    data["tracking"] = tracking
+    return data, explicit_uri
+
+
+def _tracking_section(data: dict[str, Any], explicit_uri: str | None) -> dict[str, Any]:
+    """The layered tracking section with uri, experiment and artifact_location resolved."""
+    return {**data["tracking"], **resolve_tracking(explicit_uri, data["tracking"])}
+
+
+def load_config(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
+                base: str | None = None) -> RunConfig:
+    """Default YAML < `path` < `--set` overrides < `base`; then the tracking URI precedence."""
+    data, explicit_uri = layered(path, sets, base)
+    data["tracking"] = _tracking_section(data, explicit_uri)
     return from_dict(data)
+
+
+def tracking_settings(path: str | Path | None = None,
+                      sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The tracking section `load_config(path, sets)` would resolve — {uri, experiment,
+    artifact_location, model_name, draw_plots} — without building (or validating) the rest, for
+    the commands that only open the store (`evolve ui`, `evolve lineage`, `evolve replay`, the
+    experiments). Same precedence: `--set tracking.*` > the file's `tracking:` >
+    $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
+    data, explicit_uri = layered(path, sets)
+    return _tracking_section(data, explicit_uri)
 
 
 def resolve_tracking(uri: str | None = None, given: dict[str, Any] | None = None,

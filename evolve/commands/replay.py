@@ -28,24 +28,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where to write the replayed PEFT adapter (default: replay/<LEARNER>)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="config overrides for the store and state, e.g. tracking.uri=sqlite:///x.db")
+                   help="the store (tracking.uri, tracking.experiment) and state_dir (default "
+                        ".evolve_state), e.g. tracking.uri=sqlite:///x.db; repeatable")
 
 
 def main(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from evolve.config import load_config
+    from evolve.config import layered, tracking_settings
     from evolve.tracking import Tracker
 
-    cfg = load_config(None, args.sets)
-    tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
-                      cfg.tracking.artifact_location, create=False)
+    # only the store and the state directory: the evolution's own config comes from the run
+    settings = tracking_settings(None, args.sets)
+    state_dir = str(layered(None, args.sets)[0].get("state_dir") or ".evolve_state")
+    tracker = Tracker(settings["uri"], settings["experiment"], settings["artifact_location"],
+                      create=False)
     edges = tracker.lineage(args.learner, args.run)
     target = edges[-1].child
     evolution = tracker.evolution_of(args.learner, args.run)
     out = Path(args.out or Path("replay") / target)
-    diff = replay(tracker, evolution, target, out, cfg.state_dir)
+    diff = replay(tracker, evolution, target, out, state_dir)
     print(f"replayed {target} of evolution {evolution}: {len(edges)} ancestors, adapter -> {out}")
     if diff is None:
         print("no adapter was logged for this learner: nothing to compare")

@@ -1,7 +1,9 @@
 """`evolve ui`: start the MLflow UI on the configured tracking store (127.0.0.1 by default).
 
 Also home of `tracking_args` / `tracking_settings`, the tracking flags every read-only command
-(`evolve ui`, `evolve lineage`) shares with `evolve run`: `--config FILE`, `--set tracking.KEY=V`.
+(`evolve ui`, `evolve lineage`, the experiments) shares with `evolve run`: `--config FILE`,
+`--set tracking.KEY=V`, resolved by `evolve.config.tracking_settings` exactly as `evolve run`
+resolves them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 HELP = "start the MLflow UI on the configured tracking store (lineage pages, plots, runs)"
@@ -23,22 +24,10 @@ def tracking_args(p: argparse.ArgumentParser) -> None:
 
 
 def tracking_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """{uri, experiment, artifact_location}: --set tracking.* > --config's tracking: >
-    $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
-    from evolve.config import load_yaml, read_yaml, resolve_tracking
-    from evolve.errors import EvolveError
+    """`evolve.config.tracking_settings` of the parsed `--config` / `--set` flags."""
+    from evolve.config import tracking_settings as settings
 
-    given: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        data = read_yaml(Path(args.config)) or {}
-        given.update((data.get("tracking") or {}) if isinstance(data, dict) else {})
-    for s in getattr(args, "sets", []) or []:
-        key, eq, value = s.partition("=")
-        if not eq:
-            raise EvolveError(f"--set {s!r} has no '='; write --set tracking.uri=VALUE")
-        if key.strip().startswith("tracking."):
-            given[key.strip()[len("tracking."):]] = load_yaml(value) if value else None
-    return resolve_tracking(given.get("uri"), given)
+    return settings(getattr(args, "config", None), getattr(args, "sets", None) or [])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

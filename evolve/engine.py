@@ -211,7 +211,7 @@ def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, 
         max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral and assess,
         assess_items=probe, assess_steps=cfg.assess.steps if assess_on else 0,
         assess_checkpoints=cfg.assess.checkpoints, max_new_tokens=cfg.training.max_new_tokens,
-        device=resolve_device(cfg.training.device),
+        device=cfg.training.device,   # `auto` travels as is: whoever runs the job resolves it
         seed=derive_seed(cfg.seed, "group", generation, group), group=group)
 
 
@@ -340,14 +340,6 @@ def inherit(cfg: RunConfig, child: Any, parent_states: dict[str, Any]) -> Any:
     from evolve.train import child_state
 
     return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states)
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --- summaries, champion, end of run --------------------------------------------------------

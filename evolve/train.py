@@ -61,7 +61,7 @@ class GroupJob:
     assess_steps: int = 0              # 0 = no assessment this generation
     assess_checkpoints: int = 4
     max_new_tokens: int = 32           # greedy generation budget of key-term items, in tokens
-    device: str = "cpu"
+    device: str = "cpu"                # cpu, cuda or auto: `auto` is resolved where the job runs
     seed: int = 0
     group: int = 0
 
@@ -85,6 +85,7 @@ class GroupResult:
     assess: list[dict[str, float | None]]            # assess_* signals per learner ({} = skipped)
     assess_curves: list[list[tuple[int, float]]]     # probe accuracy over assessment training items
     timings: dict[str, float]
+    device: str = "cpu"                # the device the group trained on (`auto` resolved there)
 
 
 def pairs(items: Sequence[Any]) -> list[Pair]:
@@ -146,6 +147,16 @@ def _population(job: GroupJob) -> Any:
     return pop
 
 
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when this process sees a GPU, else cpu; anything else unchanged. Called
+    where the job runs (a CPU driver in front of GPU workers must not decide for them)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Every learner's verdicts `correct` [P, N] bool and answer probabilities `prob` [P, N].
@@ -205,6 +216,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     from evolve import assess
 
     t0 = time.perf_counter()
+    job = dataclasses.replace(job, device=resolve_device(job.device))
     pop = _population(job)
     P, ids = len(job.learners), [p.learner_id for p in job.learners]
     probe_set = list(job.items) + list(job.holdout)
@@ -264,7 +276,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
         losses=losses, final_states=final_states, failures=failures, spectral=spectral,
         assess=assessed, assess_curves=assess_curves,
         timings={"train_s": t_train - t_probe, "probe_s": t_probe, "spectral_s": t_spectral,
-                 "assess_s": time.perf_counter() - t2})
+                 "assess_s": time.perf_counter() - t2}, device=job.device)
 
 
 def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] | None:

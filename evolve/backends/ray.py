@@ -87,7 +87,8 @@ class RayBackend:
         crash = os.environ.get(CRASH_ENV)
         refs = []
         for job in jobs:
-            # "auto" (should a job carry it unresolved) means a GPU when the cluster has one
+            # "auto" is not resolved here (this driver may have no GPU): it asks for a GPU when
+            # the cluster has one, and the worker uses cuda iff Ray gave it one (_run_group)
             gpu = 1 if job.device.startswith("cuda") or (job.device == "auto" and gpus) else 0
             opts = {"num_cpus": self.cpus, "num_gpus": gpu, "max_retries": self.max_retries,
                     "retry_exceptions": False, "name": f"evolve-g{job.generation}-group{job.group}"}
@@ -130,8 +131,8 @@ class RayBackend:
                               "--num-gpus=N)")
         if gpus >= 1 and all(j.device == "cpu" for j in jobs) and not self._warned:
             self._warned = True
-            print(f"evolve: the Ray cluster has {gpus:g} GPUs but training.device resolved to "
-                  "cpu on the driver; set training.device=cuda to train on them", file=sys.stderr)
+            print(f"evolve: the Ray cluster has {gpus:g} GPUs but training.device is cpu; set "
+                  "training.device=auto or cuda to train on them", file=sys.stderr)
         return gpus
 
     def _base(self, job: GroupJob) -> Any:
@@ -172,7 +173,9 @@ def _run_group(job: GroupJob, base_files: dict[str, bytes] | None,
     if base_files is not None and not Path(job.base).is_dir():
         job = replace(job, base=str(materialise(base_files)))
     if job.device.startswith("cuda") or job.device == "auto":
-        # Ray's CUDA_VISIBLE_DEVICES holds just the task's GPU, which is cuda:0
+        # resolved here, on the worker: cuda iff Ray assigned this task a GPU (a GPU on the node
+        # held by another task does not count); Ray's CUDA_VISIBLE_DEVICES holds just the
+        # task's GPU, which is cuda:0
         job = replace(job, device="cuda" if ray.get_gpu_ids() else "cpu")
     result = train_group(job)
     if crash:

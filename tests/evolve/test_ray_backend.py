@@ -144,12 +144,12 @@ def test_worker_killed_mid_generation_is_retried_and_mlflow_has_one_run_each(
     assert tracker.client.get_run(summary.run_id).info.status == "FINISHED"
 
 
-def _job(sets: Any, tmp_path: Path) -> Any:
-    """Group 0 of generation 0 of the tiny evolution (all 4 learners)."""
+def _job(sets: Any, tmp_path: Path, *more: str) -> Any:
+    """Group 0 of generation 0 of the tiny evolution (all 4 learners); `more` = extra --set."""
     from evolve.config import load_config
     from evolve.engine import build_streams, draw_items, init_population, make_job
 
-    cfg = load_config(None, sets(tmp_path))
+    cfg = load_config(None, [*sets(tmp_path), *more])
     plans = build_streams(cfg, init_population(cfg, cfg.gene_space()), 0)
     return make_job(cfg, str(cfg.base), plans, draw_items(cfg), 0, 0)
 
@@ -179,6 +179,30 @@ def test_cuda_jobs_on_a_cluster_without_gpus_fail_in_one_line(ray_runtime: Path,
     job.device = "cuda"
     with pytest.raises(EvolveError, match="has no GPU; set training.device=cpu"):
         RayBackend().run_groups([job])
+
+
+@pytest.mark.ray
+def test_device_auto_reaches_the_worker_unresolved_and_resolves_there(
+        ray_runtime: Path, sets: Any, tmp_path: Path) -> None:
+    """A CPU driver in front of GPU workers must not pick the device for them: the job leaves the
+    driver with `auto`, and the worker resolves it: cuda iff Ray gave the task a GPU (on a
+    machine without GPUs, as here: cpu)."""
+    import ray
+    import torch
+
+    from evolve.backends.ray import RayBackend
+    from evolve.train import train_group
+
+    job = _job(sets, tmp_path, "training.device=auto")
+    assert job.device == "auto"                        # make_job leaves it to whoever runs it
+    (res,) = RayBackend().run_groups([job])
+    assert job.device == "auto"                        # the driver's job was never resolved
+    assert res.device == ("cuda" if ray.cluster_resources().get("GPU", 0) else "cpu")
+    assert res.learner_ids == [p.learner_id for p in job.learners]
+    local = train_group(job)                           # the local backend resolves it in-process
+    assert local.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    if local.device == res.device:
+        assert (local.correct == res.correct).all()
 
 
 @pytest.mark.ray

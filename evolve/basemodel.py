@@ -29,7 +29,8 @@ from typing import Any
 from evolve.errors import EvolveError
 from learners.base import BaseConfig
 
-FORMAT_VERSION = 1  # bump when the recipe changes in a way the hash below cannot see
+FORMAT_VERSION = 2  # bump when the recipe changes in a way the hash below cannot see
+# 2: packed shares on two Python threads + fused AdamW (1 was one padded batch, foreach AdamW)
 FAMILIES_MIX = ("modular", "addition", "rpn", "parens", "strings", "facts")
 TMP_PREFIX = ".building-"
 
@@ -60,21 +61,6 @@ def cache_key(cfg: BaseConfig, spec: CorpusSpec) -> str:
     blob = json.dumps({"config": dataclasses.asdict(cfg), "corpus": dataclasses.asdict(spec),
                        "format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """One torch thread while building: spin-waiting OpenMP threads collapse 65x on a busy 2-core
-    box (NOTES.md), a second thread was slower there (845 vs 476 ms/step), and one thread keeps
-    the build bitwise reproducible whatever the core count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def corpus(spec: CorpusSpec) -> list[tuple[str, str]]:
@@ -144,11 +130,11 @@ def _counterfactual(model: Any, tok: Any, seen: Sequence[Any], items: Sequence[A
 
 def build_default(out: Path, cfg: BaseConfig, spec: CorpusSpec, progress: bool = True) -> dict[str, Any]:
     """Build, pretrain, evaluate and save the default base into `out`; returns the report."""
-    from learners.base import build_base, pretrain, save_base
+    from learners.base import build_base, one_torch_thread, pretrain, save_base
     from learners.tokenizer import build_char_tokenizer
 
     t0 = time.perf_counter()
-    with _one_thread():
+    with one_torch_thread():  # the evaluation too: spin-waiting OpenMP threads (see the function)
         tok = build_char_tokenizer()
         model = build_base(cfg, tok, spec.seed)
         pairs = corpus(spec)

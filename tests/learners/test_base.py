@@ -1,7 +1,12 @@
-"""Base model build/save/load round trip, one-line load errors, any causal LM, and pretraining."""
+"""Base model build/save/load round trip, one-line load errors, any causal LM, and pretraining
+(packed shares equal one padded batch; bitwise the same on one core or two)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,8 +14,17 @@ import torch
 from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
 
 from evolve.errors import EvolveError
-from learners.base import BaseConfig, build_base, load_base, pretrain, save_base
-from learners.encoding import answer_verdicts, encode_pairs
+from learners.base import (
+    BaseConfig,
+    build_base,
+    load_base,
+    pack,
+    packed_loss_grads,
+    pretrain,
+    save_base,
+    split_shares,
+)
+from learners.encoding import IGNORE, answer_verdicts, encode_pairs
 from learners.tokenizer import build_char_tokenizer
 
 TINY = BaseConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_len=64)
@@ -110,3 +124,95 @@ def test_pretrain_learns_and_is_deterministic() -> None:
     assert not m1.training
     with pytest.raises(ValueError, match="no"):
         pretrain(m1, tok, [], steps=1, progress=False)
+
+
+# lengths 5..31 tokens with <bos>/<eos>: several per 64-token row, and one longer than a row
+VARIED = [*PAIRS, ("reverse the string qwertyuiop:", "poiuytrewq"), ("7 3 + 2 *=", "20"),
+          ("x" * 70 + "?", "long")]
+
+
+def _seqs(tok: object, pairs: list[tuple[str, str]]) -> list[tuple[list[int], int]]:
+    b = encode_pairs(tok, pairs)
+    return [(b.input_ids[i, :int(b.attention_mask[i].sum())].tolist(), int(b.answer_start[i]))
+            for i in range(len(b))]
+
+
+def test_pack_layout_is_block_diagonal_with_restarting_positions() -> None:
+    tok = build_char_tokenizer()
+    seqs = _seqs(tok, VARIED)
+    p = pack(seqs, row_tokens=32)
+    R, T = p.input_ids.shape
+    assert p.attention_mask.shape == (R, 1, T, T) and T == max(len(x) for x, _ in seqs)  # 74 > 32
+    assert int((p.labels != IGNORE).sum()) == sum(len(x) - n for x, n in seqs)
+    found = []
+    for r in range(R):
+        allowed = p.attention_mask[r, 0] == 0
+        starts = (p.position_ids[r] == 0).nonzero().flatten().tolist() + [T]
+        for a, b in zip(starts, starts[1:], strict=False):
+            ids = p.input_ids[r, a:b].tolist()
+            if ids[0] != tok.bos_token_id:       # trailing padding
+                continue
+            found.append(ids)
+            assert p.position_ids[r, a:b].tolist() == list(range(b - a))
+            # a sequence sees exactly its own earlier tokens
+            assert allowed[a:b, a:b].equal(torch.ones(b - a, b - a, dtype=torch.bool).tril())
+            assert not allowed[a:b, :a].any() and not allowed[a:b, b:].any()
+    assert sorted(found) == sorted(x for x, _ in seqs)
+    assert pack(seqs[:5], row_tokens=32).input_ids.shape[0] < 5  # short ones share rows
+
+
+def test_packed_shares_equal_one_padded_batch() -> None:
+    """The packed, split objective is the padded batch's mean answer-token loss, and its gradient."""
+    tok = build_char_tokenizer()
+    model = build_base(TINY, tok, seed=0)
+    params = list(model.parameters())
+    b = encode_pairs(tok, VARIED)
+    ref = model(input_ids=b.input_ids, attention_mask=b.attention_mask, labels=b.labels).loss
+    ref_grads = torch.autograd.grad(ref, params)
+    seqs = _seqs(tok, VARIED)
+    denom = sum(len(x) - n for x, n in seqs)
+    shares = split_shares(seqs)
+    assert sorted(i for s in shares for i in s) == list(range(len(seqs))) and all(shares)
+    loss, grads = 0.0, [torch.zeros_like(p) for p in params]
+    for share in shares:
+        part, g = packed_loss_grads(model, params, pack([seqs[i] for i in share]), denom)
+        loss += part
+        grads = [a + c for a, c in zip(grads, g, strict=True)]
+    assert loss == pytest.approx(float(ref.detach()), rel=1e-5)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+_BUILD = """
+import hashlib, os, sys
+os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:int(sys.argv[1])]))
+import torch
+from learners.base import BaseConfig, build_base, pretrain
+from learners.tokenizer import build_char_tokenizer
+torch.set_num_threads(len(os.sched_getaffinity(0)))  # what a user's default would be
+tok = build_char_tokenizer()
+model = build_base(BaseConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32), tok, 0)
+pairs = [(f"{a}+{b}=", str(a + b)) for a in range(30) for b in range(0, 300, 7)]
+curve = pretrain(model, tok, pairs, steps=12, batch_size=24, seed=1, progress=False)
+h = hashlib.sha256(repr(curve).encode())
+for p in model.parameters():
+    h.update(p.detach().numpy().tobytes())
+print(torch.get_num_threads(), h.hexdigest())
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to compare with 1")
+def test_pretrain_is_bitwise_the_same_on_one_core_or_two() -> None:
+    """Fresh processes pinned to 1 and to 2 cores (torch defaulting to that many threads)."""
+    root = Path(__file__).resolve().parents[2]
+    out = {}
+    for cores in (1, 2):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        res = subprocess.run([sys.executable, "-c", _BUILD, str(cores)], capture_output=True,
+                             text=True, cwd=root, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        threads, digest = res.stdout.split()
+        assert int(threads) == cores      # pretrain restored the caller's thread count
+        out[cores] = digest
+    assert out[1] == out[2]
+    assert len(out[1]) == len(hashlib.sha256().hexdigest())

@@ -48,6 +48,20 @@ class CorpusSpec:
     eval_items: int = 256      # held-out items per family for report.json
 
 
+# Wall seconds per pretraining step of the default BaseConfig at batch 64 (a quiet 2-core AMD EPYC
+# box, docs/base-model.md): both shares side by side when the second core is free; one after the
+# other, plus contention, when another process holds it.
+STEP_SECONDS_FREE, STEP_SECONDS_BUSY = 0.095, 0.18
+
+
+def build_estimate(cfg: BaseConfig, spec: CorpusSpec) -> str:
+    """How long the build will take, from measured step times (the default model size only)."""
+    if cfg != BaseConfig():
+        return "time depends on the model size"
+    lo, hi = (spec.steps * spec.batch_size / 64 * s / 60 for s in (STEP_SECONDS_FREE, STEP_SECONDS_BUSY))
+    return f"about {max(1, round(lo))} min on 2 free cores, up to {max(1, round(hi))} on a busy machine"
+
+
 def cache_root(cache_dir: Path | None = None) -> Path:
     """`cache_dir`, else `$EVOLVE_CACHE`, else `~/.cache/evolve`."""
     if cache_dir is not None:
@@ -185,7 +199,7 @@ def default_base(cache_dir: Path | None = None, progress: bool = True, *,
             return final
         _clean_stale(root)
         print(f"evolve: building the default base model once ({spec.steps} pretraining steps, "
-              f"a few minutes); caching it in {final}", file=sys.stderr, flush=True)
+              f"{build_estimate(cfg, spec)}); caching it in {final}", file=sys.stderr, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{os.getpid()}-", dir=root))
         try:
             build_default(tmp, cfg, spec, progress)

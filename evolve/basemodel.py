@@ -48,18 +48,19 @@ class CorpusSpec:
     eval_items: int = 256      # held-out items per family for report.json
 
 
-# Wall seconds per pretraining step of the default BaseConfig at batch 64 (a quiet 2-core AMD EPYC
-# box, docs/base-model.md): both shares side by side when the second core is free; one after the
-# other, plus contention, when another process holds it.
-STEP_SECONDS_FREE, STEP_SECONDS_BUSY = 0.095, 0.18
+# Wall seconds per pretraining step of the default BaseConfig at batch 64 on a quiet 2-core AMD EPYC
+# box (docs/base-model.md): 3,000 steps in 4:42 with both cores free; 175 ms a step pinned to one.
+STEP_SECONDS_TWO_CORES, STEP_SECONDS_ONE_CORE = 0.094, 0.175
 
 
 def build_estimate(cfg: BaseConfig, spec: CorpusSpec) -> str:
     """How long the build will take, from measured step times (the default model size only)."""
     if cfg != BaseConfig():
         return "time depends on the model size"
-    lo, hi = (spec.steps * spec.batch_size / 64 * s / 60 for s in (STEP_SECONDS_FREE, STEP_SECONDS_BUSY))
-    return f"about {max(1, round(lo))} min on 2 free cores, up to {max(1, round(hi))} on a busy machine"
+    lo, hi = (spec.steps * spec.batch_size / 64 * s / 60
+              for s in (STEP_SECONDS_TWO_CORES, STEP_SECONDS_ONE_CORE))
+    return (f"about {max(1, round(lo))} min on 2 free cores, {max(1, round(hi))} on one, "
+            "longer on a busy machine")
 
 
 def cache_root(cache_dir: Path | None = None) -> Path:
@@ -179,7 +180,7 @@ def _clean_stale(root: Path) -> None:
 
 def default_base(cache_dir: Path | None = None, progress: bool = True, *,
                  config: BaseConfig | None = None, spec: CorpusSpec | None = None) -> Path:
-    """The directory of the embedded default base, building it on first use (a few minutes).
+    """The directory of the embedded default base, building it on first use (about 5 minutes).
 
     `config` / `spec` override the model shape and pretraining recipe (tests use a tiny one).
     """

@@ -19,6 +19,7 @@ from torch import nn
 
 from learners import probe as probing
 from learners.encoding import as_codec, encode_pairs
+from learners.fastpath import FastLlama
 from learners.lora import StackedLoRALinear, inject, module_matches
 from learners.optim import StackedAdamW
 from learners.probe import ProbeResult
@@ -63,7 +64,7 @@ class Population:
     def __init__(self, model: nn.Module, tokenizer: object, specs: Sequence[LearnerSpec],
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
                  r_max: int | None = None, probe_chunk: int = 1 << 18,
-                 group_size: int | None = None) -> None:
+                 group_size: int | None = None, fused: bool = True) -> None:
         if not specs:
             raise ValueError("a population needs at least one LearnerSpec")
         self.specs = [replace(s) for s in specs]
@@ -96,6 +97,9 @@ class Population:
         for layer in self.layers.values():
             layer.generator = self.dropout_gen
         self.decoder = self.model.base_model   # the transformer without its LM head
+        # the fused Llama forward (learners/fastpath.py) where the base is Llama-shaped
+        self.fast = FastLlama(self.model, self.layers) if fused and FastLlama.supports(self.model) else None
+        self._hidden = self.fast.hidden if self.fast is not None else None
         for i in range(self.P):
             self._configure(i)
             self.reset(i)
@@ -103,7 +107,10 @@ class Population:
     def compile(self, **kwargs: object) -> None:
         """Train through `torch.compile(decoder, dynamic=True, **kwargs)`: fuses the small kernels
         (1.3-1.5x on CPU in NOTES.md) at 10-20 s of compiling on the first step."""
-        self.decoder = torch.compile(self.model.base_model, dynamic=True, **kwargs)
+        if self.fast is not None:
+            self._hidden = torch.compile(self.fast.hidden, dynamic=True, **kwargs)
+        else:
+            self.decoder = torch.compile(self.model.base_model, dynamic=True, **kwargs)
 
     # --- layout -------------------------------------------------------------------------------
     def _params(self) -> list[torch.Tensor]:
@@ -169,13 +176,15 @@ class Population:
             layer.span = (lo, hi)
         try:
             ids, mask, labels, B = self._stack(batches[lo:hi])
-            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            target = labels[:, 1:]
+            sel = target != -100                                 # [G*B, T-1]
+            if self._hidden is not None:                         # [K, H] positions predicting a label
+                h = self._hidden(ids, mask, nn.functional.pad(sel, (0, 1)), G)
+            else:
+                h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][sel]
         finally:
             for layer in self.layers.values():
                 layer.span = (0, self.P)
-        target = labels[:, 1:]
-        sel = target != -100                                     # [G*B, T-1]
-        h = hidden[:, :-1][sel]                                  # [K, H] positions predicting a label
         logits = self.model.get_output_embeddings()(h).float()   # [K, V]
         ce = nn.functional.cross_entropy(logits, target[sel], reduction="none")  # [K]
         owner = (torch.arange(ids.shape[0], device=ids.device) // B)[:, None].expand_as(sel)[sel]

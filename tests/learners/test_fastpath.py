@@ -1,0 +1,95 @@
+"""The fused Llama forward equals the transformers forward it replaces (which equals PEFT's, see
+test_population.py): losses, gradients and training, for every kind of adapter placement."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from learners.fastpath import FastLlama
+from learners.population import LearnerSpec, Population
+
+PAIRS = [("12+30=", "42"), ("7+8=", "15"), ("1+1=", "2"), ("33+44=", "77"), ("9+90=", "99"),
+         ("5+5=", "10"), ("61+2=", "63"), ("0+0=", "0")]
+
+# (population targets, per-learner extra targets): q/v only lets the last block run on labelled
+# rows; o_proj, MLP and k_proj adapters take the other branches of the fused forward
+PLACEMENTS = {
+    "q_v": (("q_proj", "v_proj"), [None, None, ("v_proj",)]),
+    "q_v_o": (("q_proj", "v_proj"), [None, ("q_proj", "o_proj"), None]),
+    "k_mlp": (("k_proj", "gate_proj", "up_proj", "down_proj"), [None, ("down_proj",), ("up_proj",)]),
+}
+
+
+@pytest.fixture(scope="module")
+def base(tiny_base):
+    from learners.base import load_base
+
+    model, tok = load_base(tiny_base)
+    return model.float().eval(), tok
+
+
+def specs(extra: list, dropout: float = 0.0) -> list[LearnerSpec]:
+    return [LearnerSpec(lr=1e-2 * (k + 1), weight_decay=0.1, rank=k + 2, alpha=4.0, dropout=dropout,
+                        seed=k + 1, target_modules=t) for k, t in enumerate(extra)]
+
+
+def pair_of_populations(base, placement: str, dropout: float = 0.0) -> tuple[Population, Population]:
+    model, tok = base
+    targets, extra = PLACEMENTS[placement]
+    fused = Population(model, tok, specs(extra, dropout), target_modules=targets)
+    plain = Population(model, tok, specs(extra, dropout), target_modules=targets, fused=False)
+    g = torch.Generator().manual_seed(0)
+    for i in range(fused.P):  # non-zero B so A gets gradients too
+        st = fused.get_state(i)
+        st.lora = {n: (a, torch.randn(b.shape, generator=g) * 0.3) for n, (a, b) in st.lora.items()}
+        fused.set_state(i, st)
+        plain.set_state(i, st)
+    return fused, plain
+
+
+def test_supports_llama_and_shares_the_base_weights(base) -> None:
+    fused, plain = pair_of_populations(base, "q_v")
+    assert fused.fast is not None and plain.fast is None
+    assert fused.fast.trim_tail            # q/v only: the last block runs on labelled rows
+    attn = fused.model.model.layers[0].self_attn
+    qkv = fused.fast.blocks[0].w_qkv
+    assert attn.k_proj.weight.data_ptr() == qkv[attn.q_proj.out_features:].data_ptr()
+    assert_close(attn.k_proj.weight, plain.model.model.layers[0].self_attn.k_proj.weight)
+    assert not pair_of_populations(base, "q_v_o")[0].fast.trim_tail
+
+
+@pytest.mark.parametrize("placement", sorted(PLACEMENTS))
+def test_losses_and_gradients_equal_the_transformers_forward(base, placement) -> None:
+    fused, plain = pair_of_populations(base, placement)
+    batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]   # different lengths and batch sizes per learner
+    lf, lp = fused.losses(batches), plain.losses(batches)
+    assert_close(lf, lp, atol=1e-5, rtol=1e-5)
+    lf.sum().backward()
+    lp.sum().backward()
+    for name in fused.names:
+        for part in ("lora_A", "lora_B"):
+            gp = getattr(plain.layers[name], part).grad
+            assert gp is not None and float(gp.abs().sum()) > 0
+            assert_close(getattr(fused.layers[name], part).grad, gp, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("placement,dropout", [("q_v", 0.0), ("k_mlp", 0.3)])
+def test_training_steps_equal_the_transformers_forward(base, placement, dropout) -> None:
+    fused, plain = pair_of_populations(base, placement, dropout)
+    for t in range(4):
+        batches = [PAIRS[t:t + 3], PAIRS[t + 1:t + 4], PAIRS[:2]]
+        assert_close(fused.train_step(batches), plain.train_step(batches), atol=1e-5, rtol=1e-5)
+    for i in range(fused.P):
+        a, b = fused.get_state(i), plain.get_state(i)
+        for name in a.lora:
+            assert_close(a.lora[name][0], b.lora[name][0], atol=1e-5, rtol=1e-4)
+            assert_close(a.lora[name][1], b.lora[name][1], atol=1e-5, rtol=1e-4)
+
+
+def test_other_architectures_take_the_transformers_path() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=20, n_embd=16, n_layer=1, n_head=2, n_positions=16))
+    assert not FastLlama.supports(gpt2)

@@ -30,12 +30,15 @@ Pair = tuple[str, str]
 CORES = os.cpu_count() or 1
 
 
-def save_bench_base(out: Path, base: str | None = None, untrained: bool = False) -> str:
+def save_bench_base(out: Path, base: str | None = None, untrained: bool = False,
+                    hidden: int | None = None) -> str:
     """Save the benchmark's base to `out`; returns a description for the JSON.
 
     `base`: a saved base directory; `untrained`: an untrained base of the default `BaseConfig`;
-    neither: the embedded default base (`evolve.basemodel.default_base()`, built on first use),
-    or the untrained one where that module is missing.
+    `hidden`: an untrained base of width `hidden` (MLP 4x, head dim 32, 4 blocks) to see how the
+    figures change with the base's size; neither: the embedded default base
+    (`evolve.basemodel.default_base()`, built on first use), or the untrained one where that module
+    is missing.
     """
     from learners.base import BaseConfig, build_base, load_base, save_base
     from learners.tokenizer import build_char_tokenizer
@@ -43,6 +46,11 @@ def save_bench_base(out: Path, base: str | None = None, untrained: bool = False)
     if base is not None:
         model, tok = load_base(base)
         kind = f"saved base {base}"
+    elif hidden is not None:
+        tok = build_char_tokenizer()
+        cfg = BaseConfig(hidden_size=hidden, intermediate_size=4 * hidden, num_heads=max(1, hidden // 32))
+        model = build_base(cfg, tok, seed=0)
+        kind = f"untrained base, hidden {hidden}, MLP {4 * hidden}, {cfg.num_layers} blocks"
     else:
         try:
             if untrained:
@@ -65,6 +73,8 @@ def add_base_args(ap: Any) -> None:
                     "default base, built on first use)")
     ap.add_argument("--untrained", action="store_true",
                     help="an untrained base of the default BaseConfig instead (no build wait)")
+    ap.add_argument("--hidden", type=int, default=None, metavar="H",
+                    help="an untrained base of width H (MLP 4H, 4 blocks): the figures by base size")
 
 
 def load(path: str, threads: int, device: str = "cpu") -> tuple[Any, Any]:

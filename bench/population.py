@@ -8,6 +8,10 @@ turn, at 1 thread and at all cores (the best is the baseline); (3) PEFT learners
 process per core. Prints learner-steps/s for each, `speedup` (best batched over the best baseline),
 GFLOP/s (4*N*D per learner step: N base parameters, D tokens) against a GEMM peak measured in the
 same run, peak memory, and the largest gradient difference between batched and PEFT on one batch.
+`batched_unfused_proc_per_core` runs the population through the transformers forward instead of
+the fused one (learners/fastpath.py), to show what the fusion brings; it is never the "best".
+The fused forward skips the last block's o_proj and MLP on unlabelled positions, so it executes
+less than 4*N*D: `executed_fraction_of_4ND` says how much (GFLOP/s keep the 4*N*D accounting).
 """
 
 from __future__ import annotations
@@ -49,12 +53,12 @@ def specs(first: int, n: int) -> list[Any]:
 
 
 def batched_worker(barrier: Any, path: str, first: int, n: int, steps: int, reps: int,
-                   threads: int, compiled: bool) -> dict:
+                   threads: int, compiled: bool, fused: bool = True) -> dict:
     """Time `reps` x `steps` population steps of learners first..first+n-1."""
     from learners.population import Population
 
     model, tok = load(path, threads)
-    pop = Population(model, tok, specs(first, n), target_modules=TARGETS)
+    pop = Population(model, tok, specs(first, n), target_modules=TARGETS, fused=fused)
     if compiled:
         pop.compile()
     data = [stream(first + j, steps) for j in range(n)]
@@ -164,24 +168,32 @@ def main() -> None:
     reps = a.reps or (1 if a.quick else 3)
     with tmpdir() as d:
         path = d
-        kind = save_bench_base(Path(d), a.base, a.untrained)
+        kind = save_bench_base(Path(d), a.base, a.untrained, a.hidden)
         model, tok = load(path, CORES)
         from learners.encoding import encode_pairs
 
         N = sum(p.numel() for p in model.parameters())
-        D = int(encode_pairs(tok, stream(0, 1)[0]).input_ids.numel())
+        enc = encode_pairs(tok, stream(0, 1)[0])
+        D = int(enc.input_ids.numel())
+        last = model.model.layers[-1]
+        tail = last.self_attn.o_proj.weight.numel() + sum(p.numel() for p in last.mlp.parameters())
+        labelled = float((enc.labels != -100).sum()) / D
+        executed = 1 - tail / N * (1 - labelled)
         peak1, peak_all = gemm_peak(1), gemm_peak(CORES)
         out: dict[str, Any] = {
             "base": kind, "base_params": N, "tokens_per_learner_step": D, "cores": CORES,
             "rank": RANK, "target_modules": list(TARGETS), "steps": steps, "reps": reps,
             "gemm_peak_gflops_1thread": round(peak1, 1),
             "gemm_peak_gflops_all_cores": round(max(peak_all, peak1), 1),
-            "max_grad_diff_vs_peft": max_grad_diff(path), "P": {}}
+            "max_grad_diff_vs_peft": max_grad_diff(path),
+            "executed_fraction_of_4ND": round(executed, 3), "P": {}}
         for P in Ps:
             ways: dict[str, dict] = {}
             ways["batched_1proc"] = run_parallel(batched_worker, [(path, 0, P, steps, reps, CORES, False)])
             ways["batched_proc_per_core"] = run_parallel(
                 batched_worker, [(path, f, n, steps, reps, 1, False) for f, n in split(P, CORES)])
+            ways["batched_unfused_proc_per_core"] = run_parallel(  # the transformers forward
+                batched_worker, [(path, f, n, steps, reps, 1, False, False) for f, n in split(P, CORES)])
             if a.compile:
                 ways["batched_compiled_proc_per_core"] = run_parallel(
                     batched_worker, [(path, f, n, steps, reps, 1, True) for f, n in split(P, CORES)])
@@ -192,7 +204,8 @@ def main() -> None:
                 ways["peft_proc_per_core"] = run_parallel(
                     peft_worker, [(path, f, n, steps, reps, 1) for f, n in split(P, CORES)])
             rates = {k: round(rate(v), 2) for k, v in ways.items()}
-            best_b = max((k for k in rates if k.startswith("batched")), key=rates.get)
+            best_b = max((k for k in rates if k.startswith("batched") and "unfused" not in k),
+                         key=rates.get)
             best_p = max((k for k in rates if k.startswith("peft")), key=rates.get)
             gflops = rates[best_b] * 4 * N * D / 1e9
             out["P"][str(P)] = {

@@ -233,7 +233,8 @@ class RunConfig:
     assess: AssessConfig = _f(AssessConfig, "learning-speed assessment", nested=AssessConfig)
     tracking: TrackingConfig = _f(TrackingConfig, "MLflow", nested=TrackingConfig)
     backend: str = _f("local", "local or ray")
-    groups: int = _f(1, "learner groups per generation (one training job each; same on every backend)")
+    groups: int = _f(2, "learner groups per generation (one training job each; local runs one per "
+                     "core at once); more than `population` means one learner per group")
     state_dir: str = _f(".evolve_state", "resume state: <state_dir>/<parent run id>/")
 
     def __post_init__(self) -> None:
@@ -244,7 +245,7 @@ class RunConfig:
         _need(self.inheritance in ("lamarckian", "darwinian"),
               f"unknown inheritance {self.inheritance!r}; valid: lamarckian, darwinian")
         _need(self.backend in ("local", "ray"), f"unknown backend {self.backend!r}; valid: local, ray")
-        _need(1 <= self.groups <= self.population, "groups must be between 1 and population")
+        _need(self.groups >= 1, "groups must be at least 1")
         _need(self.selection.elitism < self.population, "selection.elitism must be below population")
         self.gene_space()
 

@@ -187,7 +187,8 @@ def build_streams(cfg: RunConfig, members: Sequence[Member], generation: int) ->
 def train_and_probe(cfg: RunConfig, backend: Any, base: str, plans: list[LearnerPlan],
                     items: Items, generation: int) -> list[tuple[GroupResult, int]]:
     """Split the learners into `cfg.groups` contiguous groups, run them; (result, index) per learner."""
-    P, G = len(plans), cfg.groups
+    P = len(plans)
+    G = min(cfg.groups, P)
     bounds = [round(i * P / G) for i in range(G + 1)]
     jobs = [make_job(cfg, base, plans[bounds[i]:bounds[i + 1]], items, generation, i)
             for i in range(G)]

@@ -1,22 +1,49 @@
-"""The local backend: every group trained in this process, one after the other."""
+"""The local backend: a generation's groups trained in this process, one thread per core.
+
+With several groups (`groups:` in the config), each runs on its own Python thread with ONE torch
+thread: torch releases the GIL inside its kernels, so G groups use G cores without torch's
+OpenMP threads, which spin-wait and ran 65x slower whenever another process was busy (NOTES.md).
+One torch thread per group is also what the Ray backend uses, so both give the same bits.
+Measured on 2 cores (docs/run.md): one group per core trained 1.5x the learner-steps/s of one
+group on two OpenMP threads (bench/population.py: `batched_proc_per_core` vs `batched_1proc`).
+With one group, it runs on the calling thread with torch's thread count left as it is.
+"""
 
 from __future__ import annotations
 
-from evolve.train import GroupJob, GroupResult, train_group
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from evolve.train import GroupJob, GroupResult, Progress, train_group
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class LocalBackend:
-    """Runs `train_group` in-process; with `progress`, a tqdm bar over the optimiser steps."""
+    """Runs `train_group` in-process, up to `workers` groups at once (default: one per core);
+    with `progress`, one tqdm bar over the optimiser steps of all groups."""
 
-    def __init__(self, progress: bool = False) -> None:
+    def __init__(self, progress: bool = False, workers: int | None = None) -> None:
         self.progress = progress
+        self.workers = max(1, workers or os.cpu_count() or 1)
 
     def run_groups(self, jobs: list[GroupJob]) -> list[GroupResult]:
         if not self.progress:
-            return [train_group(job) for job in jobs]
+            return self._run(jobs, None)
         from tqdm.auto import tqdm
 
-        results = []
         with tqdm(total=0, desc=f"steps (gen {jobs[0].generation if jobs else 0})", unit="step",
                   leave=False, dynamic_ncols=True) as bar:
 
@@ -27,9 +54,14 @@ class LocalBackend:
                 else:
                     bar.update(n)
 
-            for job in jobs:
-                results.append(train_group(job, progress=tick))
-        return results
+            return self._run(jobs, tick)
+
+    def _run(self, jobs: list[GroupJob], tick: Progress | None) -> list[GroupResult]:
+        n = min(self.workers, len(jobs))
+        if n <= 1:
+            return [train_group(job, progress=tick) for job in jobs]
+        with _torch_threads(1), ThreadPoolExecutor(n, thread_name_prefix="evolve-group") as pool:
+            return list(pool.map(lambda job: train_group(job, progress=tick), jobs))
 
     def close(self) -> None:
         return None

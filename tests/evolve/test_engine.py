@@ -153,11 +153,19 @@ def test_results_do_not_depend_on_group_scheduling(make_cfg: Any) -> None:
     plans = engine.build_streams(cfg, members, 0)
     jobs = [engine.make_job(cfg, str(cfg.base), plans[:2], items, 0, 0),
             engine.make_job(cfg, str(cfg.base), plans[2:], items, 0, 1)]
-    forward = [train_group(j) for j in jobs]
-    backward = [train_group(j) for j in reversed(jobs)][::-1]
-    for a, b in zip(forward, backward, strict=True):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # what the threaded local backend and Ray give every group
+    try:
+        forward = [train_group(j) for j in jobs]
+        backward = [train_group(j) for j in reversed(jobs)][::-1]
+    finally:
+        torch.set_num_threads(before)
+    threaded = LocalBackend(workers=2).run_groups(jobs)   # both groups at once, one thread each
+    for a, b, c in zip(forward, backward, threaded, strict=True):
         assert np.array_equal(a.correct, b.correct) and np.array_equal(a.prob, b.prob)
-        assert a.assess == b.assess
+        assert np.array_equal(a.correct, c.correct) and np.array_equal(a.prob, c.prob)
+        assert np.array_equal(a.losses, c.losses, equal_nan=True)
+        assert a.assess == b.assess == c.assess
 
 
 BAD_INPUT = [

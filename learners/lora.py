@@ -58,7 +58,12 @@ class StackedLoRALinear(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(P, d_out, r_max, device=w.device, dtype=w.dtype))
         self.register_buffer("gain", torch.zeros(P, r_max, device=w.device, dtype=w.dtype))
         self.register_buffer("drop", torch.zeros(P, device=w.device, dtype=w.dtype))
-        self.generator: torch.Generator | None = None  # dropout masks; set by the population
+        # dropout masks: one generator per learner (set by the population), so a learner's masks
+        # do not depend on which learners share its batch; `rows[g]` = (pairs, tokens) of the g-th
+        # learner of the span, set per step, so each draws masks for its own rows only
+        self.generators: list[torch.Generator] | None = None
+        self.rows: list[tuple[int, int]] | None = None
+        self._T = 0  # the batch's padded length, with `rows`
         self.span = (0, P)  # learners lo..hi-1 are in the current batch (micro-groups of learners)
 
     def set_learner(self, p: int, rank: int, alpha: float, dropout: float, enabled: bool) -> None:
@@ -91,10 +96,31 @@ class StackedLoRALinear(nn.Module):
         return w.t() if self.fan_in_fan_out else w
 
     def _dropout(self, x: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
-        """x [G, M, in] with learner g's dropout rate drop[g] applied to its slice (inverted)."""
+        """x [G, M, in] with learner g's dropout rate drop[g] applied to its slice (inverted).
+
+        Learner g's mask is drawn from its own generator for its own rows only (`rows[g]` =
+        (b, t): its b pairs of t tokens, the top-left corner of its [B, T] block), so it is the mask
+        the learner gets when trained alone; padding positions keep x as is (they reach no loss).
+        """
+        lo = self.span[0]
         keep = 1.0 - drop  # [G]
-        u = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
-        mask = (u < keep[:, None, None]).to(x.dtype) / keep.clamp_min(1e-12)[:, None, None]
+        G, M, d = x.shape
+        mask = torch.ones_like(x)
+        if self.generators is None:
+            raise RuntimeError("StackedLoRALinear dropout needs per-learner generators; "
+                               "build it through learners.population.Population")
+        for g in range(G):
+            if float(drop[g]) <= 0:
+                continue
+            gen = self.generators[lo + g]
+            if self.rows is None:  # no layout given: the whole slice
+                u = torch.rand((M, d), generator=gen, device=x.device, dtype=x.dtype)
+                mask[g] = (u < keep[g]).to(x.dtype) / keep[g]
+                continue
+            b, t = self.rows[g]
+            T = self._T
+            u = torch.rand((b, t, d), generator=gen, device=x.device, dtype=x.dtype)
+            mask[g].view(-1, T, d)[:b, :t] = (u < keep[g]).to(x.dtype) / keep[g]
         return x * mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

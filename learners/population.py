@@ -58,6 +58,11 @@ class LearnerState:
     failed: bool = False
 
 
+def dropout_seed(seed: int) -> int:
+    """Learner seed -> its dropout generator's seed (not the adapter init's stream)."""
+    return (seed * 1_000_003 + 0x5EED) % (2**63)
+
+
 class Population:
     """P stacked LoRA learners on a private copy of `model` (the caller's model is not modified)."""
 
@@ -92,10 +97,10 @@ class Population:
         self.opt = StackedAdamW(self._params(), [s.lr for s in self.specs],
                                 [s.weight_decay for s in self.specs],
                                 [s.max_grad_norm for s in self.specs])
-        self.dropout_gen = torch.Generator(device=self.device)
-        self.dropout_gen.manual_seed(int(sum(s.seed for s in self.specs)) % (2**63))
+        # one dropout generator per learner, seeded from its seed (replay alone = in a group)
+        self.dropout_gens = [torch.Generator(device=self.device) for _ in range(self.P)]
         for layer in self.layers.values():
-            layer.generator = self.dropout_gen
+            layer.generators = self.dropout_gens
         self.decoder = self.model.base_model   # the transformer without its LM head
         # the fused Llama forward (learners/fastpath.py) where the base is Llama-shaped
         self.fast = FastLlama(self.model, self.layers) if fused and FastLlama.supports(self.model) else None
@@ -138,6 +143,7 @@ class Population:
         g = torch.Generator().manual_seed(self.specs[i].seed)
         for name, layer in self.layers.items():
             layer.reset_learner(i, self.specs[i].rank, g, self.adapts(i, name))
+        self.dropout_gens[i].manual_seed(dropout_seed(self.specs[i].seed))
         self.opt.set_slice(i, {"exp_avg": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],
                                "exp_avg_sq": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],
                                "step": 0.0})
@@ -176,6 +182,11 @@ class Population:
             layer.span = (lo, hi)
         try:
             ids, mask, labels, B = self._stack(batches[lo:hi])
+            lengths = mask.sum(1).view(G, B)            # tokens per row; rows past a batch: 1
+            rows = [(len(b), int(lengths[g, :len(b)].max()) if b else 0)
+                    for g, b in enumerate(batches[lo:hi])]
+            for layer in self.layers.values():
+                layer.rows, layer._T = rows, ids.shape[1]
             target = labels[:, 1:]
             sel = target != -100                                 # [G*B, T-1]
             if self._hidden is not None:                         # [K, H] positions predicting a label
@@ -184,7 +195,7 @@ class Population:
                 h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][sel]
         finally:
             for layer in self.layers.values():
-                layer.span = (0, self.P)
+                layer.span, layer.rows = (0, self.P), None
         logits = self.model.get_output_embeddings()(h).float()   # [K, V]
         ce = nn.functional.cross_entropy(logits, target[sel], reduction="none")  # [K]
         owner = (torch.arange(ids.shape[0], device=ids.device) // B)[:, None].expand_as(sel)[sel]

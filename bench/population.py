@@ -2,8 +2,9 @@
 
     python bench/population.py [--quick] [--json] [--P 8 32] [--compile]
 
-Side by side in one run, for each P: (1) the batched population, in one process with all cores and
-as one group of learners per core (one torch thread each); (2) one PEFT model per learner stepped in
+Side by side in one run, for each P: (1) the batched population, in one process with all cores, as
+one group of learners per core in a process each, and as one group per core on a thread each in one
+process (`batched_thread_per_core`, what `evolve run`'s local backend does; one torch thread each); (2) one PEFT model per learner stepped in
 turn, at 1 thread and at all cores (the best is the baseline); (3) PEFT learners split over one
 process per core. Prints learner-steps/s for each, `speedup` (best batched over the best baseline),
 GFLOP/s (4*N*D per learner step: N base parameters, D tokens) against a GEMM peak measured in the
@@ -72,6 +73,34 @@ def batched_worker(barrier: Any, path: str, first: int, n: int, steps: int, reps
             pop.train_step([d[t] for d in data])
         times.append(time.perf_counter() - t0)
     return {"time": statistics.median(times), "learner_steps": n * steps, "rss_mib": max_rss_mib()}
+
+
+def threaded_worker(barrier: Any, path: str, P: int, steps: int, reps: int) -> dict:
+    """One process, one group of learners per core, each stepped on its own Python thread with one
+    torch thread: what `evolve run`'s local backend does with `groups` = cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from learners.population import Population
+
+    model, tok = load(path, 1)
+    groups = [(Population(model, tok, specs(f, n), target_modules=TARGETS),
+               [stream(f + j, steps) for j in range(n)]) for f, n in split(P, CORES)]
+
+    def run(k: int, t: int) -> None:
+        pop, data = groups[k]
+        pop.train_step([d[t % steps] for d in data])
+
+    with ThreadPoolExecutor(len(groups)) as pool:
+        for t in range(2):
+            list(pool.map(run, range(len(groups)), [t] * len(groups)))
+        barrier.wait()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for t in range(steps):
+                list(pool.map(run, range(len(groups)), [t] * len(groups)))
+            times.append(time.perf_counter() - t0)
+    return {"time": statistics.median(times), "learner_steps": P * steps, "rss_mib": max_rss_mib()}
 
 
 def peft_worker(barrier: Any, path: str, first: int, n: int, steps: int, reps: int,
@@ -192,6 +221,7 @@ def main() -> None:
             ways["batched_1proc"] = run_parallel(batched_worker, [(path, 0, P, steps, reps, CORES, False)])
             ways["batched_proc_per_core"] = run_parallel(
                 batched_worker, [(path, f, n, steps, reps, 1, False) for f, n in split(P, CORES)])
+            ways["batched_thread_per_core"] = run_parallel(threaded_worker, [(path, P, steps, reps)])
             ways["batched_unfused_proc_per_core"] = run_parallel(  # the transformers forward
                 batched_worker, [(path, f, n, steps, reps, 1, False, False) for f, n in split(P, CORES)])
             if a.compile:

@@ -12,23 +12,9 @@ With one group, it runs on the calling thread with torch's thread count left as 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 from evolve.train import GroupJob, GroupResult, Progress, train_group
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class LocalBackend:
@@ -60,7 +46,9 @@ class LocalBackend:
         n = min(self.workers, len(jobs))
         if n <= 1:
             return [train_group(job, progress=tick) for job in jobs]
-        with _torch_threads(1), ThreadPoolExecutor(n, thread_name_prefix="evolve-group") as pool:
+        from learners.base import one_torch_thread
+
+        with one_torch_thread(), ThreadPoolExecutor(n, thread_name_prefix="evolve-group") as pool:
             return list(pool.map(lambda job: train_group(job, progress=tick), jobs))
 
     def close(self) -> None:

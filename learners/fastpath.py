@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,12 +50,17 @@ class _Block:
     lora: dict[str, StackedLoRALinear]  # adapted modules of this block by short name
 
 
-def _fuse(modules: Sequence[nn.Linear]) -> torch.Tensor:
+def _fuse(modules: Sequence[nn.Module]) -> torch.Tensor:
     """Stack the frozen weights of `modules` row-wise and make each module's weight a view of it."""
-    fused = torch.cat([m.weight.detach() for m in modules], dim=0).contiguous()
-    row = 0
+    weights: list[torch.Tensor] = []
     for m in modules:
-        n = m.weight.shape[0]
+        w = m.weight
+        assert isinstance(w, torch.Tensor)
+        weights.append(w.detach())
+    fused = torch.cat(weights, dim=0).contiguous()
+    row = 0
+    for m, w in zip(modules, weights, strict=True):
+        n = w.shape[0]
         m.weight = nn.Parameter(fused[row:row + n], requires_grad=False)
         row += n
     return fused
@@ -80,10 +86,10 @@ class FastLlama:
                 and not getattr(cfg, "attention_dropout", 0.0)
                 and getattr(cfg, "pretraining_tp", 1) == 1)
 
-    def __init__(self, model: nn.Module, layers: dict[str, StackedLoRALinear]) -> None:
+    def __init__(self, model: Any, layers: dict[str, StackedLoRALinear]) -> None:
+        """`model`: a `LlamaForCausalLM` (checked by `supports`) whose adapted modules are `layers`."""
         self.model = model
-        inner = model.model
-        cfg = model.config
+        inner, cfg = model.model, model.config
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads

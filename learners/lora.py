@@ -23,17 +23,20 @@ import torch
 from torch import nn
 
 try:  # GPT-2 style fused projections (weight stored [in, out])
-    from transformers.pytorch_utils import Conv1D
+    from transformers.pytorch_utils import Conv1D as _Conv1D
+    CONV1D: tuple[type[nn.Module], ...] = (_Conv1D,)
 except ImportError:  # pragma: no cover - transformers is a dependency
-    Conv1D = ()  # type: ignore[assignment]
+    CONV1D = ()
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int, bool]:
     """(in_features, out_features, fan_in_fan_out) of an nn.Linear or a transformers Conv1D."""
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features, False
-    if Conv1D and isinstance(module, Conv1D):
-        return module.weight.shape[0], module.weight.shape[1], True
+    if isinstance(module, CONV1D):
+        w = module.weight
+        assert isinstance(w, torch.Tensor)
+        return w.shape[0], w.shape[1], True
     raise TypeError(f"cannot adapt {type(module).__name__}: only nn.Linear and Conv1D")
 
 
@@ -46,6 +49,9 @@ def peft_init_A(r: int, d_in: int, generator: torch.Generator) -> torch.Tensor:
 class StackedLoRALinear(nn.Module):
     """A frozen linear layer plus P LoRA adapters applied per learner with batched matmuls."""
 
+    gain: torch.Tensor   # [P, r_max] buffer
+    drop: torch.Tensor   # [P] buffer
+
     def __init__(self, base: nn.Module, P: int, r_max: int) -> None:
         super().__init__()
         d_in, d_out, self.fan_in_fan_out = linear_dims(base)
@@ -54,6 +60,7 @@ class StackedLoRALinear(nn.Module):
             p.requires_grad_(False)
         self.P, self.r_max, self.in_features, self.out_features = P, r_max, d_in, d_out
         w = base.weight
+        assert isinstance(w, torch.Tensor)
         self.lora_A = nn.Parameter(torch.zeros(P, r_max, d_in, device=w.device, dtype=w.dtype))
         self.lora_B = nn.Parameter(torch.zeros(P, d_out, r_max, device=w.device, dtype=w.dtype))
         self.register_buffer("gain", torch.zeros(P, r_max, device=w.device, dtype=w.dtype))
@@ -92,8 +99,9 @@ class StackedLoRALinear(nn.Module):
 
     def base_weight(self) -> torch.Tensor:
         """The frozen weight as [out, in] (Conv1D stores it transposed)."""
-        w = self.base.weight.detach()
-        return w.t() if self.fan_in_fan_out else w
+        w = self.base.weight
+        assert isinstance(w, torch.Tensor)
+        return w.detach().t() if self.fan_in_fan_out else w.detach()
 
     def _dropout(self, x: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
         """x [G, M, in] with learner g's dropout rate drop[g] applied to its slice (inverted).
@@ -131,7 +139,9 @@ class StackedLoRALinear(nn.Module):
         G, n = hi - lo, x.shape[0]
         if n % G:
             raise ValueError(f"batch of {n} rows is not a multiple of {G} learners")
-        A, Bw, gain, drop = self.lora_A, self.lora_B, self.gain, self.drop
+        A: torch.Tensor = self.lora_A
+        Bw: torch.Tensor = self.lora_B
+        gain, drop = self.gain, self.drop
         if G != self.P:
             A, Bw, gain, drop = A[lo:hi], Bw[lo:hi], gain[lo:hi], drop[lo:hi]
         xp = x.reshape(G, -1, self.in_features)  # [G, M, in], M = B*T

@@ -9,6 +9,7 @@ were trained alone. One `clip_grad_norm_` over the stacked tensors would couple 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 
@@ -16,6 +17,14 @@ import torch
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """[P] -> [P, 1, 1, ...] to broadcast against a `[P, ...]` tensor."""
     return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+class AdamSlice(TypedDict):
+    """One learner's optimiser state: per-parameter moments (each cut to that learner) and step."""
+
+    exp_avg: list[torch.Tensor]
+    exp_avg_sq: list[torch.Tensor]
+    step: float
 
 
 class StackedAdamW:
@@ -88,7 +97,7 @@ class StackedAdamW:
         for p in self.params:
             p.grad = None
 
-    def get_slice(self, p: int) -> dict[str, object]:
+    def get_slice(self, p: int) -> AdamSlice:
         """Learner p's optimiser state: its moments per parameter, step and hyperparameters."""
         return {
             "exp_avg": [m[p].detach().clone().cpu() for m in self.exp_avg],
@@ -96,14 +105,14 @@ class StackedAdamW:
             "step": float(self.step_count[p]),
         }
 
-    def set_slice(self, p: int, state: dict[str, object]) -> None:
+    def set_slice(self, p: int, state: AdamSlice) -> None:
         """Copy a `get_slice` state into learner p (moments and step)."""
         with torch.no_grad():
-            for dst, src in zip(self.exp_avg, state["exp_avg"], strict=True):  # type: ignore[arg-type]
+            for dst, src in zip(self.exp_avg, state["exp_avg"], strict=True):
                 dst[p] = src.to(dst.device, dst.dtype)
-            for dst, src in zip(self.exp_avg_sq, state["exp_avg_sq"], strict=True):  # type: ignore[arg-type]
+            for dst, src in zip(self.exp_avg_sq, state["exp_avg_sq"], strict=True):
                 dst[p] = src.to(dst.device, dst.dtype)
-            self.step_count[p] = float(state["step"])  # type: ignore[arg-type]
+            self.step_count[p] = float(state["step"])
 
     def set_hparams(self, p: int, lr: float, weight_decay: float, max_grad_norm: float | None
                     ) -> None:

@@ -33,7 +33,9 @@ def export_peft(pop: Population, i: int, out_dir: str | Path, base_path: str | P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fan = any(pop.layers[n].fan_in_fan_out for n in state.lora)
-    cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, bias="none",
+    # PEFT annotates lora_alpha as int but scales by alpha / r for any number; alphas evolve as floats
+    cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha,  # type: ignore[arg-type]
+                     lora_dropout=spec.dropout, bias="none",
                      target_modules=list(spec.target_modules or pop.default_targets),
                      task_type="CAUSAL_LM", fan_in_fan_out=fan,
                      base_model_name_or_path=str(Path(base_path).resolve()))

@@ -9,9 +9,10 @@ whose loss or gradients become NaN/inf is frozen (never updated again) and marke
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ class Population:
             union += [t for t in (s.target_modules or ()) if t not in union]
         self.r_max = max([s.rank for s in self.specs] + [r_max or 0])
         self.device = torch.device(device)
-        self.model = copy.deepcopy(model).to(self.device)
+        self.model: Any = copy.deepcopy(model).to(self.device)   # a transformers causal LM
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.tokenizer = tokenizer
@@ -101,15 +102,16 @@ class Population:
         self.dropout_gens = [torch.Generator(device=self.device) for _ in range(self.P)]
         for layer in self.layers.values():
             layer.generators = self.dropout_gens
-        self.decoder = self.model.base_model   # the transformer without its LM head
+        self.decoder: Any = self.model.base_model   # the transformer, no LM head
         # the fused Llama forward (learners/fastpath.py) where the base is Llama-shaped
         self.fast = FastLlama(self.model, self.layers) if fused and FastLlama.supports(self.model) else None
-        self._hidden = self.fast.hidden if self.fast is not None else None
+        self._hidden: Callable[..., torch.Tensor] | None = (
+            self.fast.hidden if self.fast is not None else None)
         for i in range(self.P):
             self._configure(i)
             self.reset(i)
 
-    def compile(self, **kwargs: object) -> None:
+    def compile(self, **kwargs: Any) -> None:
         """Train through `torch.compile(decoder, dynamic=True, **kwargs)`: fuses the small kernels
         (1.3-1.5x on CPU in NOTES.md) at 10-20 s of compiling on the first step."""
         if self.fast is not None:
@@ -150,7 +152,8 @@ class Population:
         self.steps[i], self.failed[i] = 0, False
 
     # --- training ------------------------------------------------------------------------------
-    def _stack(self, batches: Sequence[Sequence[Pair]]) -> tuple[torch.Tensor, ...]:
+    def _stack(self, batches: Sequence[Sequence[Pair]]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """Encode learner batches into one right-padded [G*B, T] batch; rows of learner p are block p.
 
         Returns input_ids, attention_mask, labels [G*B, T] and B. Learners with fewer than B pairs get
@@ -304,10 +307,11 @@ class Population:
                 layer.lora_B[i].zero_()
                 layer.lora_A[i, :s.rank] = a.to(layer.lora_A.device, layer.lora_A.dtype)
                 layer.lora_B[i, :, :s.rank] = b.to(layer.lora_B.device, layer.lora_B.dtype)
-                for key, src in (("exp_avg", state.exp_avg), ("exp_avg_sq", state.exp_avg_sq)):
+                for moments, src in ((slc["exp_avg"], state.exp_avg),
+                                     (slc["exp_avg_sq"], state.exp_avg_sq)):
                     if src and name in src:
-                        slc[key][2 * k][:s.rank] = src[name][0]
-                        slc[key][2 * k + 1][:, :s.rank] = src[name][1]
+                        moments[2 * k][:s.rank] = src[name][0]
+                        moments[2 * k + 1][:, :s.rank] = src[name][1]
         has_moments = bool(state.exp_avg) and bool(state.exp_avg_sq)
         slc["step"] = float(state.step) if has_moments else 0.0
         self.opt.set_slice(i, slc)

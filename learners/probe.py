@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from learners.encoding import answer_verdicts, as_codec, encode_pairs
 
@@ -44,7 +44,7 @@ def _chunk(P: int, T: int, V: int, budget: int) -> int:
 
 
 @torch.no_grad()
-def probe_teacher_forced(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[Pair],
+def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
                          budget: int, device: torch.device) -> ProbeResult:
     """Verdicts [P, N] from one teacher-forced forward pass per chunk of items (see module doc)."""
     N = len(pairs)
@@ -70,7 +70,7 @@ def probe_teacher_forced(model: nn.Module, tokenizer: object, P: int, pairs: Seq
 
 
 @torch.no_grad()
-def probe_generate(model: nn.Module, tokenizer: object, P: int, pairs: Sequence[Pair],
+def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
                    budget: int, device: torch.device) -> ProbeResult:
     """Verdicts [P, N] from greedy `generate()` on left-padded prompts with a KV cache.
 
@@ -138,7 +138,7 @@ def _decoder(tokenizer: object) -> Callable[[list[int]], str]:
 
 
 @torch.no_grad()
-def generate_greedy(model: nn.Module, tokenizer: object, P: int, prompts: Sequence[str],
+def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str],
                     max_new_tokens: int, budget: int, device: torch.device) -> list[list[str]]:
     """Every learner's greedy continuation of every prompt: texts[p][i], cut at eos, decoded.
 

@@ -208,7 +208,7 @@ def detect(train_acc: list[float], val_acc: list[float], cfg: GrokConfig) -> tup
     return (None if idx is None else int(idx)), "fitness.signals.generalisation.detect_grokking"
 
 
-def confidence_gap(run: dict[str, Any]) -> tuple[list[float], float | None, str]:
+def confidence_gap(run: dict[str, Any]) -> tuple[list[float | None], float | None, str]:
     """(per-probe validation confidence gap, loop area, source) from the fitness package's
     `confidence_gap` / `confidence_loop_area` signals on a holdout-only trajectory."""
     hist = run["history"]

@@ -62,24 +62,26 @@ def signal_motion(steps: list[int], values: list[float | None], mem: int, onset:
                            "moved_by_onset": None, "half_step": None, "lead_steps": None,
                            "turn_step": None, "turned": False,
                            "verdict": "undefined (no values)"}
-    if not seg or values[mem] is None:
+    v0 = values[mem]
+    if not seg or v0 is None:
         return out
     rng = max(seg) - min(seg)
-    v0, v1 = values[mem], next(v for v in reversed(values) if v is not None)
+    v1 = next(v for v in reversed(values) if v is not None)
     if onset is not None:
-        out["at_onset"] = values[onset]
-        if values[onset] is not None and rng > 0:
-            out["moved_by_onset"] = abs(values[onset] - v0) / rng
+        at_onset = values[onset]
+        out["at_onset"] = at_onset
+        if at_onset is not None and rng > 0:
+            out["moved_by_onset"] = abs(at_onset - v0) / rng
     if v1 != v0:
         i = first_index(values, lambda v: (v - v0) / (v1 - v0) >= 0.5, mem)
         out["half_step"] = None if i is None else steps[i]
     if out["half_step"] is not None and half is not None:
         out["lead_steps"] = steps[half] - out["half_step"]
-    idx = [i for i in range(mem, len(values)) if values[i] is not None]
-    hi, lo = max(idx, key=lambda i: values[i]), min(idx, key=lambda i: values[i])  # type: ignore
-    turn = hi if abs(values[hi] - v1) >= abs(values[lo] - v1) else lo  # type: ignore[operator]
+    at = {i: v for i in range(mem, len(values)) if (v := values[i]) is not None}  # probe -> value
+    hi, lo = max(at, key=at.__getitem__), min(at, key=at.__getitem__)
+    turn = hi if abs(at[hi] - v1) >= abs(at[lo] - v1) else lo
     out["turn_step"] = steps[turn]
-    out["turned"] = rng > 0 and abs(values[turn] - v0) >= LAGS * rng  # type: ignore[operator]
+    out["turned"] = rng > 0 and abs(at[turn] - v0) >= LAGS * rng
     m = out["moved_by_onset"]
     early_turn = out["turned"] and onset is not None and mem < turn < onset
     out["verdict"] = ("undefined (the jump has no onset or the signal is flat)" if m is None else

@@ -90,14 +90,15 @@ def _columns(pop: Sequence[Individual], names: Sequence[str], source: str,
     """[len(pop)][len(names)] values; a missing / non-finite value is made the column's worst,
     one column-range below (above, when minimised) the worst observed value."""
     rows = [[_get(p, n, source) for n in names] for p in pop]
+    out: list[list[float]] = [[] for _ in rows]
     for j, w in enumerate(weights):
-        col = [r[j] for r in rows if r[j] is not None and math.isfinite(r[j])]
+        col = [v for r in rows if (v := r[j]) is not None and math.isfinite(v)]
         span = (max(col) - min(col)) if col else 0.0
         worst = (min(col) - (span or 1.0)) if w > 0 else (max(col) + (span or 1.0)) if col else 0.0
-        for r in rows:
-            if r[j] is None or not math.isfinite(r[j]):
-                r[j] = worst
-    return rows  # type: ignore[return-value]
+        for r, o in zip(rows, out, strict=True):
+            v = r[j]
+            o.append(v if v is not None and math.isfinite(v) else worst)
+    return out
 
 
 def _get(p: Individual, name: str, source: str) -> float | None:

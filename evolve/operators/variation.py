@@ -110,7 +110,8 @@ def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
         if rng.random() < resample_p:
             new, how = sample_gene(space, name, rng), "resample"
         elif name in ("lr", "alpha", "weight_decay", "dropout", "rehearsal_ratio"):
-            new, how = _scale(old, *getattr(space, name), rng)
+            lo, hi = getattr(space, name)
+            new, how = _scale(old, lo, hi, rng)
         elif name == "curriculum":
             new, how = _ordered(old, space.curricula, rng)
         elif name == "steps_per_item":

@@ -94,7 +94,10 @@ def _columns(pop: Sequence[Individual], names: Sequence[str], source: str,
     for j, w in enumerate(weights):
         col = [v for r in rows if (v := r[j]) is not None and math.isfinite(v)]
         span = (max(col) - min(col)) if col else 0.0
-        worst = (min(col) - (span or 1.0)) if w > 0 else (max(col) + (span or 1.0)) if col else 0.0
+        if not col:   # nobody has a finite value: every entry is equally worst
+            worst = 0.0
+        else:
+            worst = min(col) - (span or 1.0) if w > 0 else max(col) + (span or 1.0)
         for r, o in zip(rows, out, strict=True):
             v = r[j]
             o.append(v if v is not None and math.isfinite(v) else worst)

@@ -74,6 +74,16 @@ def test_nsga2_treats_a_missing_signal_as_worst() -> None:
     assert [p.id for p in out] == ["l0", "l2", "l1"]
 
 
+@pytest.mark.parametrize("weight", [1, -1])
+def test_nsga2_survives_an_objective_nobody_has(weight: int) -> None:
+    """A maximised or minimised signal missing (or NaN) for every learner, e.g. a half-life when
+    nothing was forgotten, leaves the ranking to the other objectives."""
+    pop = pop_of([0.0] * 3, signals=[{"a": 1.0, "b": None}, {"a": 3.0, "b": math.nan},
+                                     {"a": 2.0, "b": None}])
+    out = select("nsga2", pop, 3, random.Random(0), objectives=["a", "b"], weights=[1, weight])
+    assert [p.id for p in out] == ["l1", "l2", "l0"]
+
+
 def test_lexicase_picks_specialists_over_a_generalist() -> None:
     cases = [{"add": 1.0, "mod": 0.0, "rpn": 0.0}, {"add": 0.0, "mod": 1.0, "rpn": 0.0},
              {"add": 0.0, "mod": 0.0, "rpn": 1.0}, {"add": 0.6, "mod": 0.6, "rpn": 0.6}]

@@ -9,6 +9,7 @@ faster at these 10-40-token lengths (NOTES.md).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -68,18 +69,32 @@ def build_base(cfg: BaseConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -
     return model.eval()
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET = {"depth": 0, "was": False}  # nesting across threads: the bars' switch is process-global
+
+
 @contextmanager
 def _quiet_io() -> Iterator[None]:
-    """No transformers progress bars for a sub-second save/load (they clutter the CLI's output)."""
+    """No transformers progress bars for a sub-second save/load (they clutter the CLI's output).
+
+    The switch is global, and the local backend loads a base on several threads at once: the first
+    thread in turns the bars off, the last one out restores them (a plain save/restore let a
+    second thread load with the bars back on and print "Loading weights" lines).
+    """
     from transformers.utils import logging as hf_logging
 
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            _QUIET["was"] = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+        _QUIET["depth"] += 1
     try:
         yield
     finally:
-        if was:
-            hf_logging.enable_progress_bar()
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0 and _QUIET["was"]:
+                hf_logging.enable_progress_bar()
 
 
 def save_base(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:

@@ -216,3 +216,34 @@ def test_pretrain_is_bitwise_the_same_on_one_core_or_two() -> None:
         out[cores] = digest
     assert out[1] == out[2]
     assert len(out[1]) == len(hashlib.sha256().hexdigest())
+
+
+def test_progress_bars_stay_off_while_any_thread_loads() -> None:
+    """Two threads loading at once (the local backend's groups): bars stay off until the last is
+    done, then come back as they were."""
+    import threading
+
+    from transformers.utils import logging as hf_logging
+
+    from learners.base import _quiet_io
+
+    hf_logging.enable_progress_bar()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        with _quiet_io():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    t = threading.Thread(target=first)
+    t.start()
+    first_in.wait(5)
+    with _quiet_io():
+        second_in.set()
+        first_out.wait(5)
+        seen.append(hf_logging.is_progress_bar_enabled())   # the first thread already left
+    t.join(5)
+    assert seen == [False]
+    assert hf_logging.is_progress_bar_enabled()

@@ -88,7 +88,6 @@ class FastLlama:
 
     def __init__(self, model: Any, layers: dict[str, StackedLoRALinear]) -> None:
         """`model`: a `LlamaForCausalLM` (checked by `supports`) whose adapted modules are `layers`."""
-        self.model = model
         inner, cfg = model.model, model.config
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
@@ -113,18 +112,6 @@ class FastLlama:
         self.trim_tail = not any(k in self.blocks[-1].lora for k in _TAIL)
 
     # --- pieces ---------------------------------------------------------------------------------
-    @staticmethod
-    def _lora_delta(layer: StackedLoRALinear, x: torch.Tensor, G: int) -> torch.Tensor:
-        """Learner-wise LoRA output of `layer` for x [G*B, T, in] -> [G*B, T, out] (no base)."""
-        lo, hi = layer.span
-        A, Bw, gain, drop = (layer.lora_A[lo:hi], layer.lora_B[lo:hi], layer.gain[lo:hi],
-                             layer.drop[lo:hi])
-        xp = x.reshape(G, -1, layer.in_features)
-        if layer.training and bool((drop > 0).any()):
-            xp = layer._dropout(xp, drop)
-        h = torch.bmm(xp, A.transpose(1, 2)) * gain[:, None, :]
-        return torch.bmm(h, Bw.transpose(1, 2)).reshape(*x.shape[:-1], layer.out_features)
-
     def _qkv_lora(self, b: _Block, x: torch.Tensor, G: int) -> list[torch.Tensor | None]:
         """LoRA deltas of q, k, v (None where not adapted), drawn in transformers' order q, k, v
         (so dropout masks match); q and v share one A-bmm when only they are adapted, dropout 0."""
@@ -140,7 +127,7 @@ class FastLlama:
             dq = torch.bmm(h[..., :r], lq.lora_B[lo:hi].transpose(1, 2)).reshape(shape)
             dv = torch.bmm(h[..., r:], lv.lora_B[lo:hi].transpose(1, 2)).reshape(shape)
             return [dq, None, dv]
-        return [self._lora_delta(m, x, G) if m is not None else None for m in (lq, lk, lv)]
+        return [m.lora_out(x) if m is not None else None for m in (lq, lk, lv)]
 
     @staticmethod
     def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

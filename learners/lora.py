@@ -131,10 +131,9 @@ class StackedLoRALinear(nn.Module):
             mask[g].view(-1, T, d)[:b, :t] = (u < keep[g]).to(x.dtype) / keep[g]
         return x * mask
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [G*B, ..., in] -> [G*B, ..., out] for the G = hi - lo learners of `span`; rows of the
-        g-th learner of the span are the g-th block of size B."""
-        y = self.base(x)
+    def _down(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The adapters' first half for the G = hi - lo learners of `span`, x [G*B, ..., in]:
+        h = dropout_g(x_g) A_g^T * gain_g  [G, M, r_max] (M = B*T) and B^T  [G, r_max, out]."""
         lo, hi = self.span
         G, n = hi - lo, x.shape[0]
         if n % G:
@@ -144,12 +143,22 @@ class StackedLoRALinear(nn.Module):
         gain, drop = self.gain, self.drop
         if G != self.P:
             A, Bw, gain, drop = A[lo:hi], Bw[lo:hi], gain[lo:hi], drop[lo:hi]
-        xp = x.reshape(G, -1, self.in_features)  # [G, M, in], M = B*T
+        xp = x.reshape(G, -1, self.in_features)  # [G, M, in]
         if self.training and bool((drop > 0).any()):
             xp = self._dropout(xp, drop)
-        h = torch.bmm(xp, A.transpose(1, 2)) * gain[:, None, :]  # [G, M, r_max]
-        out = torch.baddbmm(y.reshape(G, -1, self.out_features), h, Bw.transpose(1, 2))
-        return out.reshape(y.shape)
+        return torch.bmm(xp, A.transpose(1, 2)) * gain[:, None, :], Bw.transpose(1, 2)
+
+    def lora_out(self, x: torch.Tensor) -> torch.Tensor:
+        """The adapters' output alone (no base): x [G*B, ..., in] -> [G*B, ..., out]."""
+        h, bt = self._down(x)
+        return torch.bmm(h, bt).reshape(*x.shape[:-1], self.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [G*B, ..., in] -> [G*B, ..., out] for the G = hi - lo learners of `span`; rows of the
+        g-th learner of the span are the g-th block of size B."""
+        y = self.base(x)
+        h, bt = self._down(x)
+        return torch.baddbmm(y.reshape(h.shape[0], -1, self.out_features), h, bt).reshape(y.shape)
 
     def extra_repr(self) -> str:
         return f"P={self.P}, r_max={self.r_max}, in={self.in_features}, out={self.out_features}"

@@ -160,12 +160,12 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     decode = _decoder(tokenizer)
     V = model.get_output_embeddings().weight.shape[0]
     pairs = [(prompt, "") for prompt in prompts]   # answer_start = the prompt's end
-    enc_all = encode_pairs(tokenizer, pairs)
-    n = _chunk(P, enc_all.input_ids.shape[1] + max_new_tokens, V, budget)
+    enc = encode_pairs(tokenizer, pairs)   # encoded once; each chunk left-pads its own rows
+    starts = enc.answer_start.tolist()
+    n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget)
     for lo in range(0, N, n):
-        enc = encode_pairs(tokenizer, pairs[lo:lo + n])
-        k = len(enc)
-        ids, mask = _left_pad(enc.input_ids, enc.answer_start.tolist(), pad)
+        k = len(starts[lo:lo + n])
+        ids, mask = _left_pad(enc.input_ids[lo:lo + n], starts[lo:lo + n], pad)
         gen = model.generate(
             input_ids=ids.to(device).repeat(P, 1), attention_mask=mask.to(device).repeat(P, 1),
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,

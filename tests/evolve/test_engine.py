@@ -168,12 +168,22 @@ def test_results_do_not_depend_on_group_scheduling(make_cfg: Any) -> None:
         assert a.assess == b.assess == c.assess
 
 
+def test_more_groups_than_learners_means_one_learner_per_group(make_cfg: Any) -> None:
+    cfg = make_cfg(groups=99)
+    members = engine.init_population(cfg, cfg.gene_space())
+    plans = engine.build_streams(cfg, members, 0)
+    trained = engine.train_and_probe(cfg, LocalBackend(), str(cfg.base), plans,
+                                     engine.draw_items(cfg), 0)
+    assert [res.learner_ids for res, _ in trained] == [[m.learner_id] for m in members]
+
+
 BAD_INPUT = [
     (["--set", "tasks.0.family=nosuch"], "unknown task family 'nosuch'; valid: "),
     (["--set", "genome.curricula=[nosuch]"], "unknown curriculum strategy nosuch; valid: "),
     (["--set", "fitness.weights.nosuch=1"], "unknown signal 'nosuch' in fitness.weights; valid: "),
     (["--set", "selection.operator=nosuch"], "unknown selection operator 'nosuch'; valid: "),
     (["--set", "population=1"], "population 1 is below 2"),
+    (["--set", "groups=0"], "groups must be at least 1"),
     (["--base", "{tmp}"], "config.json"),
     (["--config", "{tmp}/bad.yaml"], "invalid YAML"),
     (["--set", "tracking.uri=sqlite:///{tmp}/afile/x.db"], "cannot open the MLflow store"),

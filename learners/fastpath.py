@@ -70,6 +70,112 @@ def _base(module: nn.Module) -> nn.Module:
     return module.base if isinstance(module, StackedLoRALinear) else module
 
 
+class _RMSNorm(torch.autograd.Function):
+    """y = x * rsqrt(mean(x^2) + eps) * w over the last dim, w frozen. Two passes each way:
+    transformers' RMSNorm takes five forward, and autograd's backward of it ran 10x its forward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1])
+        r = r.add_(eps).rsqrt_()                                          # [..., 1]
+        ctx.save_for_backward(x, w, r)
+        return torch.mul(x, r).mul_(w)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        x, w, r = ctx.saved_tensors
+        g = dy * w
+        s = torch.linalg.vecdot(g, x).unsqueeze_(-1).mul_(r.pow(3)).div_(x.shape[-1])
+        return g.mul_(r).sub_(x * s), None, None
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> None:
+    """out = RoPE rotation of x (transformers' half-split layout) by angles with cos/sin of the
+    half dim [T, 1, d/2]; x and out [N, T, heads, d], any strides."""
+    half = x.shape[-1] // 2
+    x1, x2, o1, o2 = x[..., :half], x[..., half:], out[..., :half], out[..., half:]
+    torch.mul(x1, cos, out=o1)
+    o1.addcmul_(x2, sin, value=-1)
+    torch.mul(x2, cos, out=o2)
+    o2.addcmul_(x1, sin)
+
+
+class _Rope(torch.autograd.Function):
+    """x [N, T, heads, d] -> RoPE(x) laid out [N, heads, T, d] contiguous (what the attention bmm
+    reads), in four fused multiply(-add) passes; the backward rotates back by the opposite angle."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        N, T, h, d = x.shape
+        out = x.new_empty(N, h, T, d)
+        _rotate(x, cos, sin, out.transpose(1, 2))
+        ctx.save_for_backward(cos, sin)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        cos, sin = ctx.saved_tensors
+        N, h, T, d = dy.shape
+        dx = dy.new_empty(N, T, h, d)
+        _rotate(dy.transpose(1, 2), cos, -sin, dx)
+        return dx, None, None
+
+
+class _SwiGLU(torch.autograd.Function):
+    """silu(x Wg^T) * (x Wu^T) for frozen Wg, Wu [I, H] (the halves of the block's fused [2I, H]).
+
+    Two GEMMs with contiguous outputs each way: one [2I]-wide GEMM gives strided halves, and
+    element-wise kernels writing strided outputs ran 5x slower; the backward adds the two input
+    gradients in the second GEMM (addmm) instead of concatenating them."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, wg: torch.Tensor, wu: torch.Tensor) -> torch.Tensor:
+        g, u = x @ wg.t(), x @ wu.t()                                     # [M, I] each
+        s = nn.functional.silu(g)
+        ctx.save_for_backward(g, u, s, wg, wu)
+        return s * u
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        g, u, s, wg, wu = ctx.saved_tensors
+        dg = torch.ops.aten.silu_backward(dy * u, g)
+        return torch.addmm(dg @ wg, dy * s, wu), None, None
+
+
+class _MLP(torch.autograd.Function):
+    """residual + down(silu(x Wg^T) * (x Wu^T)) for frozen Wg, Wu [I, H], Wd [H, I], computed
+    in chunks of rows so that each chunk's [rows, I] intermediates stay in the core's cache
+    between the GEMMs and the element-wise passes (and the backward recomputes silu from g)."""
+
+    CHUNK = 256
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, residual: torch.Tensor, wg: torch.Tensor,
+                wu: torch.Tensor, wd: torch.Tensor) -> torch.Tensor:
+        M, inter = x.shape[0], wg.shape[0]
+        g, u = x.new_empty(M, inter), x.new_empty(M, inter)
+        out = torch.empty_like(residual)
+        for a in range(0, M, _MLP.CHUNK):
+            z = slice(a, a + _MLP.CHUNK)
+            gc, uc = torch.mm(x[z], wg.t(), out=g[z]), torch.mm(x[z], wu.t(), out=u[z])
+            torch.addmm(residual[z], nn.functional.silu(gc).mul_(uc), wd.t(), out=out[z])
+        ctx.save_for_backward(g, u, wg, wu, wd)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
+        g, u, wg, wu, wd = ctx.saved_tensors
+        M = g.shape[0]
+        dx = dout.new_empty(M, wg.shape[1])
+        for a in range(0, M, _MLP.CHUNK):
+            z = slice(a, a + _MLP.CHUNK)
+            dy = dout[z] @ wd                                             # [rows, I]
+            du = nn.functional.silu(g[z]).mul_(dy)
+            dg = torch.ops.aten.silu_backward(dy.mul_(u[z]), g[z])
+            torch.addmm(dg @ wg, du, wu, out=dx[z])
+        return dx, dout, None, None, None
+
+
 class FastLlama:
     """The fused forward over a (population-owned) `LlamaForCausalLM` with stacked LoRA layers."""
 
@@ -112,82 +218,103 @@ class FastLlama:
         self.trim_tail = not any(k in self.blocks[-1].lora for k in _TAIL)
 
     # --- pieces ---------------------------------------------------------------------------------
-    def _qkv_lora(self, b: _Block, x: torch.Tensor, G: int) -> list[torch.Tensor | None]:
-        """LoRA deltas of q, k, v (None where not adapted), drawn in transformers' order q, k, v
-        (so dropout masks match); q and v share one A-bmm when only they are adapted, dropout 0."""
-        lq, lk, lv = (b.lora.get(k) for k in ("q_proj", "k_proj", "v_proj"))
+    @staticmethod
+    def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        w = module.weight
+        assert isinstance(w, torch.Tensor)
+        return _RMSNorm.apply(x, w, module.variance_epsilon)
+
+    @staticmethod
+    def _linear(module: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """residual + module(x) for 2D x: one addmm when the module has no adapter."""
+        if isinstance(module, StackedLoRALinear):
+            return residual + module(x)
+        w = module.weight
+        assert isinstance(w, torch.Tensor)
+        return torch.addmm(residual, x, w.t())
+
+    def _qkv(self, b: _Block, x: torch.Tensor, G: int
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v [M, width] of normed x [M, H] with every learner's LoRA added (drawn in
+        transformers' order q, k, v, so dropout masks match). q and v share one A-bmm and add their
+        B-bmm into the base output (baddbmm) when only they are adapted, dropout 0."""
+        hq, hk = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        qkv = x @ b.w_qkv.t()                                            # [M, hq + 2hk]
+        q, k, v = qkv.split((hq, hk, hk), dim=-1)
+        lq, lk, lv = (b.lora.get(name) for name in ("q_proj", "k_proj", "v_proj"))
         if lq is not None and lv is not None and lk is None and not (
                 lq.training and bool(((lq.drop > 0) | (lv.drop > 0)).any())):
             lo, hi = lq.span
             r = lq.r_max
             A = torch.cat([lq.lora_A[lo:hi], lv.lora_A[lo:hi]], dim=1)        # [G, 2r, in]
-            gain = torch.cat([lq.gain[lo:hi], lv.gain[lo:hi]], dim=1)        # [G, 2r]
-            h = torch.bmm(x.reshape(G, -1, x.shape[-1]), A.transpose(1, 2)) * gain[:, None, :]
-            shape = (*x.shape[:-1], -1)
-            dq = torch.bmm(h[..., :r], lq.lora_B[lo:hi].transpose(1, 2)).reshape(shape)
-            dv = torch.bmm(h[..., r:], lv.lora_B[lo:hi].transpose(1, 2)).reshape(shape)
-            return [dq, None, dv]
-        return [m.lora_out(x) if m is not None else None for m in (lq, lk, lv)]
-
-    @staticmethod
-    def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rot = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rot * sin
+            h = torch.bmm(x.view(G, -1, x.shape[-1]), A.transpose(1, 2))     # [G, M/G, 2r]
+            # the scale alpha/r on B's columns instead of on h: the same product, a smaller tensor
+            bq = (lq.lora_B[lo:hi] * lq.gain[lo:hi, None, :]).transpose(1, 2)
+            bv = (lv.lora_B[lo:hi] * lv.gain[lo:hi, None, :]).transpose(1, 2)
+            q = torch.baddbmm(q.reshape(G, -1, hq), h[..., :r], bq).view(-1, hq)
+            v = torch.baddbmm(v.reshape(G, -1, hk), h[..., r:], bv).view(-1, hk)
+            return q, k, v
+        out = [t if m is None else t + m.lora_out(x) for t, m in ((q, lq), (k, lk), (v, lv))]
+        return out[0], out[1], out[2]
 
     def _attention(self, b: _Block, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                   bias: torch.Tensor, G: int) -> torch.Tensor:
-        """Self-attention of block b on normed x [N, T, H] -> [N, T, heads*head_dim] (before o_proj)."""
-        N, T, _ = x.shape
-        hq, hk = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        qkv = x @ b.w_qkv.t()                                            # [N, T, hq + 2hk]
-        q, k, v = qkv.split((hq, hk, hk), dim=-1)
-        dq, dk, dv = self._qkv_lora(b, x, G)
-        q, k, v = (t if d is None else t + d for t, d in ((q, dq), (k, dk), (v, dv)))
-        q = q.view(N, T, self.heads, self.head_dim).transpose(1, 2)       # [N, h, T, d]
-        k = k.view(N, T, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = v.view(N, T, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-        if self.kv_heads != self.heads:
-            rep = self.heads // self.kv_heads
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        w = torch.matmul(q, k.transpose(2, 3)) * self.scaling + bias      # [N, h, T, T]
-        w = torch.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
-        return torch.matmul(w, v).transpose(1, 2).reshape(N, T, -1)
+                   bias: torch.Tensor, N: int, G: int) -> torch.Tensor:
+        """Causal self-attention of block b on normed x [M, H] (M = N*T) -> [M, heads*head_dim]."""
+        M = x.shape[0]
+        T, d, h, hk = M // N, self.head_dim, self.heads, self.kv_heads
+        q, k, v = self._qkv(b, x, G)
+        q = _Rope.apply(q.view(N, T, h, d), cos, sin)                    # [N, h, T, d]
+        k = _Rope.apply(k.view(N, T, hk, d), cos, sin)
+        v = v.view(N, T, hk, d).transpose(1, 2)
+        if hk != h:
+            k, v = k.repeat_interleave(h // hk, dim=1), v.repeat_interleave(h // hk, dim=1)
+        k, v = k.reshape(N * h, T, d), v.reshape(N * h, T, d)
+        w = torch.baddbmm(bias, q.view(N * h, T, d), k.transpose(1, 2), alpha=self.scaling)
+        w = torch.softmax(w, dim=-1)
+        return torch.bmm(w, v).view(N, h, T, d).transpose(1, 2).reshape(M, h * d)
 
-    def _mlp(self, b: _Block, x: torch.Tensor) -> torch.Tensor:
+    def _mlp(self, b: _Block, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """residual + MLP(x), x [M, H]."""
+        inter = b.w_gu.shape[0] // 2
+        if not any(k in b.lora for k in ("gate_proj", "up_proj", "down_proj")):
+            wd = b.down_proj.weight
+            assert isinstance(wd, torch.Tensor)
+            return _MLP.apply(x, residual, b.w_gu[:inter], b.w_gu[inter:], wd)
         if "gate_proj" in b.lora or "up_proj" in b.lora:
-            mlp_g, mlp_u = b.gate_proj(x), b.up_proj(x)
+            act = nn.functional.silu(b.gate_proj(x)) * b.up_proj(x)
         else:
-            mlp_g, mlp_u = (x @ b.w_gu.t()).chunk(2, dim=-1)
-        return b.down_proj(nn.functional.silu(mlp_g) * mlp_u)
+            act = _SwiGLU.apply(x, b.w_gu[:inter], b.w_gu[inter:])
+        return self._linear(b.down_proj, act, residual)
 
     # --- the forward ----------------------------------------------------------------------------
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, sel: torch.Tensor, G: int) -> torch.Tensor:
         """Final-normed hidden states at the positions `sel` [N, T] bool marks: [K, H].
 
-        ids, mask [N, T] with N = G*B (right padding); sel[n, t] = position t of row n predicts a
-        label. Equal to the transformers forward's `last_hidden_state[sel]`.
+        ids, mask [N, T] with N = G*B, right-padded (padding only after a row's tokens, as
+        `encode_pairs` lays it out); sel[n, t] = position t of row n predicts a label. Equal to the
+        transformers forward's `last_hidden_state[sel]`. With right padding a causal mask alone is
+        exact: a token attends only to earlier positions, none of them padding, so `mask` is not
+        needed (padding positions see other values, but reach no label).
         """
         N, T = ids.shape
-        h = self.embed(ids)
+        h = self.embed(ids).view(N * T, -1)                              # [M, H]
         pos = torch.arange(T, device=ids.device)[None]
-        cos, sin = self.rotary(h, pos)                                   # [1, T, d]
-        cos, sin = cos[:, None], sin[:, None]                            # [1, 1, T, d]
-        allowed = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()[None] & mask.bool()[:, None, :]
-        bias = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device)
-        bias.masked_fill_(~allowed, torch.finfo(h.dtype).min)
-        bias = bias[:, None]                                             # [N, 1, T, T]
+        cos, sin = self.rotary(h[None], pos)                             # [1, T, d]
+        half = self.head_dim // 2
+        cos, sin = cos[0, :, None, :half], sin[0, :, None, :half]        # [T, 1, d/2]
+        bias = torch.zeros(T, T, dtype=h.dtype, device=h.device)
+        bias.masked_fill_(~torch.ones(T, T, dtype=torch.bool, device=h.device).tril(),
+                          torch.finfo(h.dtype).min)
+        flat = sel.reshape(-1)
         last = len(self.blocks) - 1
         for i, b in enumerate(self.blocks):
-            att = self._attention(b, b.ln1(h), cos, sin, bias, G)
+            att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G)
             if i == last and self.trim_tail:
-                h, att = h[sel], att[sel]                                # [K, H]: labelled rows
-                h = h + b.o_proj(att)
-                return self.norm(h + self._mlp(b, b.ln2(h)))
-            h = h + b.o_proj(att)  # a StackedLoRALinear applies its adapters
-            h = h + self._mlp(b, b.ln2(h))
-        return self.norm(h)[sel]
+                h, att = h[flat], att[flat]                              # [K, H]: labelled rows
+            h = self._linear(b.o_proj, att, h)
+            h = self._mlp(b, self._norm(b.ln2, h), h)
+        h = self._norm(self.norm, h)
+        return h if self.trim_tail else h[flat]
 
 
 __all__ = ["FastLlama"]

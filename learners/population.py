@@ -70,7 +70,8 @@ class Population:
     def __init__(self, model: nn.Module, tokenizer: object, specs: Sequence[LearnerSpec],
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
                  r_max: int | None = None, probe_chunk: int = 1 << 18,
-                 group_size: int | None = None, fused: bool = True) -> None:
+                 group_size: int | None = None, fused: bool = True,
+                 group_tokens: int = 2048) -> None:
         if not specs:
             raise ValueError("a population needs at least one LearnerSpec")
         self.specs = [replace(s) for s in specs]
@@ -90,9 +91,12 @@ class Population:
         # max P*n*T*V logits per probe pass: 2**18 (~2.6k tokens at V=100); passes that fit in
         # cache ran 1.3x faster than one 5.6k-token pass (8 learners x 64 items)
         self.probe_chunk = probe_chunk
-        # learners per forward/backward inside one step: smaller groups keep the activations in
-        # cache (8 learners x 16 x 32 tokens x 512 floats = 8 MiB per MLP tensor); None = all P
-        self.group_size = group_size or self.P
+        # learners per forward/backward inside one step (`group_size`), or else on CPU as many as
+        # make about `group_tokens` tokens, so the activations stay in cache: at P = 16 x 512
+        # tokens, passes of 4 learners ran 1.25x faster than one pass of 16 and 1.4x faster than
+        # passes of 1 (per-op overhead). On CUDA, all P in one pass (None below).
+        self.group_size = group_size or (None if self.device.type == "cuda" else 0)
+        self.group_tokens = group_tokens
         self.failed = np.zeros(self.P, dtype=bool)
         self.steps = np.zeros(self.P, dtype=np.int64)
         self.opt = StackedAdamW(self._params(), [s.lr for s in self.specs],
@@ -206,6 +210,18 @@ class Population:
         count = torch.zeros(G, device=ids.device).index_add(0, owner, torch.ones_like(ce))
         return total / count                                     # 0/0 = NaN for empty batches
 
+    def _group(self, batches: Sequence[Sequence[Pair]]) -> int:
+        """Learners per forward/backward pass this step (see `group_size` in __init__)."""
+        if self.group_size is None:
+            return self.P
+        if self.group_size > 0:
+            return self.group_size
+        # tokens per learner, estimated as characters + bos/eos (exact for the embedded character
+        # tokenizer; an over-estimate for sub-word ones, which only makes the passes smaller)
+        B = max(len(b) for b in batches)
+        T = max((len(p) + len(a) for b in batches for p, a in b), default=0) + 2
+        return max(1, min(self.P, self.group_tokens // max(1, B * T)))
+
     def train_step(self, batches: Sequence[Sequence[Pair]],
                    active: Sequence[bool] | None = None) -> np.ndarray:
         """One AdamW step of every learner on its own batch; returns [P] loss (NaN: failed/idle).
@@ -225,8 +241,9 @@ class Population:
         self.model.train()
         self.opt.zero_grad()
         todo = [b if a else [] for b, a in zip(batches, act, strict=True)]
-        for lo in range(0, self.P, self.group_size):   # gradients of disjoint learners: exact
-            hi = min(lo + self.group_size, self.P)
+        size = self._group(todo)
+        for lo in range(0, self.P, size):   # gradients of disjoint learners: exact
+            hi = min(lo + size, self.P)
             if not act[lo:hi].any():
                 continue
             loss = self.losses(todo, (lo, hi))

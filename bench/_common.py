@@ -10,9 +10,9 @@ import copy
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -105,21 +105,6 @@ def addition_pairs(n: int, seed: int) -> list[Pair]:
     return [(f"{a}+{b}=", str(a + b)) for a, b in sorted(seen, key=lambda _: rng.random())]
 
 
-def gemm_peak(threads: int, n: int = 1024, reps: int = 5) -> float:
-    """Median dense float32 matmul GFLOP/s (n x n) with `threads` threads."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    torch.set_num_threads(old)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
 def peft_twin(model: Any, pop: Any, i: int) -> Any:
     """A PEFT LoraModel on a copy of `model` holding learner i of `pop`."""
     from peft import LoraConfig, get_peft_model
@@ -141,18 +126,102 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_parallel(fn: Callable[..., dict], args: Sequence[tuple]) -> list[dict]:
-    """Run fn(barrier, *a) for each a in its own spawned process at once; their results in order.
+def _serve(setup: Callable[..., tuple[Callable[[], float], float]], args: tuple, cmd: Any,
+           res: Any, barrier: Any) -> None:
+    """A worker process: build with setup(*args), then time one repetition per "go"."""
+    rep, work = setup(*args)
+    res.put(("ready", work))
+    while cmd.get() == "go":
+        barrier.wait()
+        res.put(("time", rep()))
+    res.put(("rss", max_rss_mib()))
 
-    Workers build their models, wait on the barrier, then time their work, so the timed parts
-    overlap.
+
+class Way:
+    """One way of doing the work: a process per element of `args`, each built by setup(*a) (which
+    returns a function timing one repetition, and the work that repetition does), timed together.
+
+    All ways of a comparison stay alive at once, so `interleave` can time them in alternating
+    rounds: on a shared machine whose speed drifts by 20% from minute to minute, ways compared
+    within one round see the same machine.
     """
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as mgr:
-        barrier = mgr.Barrier(len(args))
-        with ctx.Pool(len(args)) as pool:
-            jobs = [pool.apply_async(fn, (barrier, *a)) for a in args]
-            return [j.get() for j in jobs]
+
+    def __init__(self, setup: Callable[..., tuple[Callable[[], float], float]],
+                 args: Sequence[tuple]) -> None:
+        ctx = mp.get_context("spawn")
+        self.res = ctx.Queue()
+        self.cmds = [ctx.Queue() for _ in args]
+        self.barrier = ctx.Barrier(len(args))  # kept: the children unpickle it after start()
+        self.procs = [ctx.Process(target=_serve, args=(setup, a, q, self.res, self.barrier), daemon=True)
+                      for a, q in zip(args, self.cmds, strict=True)]
+        for proc in self.procs:
+            proc.start()
+        self.work = 0.0
+
+    def _take(self, kind: str, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            while True:
+                try:
+                    got, value = self.res.get(timeout=5)
+                    break
+                except queue.Empty:
+                    dead = [p.exitcode for p in self.procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise RuntimeError(f"a bench worker died (exit code {dead[0]}); "
+                                           "its traceback is above") from None
+            if got != kind:
+                raise RuntimeError(f"bench worker sent {got!r}, expected {kind!r}")
+            out.append(value)
+        return out
+
+    def ready(self) -> None:
+        """Wait until every process has built its part (and warmed up)."""
+        self.work = sum(self._take("ready", len(self.cmds)))
+
+    def rate(self) -> float:
+        """One repetition of every process at once: work per second (the slowest bounds it)."""
+        for q in self.cmds:
+            q.put("go")
+        return self.work / max(self._take("time", len(self.cmds)))
+
+    def close(self) -> float:
+        """Stop the processes; their summed peak resident memory in MiB."""
+        for q in self.cmds:
+            q.put("stop")
+        rss = sum(self._take("rss", len(self.cmds)))
+        for proc in self.procs:
+            proc.join()
+        return rss
+
+
+def interleave(ways: dict[str, Way], reps: int) -> dict[str, list[float]]:
+    """Rates of each way over `reps` rounds; each round times every way once, in an order rotated
+    from round to round. Ways are built in parallel, then timed one at a time."""
+    for way in ways.values():
+        way.ready()
+    names = list(ways)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(reps):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            rates[n].append(ways[n].rate())
+    return rates
+
+
+def gemm_setup(n: int = 1024, reps: int = 5) -> tuple[Callable[[], float], float]:
+    """A worker timing `reps` dense float32 n x n matmuls on one thread: the GEMM peak per core."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = a @ b
+
+    def rep() -> float:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        return time.perf_counter() - t0
+
+    rep()
+    return rep, 2 * n**3 * reps / 1e9
 
 
 def tmpdir() -> tempfile.TemporaryDirectory:

@@ -1,14 +1,23 @@
 """Training throughput: the batched population against PEFT the way a user would run it.
 
-    python bench/population.py [--quick] [--json] [--P 8 32] [--compile]
+    python bench/population.py [--quick] [--json] [--P 8 32] [--steps 8] [--reps 5] [--compile]
 
 Side by side in one run, for each P: (1) the batched population, in one process with all cores, as
-one group of learners per core in a process each, and as one group per core on a thread each in one
-process (`batched_thread_per_core`, what `evolve run`'s local backend does; one torch thread each); (2) one PEFT model per learner stepped in
-turn, at 1 thread and at all cores (the best is the baseline); (3) PEFT learners split over one
-process per core. Prints learner-steps/s for each, `speedup` (best batched over the best baseline),
-GFLOP/s (4*N*D per learner step: N base parameters, D tokens) against a GEMM peak measured in the
-same run, peak memory, and the largest gradient difference between batched and PEFT on one batch.
+one group of learners per core in a process each, and as one group per core on a thread each in
+one process (`batched_thread_per_core`, what `evolve run`'s local backend does; one torch thread
+each); (2) one PEFT model per learner stepped in turn, at 1 thread and at all cores; (3) PEFT
+learners split over one process per core. The best of (2) and (3) is the baseline.
+
+Every way is built first, in its own worker processes, then all are timed in `--reps` rounds, each
+round running every way once (order rotated): this machine's speed drifts by 20% from minute to
+minute, and ways timed in one round see the same machine. The GEMM peak is timed in the same rounds:
+a 1024^3 float32 matmul on one thread, and on one thread per core at once (the peak of the cores
+used together, as the batched and PEFT ways use them).
+
+Prints learner-steps/s for each way (median over rounds), `speedup` (median over rounds of best
+batched / strongest baseline, with the per-round values), GFLOP/s (4*N*D per learner step: N base
+parameters, D tokens) and `fraction_of_gemm_peak` (of the all-cores peak, median over rounds),
+peak memory, and the largest gradient difference between batched and PEFT on one batch.
 `batched_unfused_proc_per_core` runs the population through the transformers forward instead of
 the fused one (learners/fastpath.py), to show what the fusion brings; it is never the "best".
 The fused forward skips the last block's o_proj and MLP on unlabelled positions, so it executes
@@ -21,18 +30,19 @@ import argparse
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from _common import (
     CORES,
+    Way,
     add_base_args,
     emit,
-    gemm_peak,
+    gemm_setup,
+    interleave,
     load,
-    max_rss_mib,
     peft_twin,
-    run_parallel,
     save_bench_base,
     tmpdir,
     train_pairs,
@@ -53,9 +63,19 @@ def specs(first: int, n: int) -> list[Any]:
                         dropout=0.0, seed=first + j) for j in range(n)]
 
 
-def batched_worker(barrier: Any, path: str, first: int, n: int, steps: int, reps: int,
-                   threads: int, compiled: bool, fused: bool = True) -> dict:
-    """Time `reps` x `steps` population steps of learners first..first+n-1."""
+def timer(step: Callable[[int], None], steps: int) -> Callable[[], float]:
+    """A function timing one repetition: `steps` calls of step(t)."""
+    def rep() -> float:
+        t0 = time.perf_counter()
+        for t in range(steps):
+            step(t)
+        return time.perf_counter() - t0
+    return rep
+
+
+def batched_setup(path: str, first: int, n: int, steps: int, threads: int, compiled: bool,
+                  fused: bool = True) -> tuple[Callable[[], float], float]:
+    """Population steps of learners first..first+n-1 (with `threads` torch threads)."""
     from learners.population import Population
 
     model, tok = load(path, threads)
@@ -63,19 +83,16 @@ def batched_worker(barrier: Any, path: str, first: int, n: int, steps: int, reps
     if compiled:
         pop.compile()
     data = [stream(first + j, steps) for j in range(n)]
-    for t in range(2):  # warm-up (and compile)
+
+    def step(t: int) -> None:
         pop.train_step([d[t % steps] for d in data])
-    barrier.wait()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for t in range(steps):
-            pop.train_step([d[t] for d in data])
-        times.append(time.perf_counter() - t0)
-    return {"time": statistics.median(times), "learner_steps": n * steps, "rss_mib": max_rss_mib()}
+
+    for t in range(2):  # warm-up (and compile)
+        step(t)
+    return timer(step, steps), n * steps
 
 
-def threaded_worker(barrier: Any, path: str, P: int, steps: int, reps: int) -> dict:
+def threaded_setup(path: str, P: int, steps: int) -> tuple[Callable[[], float], float]:
     """One process, one group of learners per core, each stepped on its own Python thread with one
     torch thread: what `evolve run`'s local backend does with `groups` = cores."""
     from concurrent.futures import ThreadPoolExecutor
@@ -85,27 +102,23 @@ def threaded_worker(barrier: Any, path: str, P: int, steps: int, reps: int) -> d
     model, tok = load(path, 1)
     groups = [(Population(model, tok, specs(f, n), target_modules=TARGETS),
                [stream(f + j, steps) for j in range(n)]) for f, n in split(P, CORES)]
+    pool = ThreadPoolExecutor(len(groups))  # lives as long as the worker process
 
     def run(k: int, t: int) -> None:
         pop, data = groups[k]
         pop.train_step([d[t % steps] for d in data])
 
-    with ThreadPoolExecutor(len(groups)) as pool:
-        for t in range(2):
-            list(pool.map(run, range(len(groups)), [t] * len(groups)))
-        barrier.wait()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            for t in range(steps):
-                list(pool.map(run, range(len(groups)), [t] * len(groups)))
-            times.append(time.perf_counter() - t0)
-    return {"time": statistics.median(times), "learner_steps": P * steps, "rss_mib": max_rss_mib()}
+    def step(t: int) -> None:
+        list(pool.map(run, range(len(groups)), [t] * len(groups)))
+
+    for t in range(2):
+        step(t)
+    return timer(step, steps), P * steps
 
 
-def peft_worker(barrier: Any, path: str, first: int, n: int, steps: int, reps: int,
-                threads: int) -> dict:
-    """Time one PEFT model per learner, stepped in turn (forward, backward, clip, AdamW)."""
+def peft_setup(path: str, first: int, n: int, steps: int, threads: int
+               ) -> tuple[Callable[[], float], float]:
+    """One PEFT model per learner, stepped in turn (forward, backward, clip, AdamW)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -120,29 +133,19 @@ def peft_worker(barrier: Any, path: str, first: int, n: int, steps: int, reps: i
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
         learners.append((pm, params, opt, [encode_pairs(tok, b) for b in stream(first + j, steps)]))
 
-    def step(pm: Any, params: list, opt: Any, enc: Any) -> None:
+    def one(pm: Any, params: list, opt: Any, enc: Any) -> None:
         loss = pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    for pm, params, opt, encs in learners:
-        step(pm, params, opt, encs[0])
-    barrier.wait()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for t in range(steps):
-            for pm, params, opt, encs in learners:
-                step(pm, params, opt, encs[t])
-        times.append(time.perf_counter() - t0)
-    return {"time": statistics.median(times), "learner_steps": n * steps, "rss_mib": max_rss_mib()}
+    def step(t: int) -> None:
+        for pm, params, opt, encs in learners:
+            one(pm, params, opt, encs[t])
 
-
-def rate(results: list[dict]) -> float:
-    """Learner-steps/s of workers that ran at the same time (the slowest one bounds the rate)."""
-    return sum(r["learner_steps"] for r in results) / max(r["time"] for r in results)
+    step(0)
+    return timer(step, steps), n * steps
 
 
 def split(P: int, parts: int) -> list[tuple[int, int]]:
@@ -182,19 +185,43 @@ def max_grad_diff(path: str) -> float:
     return worst
 
 
+def ways_for(path: str, P: int, steps: int, compiled: bool) -> dict[str, Way]:
+    """Every way of training P learners, and the GEMM peak, as live worker processes."""
+    per_core = split(P, CORES)
+    ways = {
+        "batched_1proc": Way(batched_setup, [(path, 0, P, steps, CORES, False)]),
+        "batched_proc_per_core": Way(batched_setup, [(path, f, n, steps, 1, False) for f, n in per_core]),
+        "batched_thread_per_core": Way(threaded_setup, [(path, P, steps)]),
+        "batched_unfused_proc_per_core": Way(  # the transformers forward
+            batched_setup, [(path, f, n, steps, 1, False, False) for f, n in per_core]),
+        "peft_seq_1thread": Way(peft_setup, [(path, 0, P, steps, 1)]),
+    }
+    if compiled:
+        ways["batched_compiled_proc_per_core"] = Way(
+            batched_setup, [(path, f, n, steps, 1, True) for f, n in per_core])
+    if CORES > 1:
+        ways[f"peft_seq_{CORES}threads"] = Way(peft_setup, [(path, 0, P, steps, CORES)])
+        ways["peft_proc_per_core"] = Way(peft_setup, [(path, f, n, steps, 1) for f, n in per_core])
+    # the peak: a 1024^3 float32 GEMM on one thread, and on one thread per core at once
+    ways["gemm_1thread"] = Way(gemm_setup, [()])
+    ways["gemm_proc_per_core"] = Way(gemm_setup, [()] * CORES)
+    return ways
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="P=8 only, 3 steps, 1 repeat (~1 min)")
+    ap.add_argument("--quick", action="store_true", help="P=8 only, 3 steps, 2 rounds (~1 min)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--P", type=int, nargs="+", default=None, help="population sizes (default 8 32)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 8)")
-    ap.add_argument("--reps", type=int, default=None, help="repeats, median taken (default 3)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per round (default 8)")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="rounds; each times every way once, medians reported (default 5)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd batching")
     add_base_args(ap)
     a = ap.parse_args()
     Ps = a.P or ([8] if a.quick else [8, 32])
     steps = a.steps or (3 if a.quick else 8)
-    reps = a.reps or (1 if a.quick else 3)
+    reps = a.reps or (2 if a.quick else 5)
     with tmpdir() as d:
         path = d
         kind = save_bench_base(Path(d), a.base, a.untrained, a.hidden)
@@ -208,43 +235,36 @@ def main() -> None:
         tail = last.self_attn.o_proj.weight.numel() + sum(p.numel() for p in last.mlp.parameters())
         labelled = float((enc.labels != -100).sum()) / D
         executed = 1 - tail / N * (1 - labelled)
-        peak1, peak_all = gemm_peak(1), gemm_peak(CORES)
         out: dict[str, Any] = {
             "base": kind, "base_params": N, "tokens_per_learner_step": D, "cores": CORES,
-            "rank": RANK, "target_modules": list(TARGETS), "steps": steps, "reps": reps,
-            "gemm_peak_gflops_1thread": round(peak1, 1),
-            "gemm_peak_gflops_all_cores": round(max(peak_all, peak1), 1),
+            "rank": RANK, "target_modules": list(TARGETS), "steps": steps, "rounds": reps,
             "max_grad_diff_vs_peft": max_grad_diff(path),
             "executed_fraction_of_4ND": round(executed, 3), "P": {}}
         for P in Ps:
-            ways: dict[str, dict] = {}
-            ways["batched_1proc"] = run_parallel(batched_worker, [(path, 0, P, steps, reps, CORES, False)])
-            ways["batched_proc_per_core"] = run_parallel(
-                batched_worker, [(path, f, n, steps, reps, 1, False) for f, n in split(P, CORES)])
-            ways["batched_thread_per_core"] = run_parallel(threaded_worker, [(path, P, steps, reps)])
-            ways["batched_unfused_proc_per_core"] = run_parallel(  # the transformers forward
-                batched_worker, [(path, f, n, steps, reps, 1, False, False) for f, n in split(P, CORES)])
-            if a.compile:
-                ways["batched_compiled_proc_per_core"] = run_parallel(
-                    batched_worker, [(path, f, n, steps, reps, 1, True) for f, n in split(P, CORES)])
-            ways["peft_seq_1thread"] = run_parallel(peft_worker, [(path, 0, P, steps, reps, 1)])
-            if CORES > 1:
-                ways[f"peft_seq_{CORES}threads"] = run_parallel(
-                    peft_worker, [(path, 0, P, steps, reps, CORES)])
-                ways["peft_proc_per_core"] = run_parallel(
-                    peft_worker, [(path, f, n, steps, reps, 1) for f, n in split(P, CORES)])
-            rates = {k: round(rate(v), 2) for k, v in ways.items()}
-            best_b = max((k for k in rates if k.startswith("batched") and "unfused" not in k),
-                         key=rates.get)
-            best_p = max((k for k in rates if k.startswith("peft")), key=rates.get)
-            gflops = rates[best_b] * 4 * N * D / 1e9
+            ways = ways_for(path, P, steps, a.compile)
+            rounds = interleave(ways, reps)
+            rss = {k: round(w.close(), 1) for k, w in ways.items()}
+            peak = rounds.pop("gemm_proc_per_core")
+            peak1 = rounds.pop("gemm_1thread")
+            med = {k: statistics.median(v) for k, v in rounds.items()}
+            best_b = max((k for k in med if k.startswith("batched") and "unfused" not in k), key=lambda k: med[k])
+            best_p = max((k for k in med if k.startswith("peft")), key=lambda k: med[k])
+            flop = 4 * N * D / 1e9  # GFLOP per learner step, 4*N*D accounting
+            # per round: the two ways and the peak timed minutes apart at most, on the same machine
+            ratio = [b / p for b, p in zip(rounds[best_b], rounds[best_p], strict=True)]
+            frac = [b * flop / g for b, g in zip(rounds[best_b], peak, strict=True)]
             out["P"][str(P)] = {
-                "learner_steps_per_s": rates, "best_batched": best_b, "strongest_baseline": best_p,
-                "speedup": round(rates[best_b] / rates[best_p], 3),
-                "gflops_batched": round(gflops, 1),
-                "gflops_strongest_baseline": round(rates[best_p] * 4 * N * D / 1e9, 1),
-                "fraction_of_gemm_peak": round(gflops / max(peak_all, peak1), 3),
-                "peak_rss_mib": {k: round(sum(r["rss_mib"] for r in v), 1) for k, v in ways.items()},
+                "learner_steps_per_s": {k: round(v, 2) for k, v in med.items()},
+                "best_batched": best_b, "strongest_baseline": best_p,
+                "speedup": round(statistics.median(ratio), 3),
+                "speedup_per_round": [round(x, 3) for x in ratio],
+                "gflops_batched": round(med[best_b] * flop, 1),
+                "gflops_strongest_baseline": round(med[best_p] * flop, 1),
+                "gemm_peak_gflops": {"1thread": round(statistics.median(peak1), 1),
+                                     f"{CORES}cores": round(statistics.median(peak), 1)},
+                "fraction_of_gemm_peak": round(statistics.median(frac), 3),
+                "fraction_of_gemm_peak_per_round": [round(x, 3) for x in frac],
+                "peak_rss_mib": {k: v for k, v in rss.items() if not k.startswith("gemm")},
             }
     emit(out, a.json)
 

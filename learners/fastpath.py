@@ -288,19 +288,20 @@ class FastLlama:
         return out[0], out[1], out[2]
 
     def _attention(self, b: _Block, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                   bias: torch.Tensor, N: int, G: int) -> torch.Tensor:
-        """Causal self-attention of block b on normed x [M, H] (M = N*T) -> [M, heads*head_dim]."""
+                   bias: torch.Tensor, N: int, G: int, t0: int = 0) -> torch.Tensor:
+        """Causal self-attention of block b on normed x [M, H] (M = N*T) for the query positions
+        t0..T-1 of every row -> [N*(T-t0), heads*head_dim] (keys and values: all positions)."""
         M = x.shape[0]
         T, d, h, hk = M // N, self.head_dim, self.heads, self.kv_heads
         q, k, v = self._qkv(b, x, G)
-        q = _Rope.apply(q.view(N, T, h, d), cos, sin)                    # [N, h, T, d]
+        q = _Rope.apply(q.view(N, T, h, d)[:, t0:], cos[t0:], sin[t0:])  # [N, h, T-t0, d]
         k = _Rope.apply(k.view(N, T, hk, d), cos, sin)
         v = v.view(N, T, hk, d).transpose(1, 2)
         if hk != h:
             k, v = k.repeat_interleave(h // hk, dim=1), v.repeat_interleave(h // hk, dim=1)
         k, v = k.reshape(N * h, T, d), v.reshape(N * h, T, d)
-        o = _Attention.apply(q.reshape(N * h, T, d), k, v, bias, self.scaling)
-        return o.view(N, h, T, d).transpose(1, 2).reshape(M, h * d)
+        o = _Attention.apply(q.reshape(N * h, T - t0, d), k, v, bias[t0:], self.scaling)
+        return o.view(N, h, T - t0, d).transpose(1, 2).reshape(N * (T - t0), h * d)
 
     def _mlp(self, b: _Block, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """residual + MLP(x), x [M, H]."""
@@ -337,9 +338,17 @@ class FastLlama:
         flat = sel.reshape(-1)
         last = len(self.blocks) - 1
         for i, b in enumerate(self.blocks):
-            att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G)
             if i == last and self.trim_tail:
-                h, att = h[flat], att[flat]                              # [K, H]: labelled rows
+                # the last block's queries only from the first labelled position on (the answer
+                # is at the end of each row), its o_proj and MLP only on the labelled rows
+                t0 = int(sel.any(0).nonzero()[0, 0]) if bool(sel.any()) else T - 1
+                att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G, t0)
+                tail = sel[:, t0:].reshape(-1)
+                h, att = h.view(N, T, -1)[:, t0:].reshape(-1, h.shape[-1])[tail], att[tail]
+                h = self._linear(b.o_proj, att, h)                        # [K, H]
+                h = self._mlp(b, self._norm(b.ln2, h), h)
+                break
+            att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G)
             h = self._linear(b.o_proj, att, h)
             h = self._mlp(b, self._norm(b.ln2, h), h)
         h = self._norm(self.norm, h)

@@ -151,6 +151,26 @@ def encode_pairs(codec_or_tokenizer: object, pairs: Sequence[Pair],
     return out if str(device) == "cpu" else out.to(device)
 
 
+def verdicts_at(lg: torch.Tensor, target: torch.Tensor, sel: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`answer_verdicts` from the logits at the scored positions only: lg [K, V] are the logits at
+    the K positions where sel [R, T-1] is set (row-major), target [R, T-1] the next tokens.
+    Returns correct, prob, margin, each [R]."""
+    R = sel.shape[0]
+    tgt = target[sel]                                         # [K]
+    row = torch.arange(R, device=lg.device)[:, None].expand_as(sel)[sel]  # [K] owner row
+    tl = lg.gather(1, tgt[:, None])[:, 0]                     # [K] logit of the target
+    other = lg.scatter(1, tgt[:, None], float("-inf")).max(1).values
+    hit = (lg.argmax(1) == tgt).float()
+    logp = tl - torch.logsumexp(lg, 1)
+    zeros = torch.zeros(R, device=lg.device)
+    correct = zeros.index_add(0, row, 1.0 - hit) == 0         # no miss among the row's targets
+    prob = zeros.index_add(0, row, logp).exp()
+    margin = torch.full((R,), float("inf"), device=lg.device).scatter_reduce(
+        0, row, tl - other, reduce="amin")
+    return correct, prob, margin
+
+
 def answer_verdicts(logits: torch.Tensor, batch: Batch
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact-match verdicts from teacher-forced logits of `batch` (no gradient needed).
@@ -173,15 +193,5 @@ def answer_verdicts(logits: torch.Tensor, batch: Batch
     target = labels[:, 1:]                                    # [R, T-1]: logits at t predict t+1
     sel = target != IGNORE
     lg = flat[:, :-1][sel].float()                            # [K, V] only the scored positions
-    tgt = target[sel]                                         # [K]
-    row = torch.arange(R, device=flat.device)[:, None].expand_as(sel)[sel]  # [K] owner row
-    tl = lg.gather(1, tgt[:, None])[:, 0]                     # [K] logit of the target
-    other = lg.scatter(1, tgt[:, None], float("-inf")).max(1).values
-    hit = (lg.argmax(1) == tgt).float()
-    logp = tl - torch.logsumexp(lg, 1)
-    zeros = torch.zeros(R, device=flat.device)
-    correct = zeros.index_add(0, row, 1.0 - hit) == 0         # no miss among the row's targets
-    prob = zeros.index_add(0, row, logp).exp()
-    margin = torch.full((R,), float("inf"), device=flat.device).scatter_reduce(
-        0, row, tl - other, reduce="amin")
+    correct, prob, margin = verdicts_at(lg, target, sel)
     return correct.reshape(lead), prob.reshape(lead), margin.reshape(lead)

@@ -270,7 +270,7 @@ class Population:
         """Exact-match verdicts of every learner on the same N items: one teacher-forced pass per
         chunk. ProbeResult.correct/prob/margin are [P, N]."""
         return probing.probe_teacher_forced(self.model, self.tokenizer, self.P, pairs,
-                                            self.probe_chunk, self.device)
+                                            self.probe_chunk, self.device, self._hidden)
 
     def probe_generate(self, pairs: Sequence[Pair]) -> ProbeResult:
         """The same verdicts from greedy `generate()` (left padding, KV cache); slower, for checks."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learners.encoding import answer_verdicts, as_codec, encode_pairs
+from learners.encoding import IGNORE, answer_verdicts, as_codec, encode_pairs, verdicts_at
 
 Pair = tuple[str, str]
 
@@ -45,8 +45,13 @@ def _chunk(P: int, T: int, V: int, budget: int) -> int:
 
 @torch.no_grad()
 def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
-                         budget: int, device: torch.device) -> ProbeResult:
-    """Verdicts [P, N] from one teacher-forced forward pass per chunk of items (see module doc)."""
+                         budget: int, device: torch.device,
+                         hidden: Callable[..., torch.Tensor] | None = None) -> ProbeResult:
+    """Verdicts [P, N] from one teacher-forced forward pass per chunk of items (see module doc).
+
+    `hidden(ids, mask, sel, P)`: a forward returning the final hidden states at the positions sel
+    marks only (the population's fused forward, learners/fastpath.py); then only those positions
+    go through the LM head. None: the model's own forward, logits at every position."""
     N = len(pairs)
     out = [np.zeros((P, N), dtype=bool), np.zeros((P, N)), np.zeros((P, N))]
     if N == 0:
@@ -61,8 +66,14 @@ def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[
         k = enc.input_ids.shape[0]
         ids = enc.input_ids.to(device).repeat(P, 1)        # [P*k, T], learner-major
         mask = enc.attention_mask.to(device).repeat(P, 1)
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()  # [P*k, T, V]
-        verdicts = answer_verdicts(logits, enc)             # each [P*k]
+        if hidden is not None:
+            target = enc.labels.to(device).repeat(P, 1)[:, 1:]
+            sel = target != IGNORE                          # [P*k, T-1] positions predicting
+            h = hidden(ids, mask, torch.nn.functional.pad(sel, (0, 1)), P)       # [K, H]
+            verdicts = verdicts_at(model.get_output_embeddings()(h).float(), target, sel)
+        else:
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()  # [P*k, T, V]
+            verdicts = answer_verdicts(logits, enc)         # each [P*k]
         for dst, src in zip(out, verdicts, strict=True):
             dst[:, lo:lo + k] = src.reshape(P, k).cpu().numpy()
     model.train(was_training)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from learners import fastpath
 from learners.fastpath import FastLlama
 from learners.population import LearnerSpec, Population
 
@@ -14,10 +15,12 @@ PAIRS = [("12+30=", "42"), ("7+8=", "15"), ("1+1=", "2"), ("33+44=", "77"), ("9+
          ("5+5=", "10"), ("61+2=", "63"), ("0+0=", "0")]
 
 # (population targets, per-learner extra targets): q/v only lets the last block run on labelled
-# rows; o_proj, MLP and k_proj adapters take the other branches of the fused forward
+# rows; o_proj, MLP and k_proj adapters take the other branches of the fused forward (an adapter
+# on down_proj alone keeps the fused gate/up SwiGLU; any on gate or up takes the modules' path)
 PLACEMENTS = {
     "q_v": (("q_proj", "v_proj"), [None, None, ("v_proj",)]),
     "q_v_o": (("q_proj", "v_proj"), [None, ("q_proj", "o_proj"), None]),
+    "q_v_down": (("q_proj", "v_proj", "down_proj"), [None, ("q_proj",), None]),
     "k_mlp": (("k_proj", "gate_proj", "up_proj", "down_proj"), [None, ("down_proj",), ("up_proj",)]),
 }
 
@@ -60,8 +63,11 @@ def test_supports_llama_and_shares_the_base_weights(base) -> None:
     assert not pair_of_populations(base, "q_v_o")[0].fast.trim_tail
 
 
+@pytest.mark.parametrize("chunk", [512, 13])  # the MLP's rows in one chunk, and in uneven chunks
 @pytest.mark.parametrize("placement", sorted(PLACEMENTS))
-def test_losses_and_gradients_equal_the_transformers_forward(base, placement) -> None:
+def test_losses_and_gradients_equal_the_transformers_forward(base, placement, chunk, monkeypatch
+                                                             ) -> None:
+    monkeypatch.setattr(fastpath._MLP, "CHUNK", chunk)
     fused, plain = pair_of_populations(base, placement)
     batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]   # different lengths and batch sizes per learner
     lf, lp = fused.losses(batches), plain.losses(batches)
@@ -86,6 +92,16 @@ def test_training_steps_equal_the_transformers_forward(base, placement, dropout)
         for name in a.lora:
             assert_close(a.lora[name][0], b.lora[name][0], atol=1e-5, rtol=1e-4)
             assert_close(a.lora[name][1], b.lora[name][1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("placement", ["q_v", "q_v_down"])
+def test_probes_equal_the_transformers_forward(base, placement) -> None:
+    fused, plain = pair_of_populations(base, placement)
+    items = PAIRS + [("123+1=", "124"), ("5+", "5")]  # answers of other lengths, a 1-token one
+    a, b = fused.probe(items), plain.probe(items)
+    assert (a.correct == b.correct).all()
+    assert_close(torch.from_numpy(a.prob), torch.from_numpy(b.prob), atol=1e-5, rtol=1e-4)
+    assert_close(torch.from_numpy(a.margin), torch.from_numpy(b.margin), atol=1e-4, rtol=1e-4)
 
 
 def test_other_architectures_take_the_transformers_path() -> None:

@@ -208,7 +208,7 @@ def interleave(ways: dict[str, Way], reps: int) -> dict[str, list[float]]:
     return rates
 
 
-def gemm_setup(n: int = 1024, reps: int = 5) -> tuple[Callable[[], float], float]:
+def gemm_setup(n: int = 1024, reps: int = 20) -> tuple[Callable[[], float], float]:
     """A worker timing `reps` dense float32 n x n matmuls on one thread: the GEMM peak per core."""
     torch.set_num_threads(1)
     a, b = torch.randn(n, n), torch.randn(n, n)

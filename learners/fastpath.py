@@ -191,17 +191,21 @@ class _MLP(torch.autograd.Function):
     between the GEMMs and the element-wise passes. The forward keeps sigmoid(g), so the backward
     needs no exp (silu and silu_backward each take one; a multiply is 5x cheaper on CPU)."""
 
-    CHUNK = 512
+    CHUNK = 512  # rows per chunk on CPU; on CUDA one chunk (many small kernels would cost more)
+
+    @staticmethod
+    def _rows(x: torch.Tensor) -> int:
+        return max(1, x.shape[0]) if x.is_cuda else _MLP.CHUNK
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, residual: torch.Tensor, wg: torch.Tensor,
                 wu: torch.Tensor, wd: torch.Tensor) -> torch.Tensor:
-        M, inter = x.shape[0], wg.shape[0]
+        M, inter, rows = x.shape[0], wg.shape[0], _MLP._rows(x)
         g, u, sig = (x.new_empty(M, inter) for _ in range(3))
-        y = x.new_empty(min(M, _MLP.CHUNK), inter)
+        y = x.new_empty(min(M, rows), inter)
         out = torch.empty_like(residual)
-        for a in range(0, M, _MLP.CHUNK):
-            z = slice(a, a + _MLP.CHUNK)
+        for a in range(0, M, rows):
+            z = slice(a, a + rows)
             gc, uc = torch.mm(x[z], wg.t(), out=g[z]), torch.mm(x[z], wu.t(), out=u[z])
             yc = torch.mul(gc, torch.sigmoid(gc, out=sig[z]), out=y[:gc.shape[0]]).mul_(uc)
             torch.addmm(residual[z], yc, wd.t(), out=out[z])
@@ -211,10 +215,10 @@ class _MLP(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
         g, u, sig, wg, wu, wd = ctx.saved_tensors
-        M = g.shape[0]
+        M, rows = g.shape[0], _MLP._rows(g)
         dx = dout.new_empty(M, wg.shape[1])
-        for a in range(0, M, _MLP.CHUNK):
-            z = slice(a, a + _MLP.CHUNK)
+        for a in range(0, M, rows):
+            z = slice(a, a + rows)
             dy = dout[z] @ wd                                             # [rows, I]
             s = g[z] * sig[z]                                             # silu(g)
             du = s * dy

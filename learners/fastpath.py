@@ -94,17 +94,19 @@ class _RMSNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1])
+        xf = x.float()  # half-precision inputs are normed in float32, as transformers does
+        r = torch.linalg.vector_norm(xf, dim=-1, keepdim=True).square_().div_(x.shape[-1])
         r = r.add_(eps).rsqrt_()                                          # [..., 1]
         ctx.save_for_backward(x, w, r)
-        return torch.mul(x, r).mul_(w)
+        return torch.mul(xf, r).to(x.dtype).mul_(w)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         x, w, r = ctx.saved_tensors
-        g = dy * w
-        s = torch.linalg.vecdot(g, x).unsqueeze_(-1).mul_(r.pow(3)).div_(x.shape[-1])
-        return g.mul_(r).sub_(x * s), None, None
+        xf = x.float()
+        g = (dy * w).float()
+        s = torch.linalg.vecdot(g, xf).unsqueeze_(-1).mul_(r.pow(3)).div_(x.shape[-1])
+        return g.mul_(r).sub_(xf * s).to(x.dtype), None, None
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> None:
@@ -169,7 +171,8 @@ class _Attention(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
                 scale: float) -> torch.Tensor:
-        p = torch.softmax(torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale), dim=-1)
+        p = torch.softmax(torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale), dim=-1,
+                          dtype=torch.float32).to(q.dtype)  # float32 softmax, as transformers
         ctx.save_for_backward(q, k, v, p)
         ctx.scale = scale
         return torch.bmm(p, v)

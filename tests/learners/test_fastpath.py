@@ -3,6 +3,8 @@ test_population.py): losses, gradients and training, for every kind of adapter p
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -102,6 +104,18 @@ def test_probes_equal_the_transformers_forward(base, placement) -> None:
     assert (a.correct == b.correct).all()
     assert_close(torch.from_numpy(a.prob), torch.from_numpy(b.prob), atol=1e-5, rtol=1e-4)
     assert_close(torch.from_numpy(a.margin), torch.from_numpy(b.margin), atol=1e-4, rtol=1e-4)
+
+
+def test_bfloat16_bases_norm_and_softmax_in_float32_like_transformers(base) -> None:
+    model, tok = base
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    targets, extra = PLACEMENTS["q_v"]
+    fused = Population(half, tok, specs(extra), target_modules=targets)
+    plain = Population(half, tok, specs(extra), target_modules=targets, fused=False)
+    batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]
+    lf, lp = fused.losses(batches), plain.losses(batches)
+    assert lf.dtype == lp.dtype == torch.float32 and bool(torch.isfinite(lf).all())
+    assert_close(lf, lp, atol=5e-3, rtol=1e-3)
 
 
 def test_other_architectures_take_the_transformers_path() -> None:

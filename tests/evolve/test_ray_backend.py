@@ -223,7 +223,8 @@ def test_cli_backend_ray_starts_and_stops_its_own_runtime(
     while proc.poll() is None and time.time() < deadline:
         for p in psutil.process_iter(["name"]):
             if p.pid != proc.pid and _sid(p.pid) == proc.pid:
-                seen.setdefault(p.pid, p.info["name"] or "")
+                # the latest name: a process caught between fork and exec still reads "python"
+                seen[p.pid] = p.info["name"] or seen.get(p.pid, "")
         time.sleep(0.5)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out[-3000:]

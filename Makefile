@@ -33,6 +33,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check evolve learners fitness curricula tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/population.py --json

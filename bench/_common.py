@@ -114,7 +114,9 @@ def peft_twin(model: Any, pop: Any, i: int) -> Any:
                      target_modules=list(spec.target_modules or pop.default_targets))
     pm = get_peft_model(copy.deepcopy(model), cfg)
     state = pop.get_state(i)
-    for name, mod in pm.base_model.model.named_modules():
+    inner = pm.base_model.model
+    assert isinstance(inner, torch.nn.Module)
+    for name, mod in inner.named_modules():
         if name in state.lora and hasattr(mod, "lora_A"):
             mod.lora_A["default"].weight.data.copy_(state.lora[name][0])
             mod.lora_B["default"].weight.data.copy_(state.lora[name][1])

@@ -125,7 +125,7 @@ def peft_setup(path: str, first: int, n: int, steps: int, threads: int
     from learners.encoding import encode_pairs
 
     model, tok = load(path, threads)
-    cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=list(TARGETS))
+    cfg = LoraConfig(r=RANK, lora_alpha=int(ALPHA), lora_dropout=0.0, target_modules=list(TARGETS))
     learners = []
     for j, spec in enumerate(specs(first, n)):
         pm = get_peft_model(copy.deepcopy(model), cfg)
@@ -179,9 +179,11 @@ def max_grad_diff(path: str) -> float:
         for name, mod in pm.base_model.model.named_modules():
             if name in pop.layers and hasattr(mod, "lora_A"):
                 layer = pop.layers[name]
+                ga, gb = layer.lora_A.grad, layer.lora_B.grad
+                assert ga is not None and gb is not None
                 worst = max(worst,
-                            float((layer.lora_A.grad[i] - mod.lora_A["default"].weight.grad).abs().max()),
-                            float((layer.lora_B.grad[i] - mod.lora_B["default"].weight.grad).abs().max()))
+                            float((ga[i] - mod.lora_A["default"].weight.grad).abs().max()),
+                            float((gb[i] - mod.lora_B["default"].weight.grad).abs().max()))
     return worst
 
 

@@ -32,7 +32,8 @@ class Timed:
     """Wraps a backend and records the wall seconds of each `run_groups` call (one per generation)."""
 
     def __init__(self, backend: Any) -> None:
-        self.backend, self.seconds = backend, []
+        self.backend = backend
+        self.seconds: list[float] = []
 
     def run_groups(self, jobs: list[Any]) -> list[Any]:
         t = time.perf_counter()

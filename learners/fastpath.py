@@ -17,8 +17,9 @@ This path is for `LlamaForCausalLM`-shaped models only. It:
   - RMSNorm: two passes each way;
   - RoPE: fused multiply-adds, written straight into the attention's [N, heads, T, d] layout;
   - attention: five bmm and one softmax-backward kernel;
-  - the SwiGLU MLP: in chunks of 512 rows so each chunk's intermediates stay in cache, keeping
-    sigmoid(gate) for the backward so that the backward needs no exp;
+  - the SwiGLU MLP (when no adapter sits on its modules): in chunks of 512 rows so each chunk's
+    intermediates stay in cache, keeping sigmoid(gate) for the backward so that the backward
+    needs no exp;
 - adds residuals inside the output GEMMs (addmm);
 - attends with a causal mask alone. The population's batches are right-padded, so no real token
   attends to padding;
@@ -49,7 +50,6 @@ from torch import nn
 
 from learners.lora import StackedLoRALinear
 
-_FUSED = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
 _TAIL = ("o_proj", "gate_proj", "up_proj", "down_proj")  # modules the last block runs on K rows
 
 
@@ -139,27 +139,6 @@ class _Rope(torch.autograd.Function):
         dx = dy.new_empty(N, T, h, d)
         _rotate(dy.transpose(1, 2), cos, -sin, dx)
         return dx, None, None
-
-
-class _SwiGLU(torch.autograd.Function):
-    """silu(x Wg^T) * (x Wu^T) for frozen Wg, Wu [I, H] (the halves of the block's fused [2I, H]).
-
-    Two GEMMs with contiguous outputs each way: one [2I]-wide GEMM gives strided halves, and
-    element-wise kernels writing strided outputs ran 5x slower; the backward adds the two input
-    gradients in the second GEMM (addmm) instead of concatenating them."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, wg: torch.Tensor, wu: torch.Tensor) -> torch.Tensor:
-        g, u = x @ wg.t(), x @ wu.t()                                     # [M, I] each
-        s = nn.functional.silu(g)
-        ctx.save_for_backward(g, u, s, wg, wu)
-        return s * u
-
-    @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        g, u, s, wg, wu = ctx.saved_tensors
-        dg = torch.ops.aten.silu_backward(dy * u, g)
-        return torch.addmm(dg @ wg, dy * s, wu), None, None
 
 
 class _Attention(torch.autograd.Function):
@@ -330,16 +309,13 @@ class FastLlama:
 
     def _mlp(self, b: _Block, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """residual + MLP(x), x [M, H]."""
+        if any(k in b.lora for k in ("gate_proj", "up_proj", "down_proj")):   # the modules' path
+            return self._linear(b.down_proj, nn.functional.silu(b.gate_proj(x)) * b.up_proj(x),
+                                residual)
         inter = b.w_gu.shape[0] // 2
-        if not any(k in b.lora for k in ("gate_proj", "up_proj", "down_proj")):
-            wd = b.down_proj.weight
-            assert isinstance(wd, torch.Tensor)
-            return _MLP.apply(x, residual, b.w_gu[:inter], b.w_gu[inter:], wd)
-        if "gate_proj" in b.lora or "up_proj" in b.lora:
-            act = nn.functional.silu(b.gate_proj(x)) * b.up_proj(x)
-        else:
-            act = _SwiGLU.apply(x, b.w_gu[:inter], b.w_gu[inter:])
-        return self._linear(b.down_proj, act, residual)
+        wd = b.down_proj.weight
+        assert isinstance(wd, torch.Tensor)
+        return _MLP.apply(x, residual, b.w_gu[:inter], b.w_gu[inter:], wd)
 
     # --- the forward ----------------------------------------------------------------------------
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, sel: torch.Tensor, G: int) -> torch.Tensor:
@@ -360,24 +336,21 @@ class FastLlama:
         bias = torch.zeros(T, T, dtype=h.dtype, device=h.device)
         bias.masked_fill_(~torch.ones(T, T, dtype=torch.bool, device=h.device).tril(),
                           torch.finfo(h.dtype).min)
-        flat = sel.reshape(-1)
         last = len(self.blocks) - 1
         for i, b in enumerate(self.blocks):
-            if i == last and self.trim_tail:
-                # the last block's queries only from the first labelled position on (the answer
-                # is at the end of each row), its o_proj and MLP only on the labelled rows
-                t0 = int(sel.any(0).nonzero()[0, 0]) if bool(sel.any()) else T - 1
-                att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G, t0)
+            trim = i == last and self.trim_tail
+            t0 = 0
+            if trim:   # queries from the first labelled position on (answers end each row)
+                cols = sel.any(0).nonzero()
+                t0 = int(cols[0, 0]) if len(cols) else T - 1
+            att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G, t0)
+            if trim:   # o_proj and the MLP on the labelled rows only: [K, H]
                 tail = sel[:, t0:].reshape(-1)
                 h, att = h.view(N, T, -1)[:, t0:].reshape(-1, h.shape[-1])[tail], att[tail]
-                h = self._linear(b.o_proj, att, h)                        # [K, H]
-                h = self._mlp(b, self._norm(b.ln2, h), h)
-                break
-            att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G)
             h = self._linear(b.o_proj, att, h)
             h = self._mlp(b, self._norm(b.ln2, h), h)
         h = self._norm(self.norm, h)
-        return h if self.trim_tail else h[flat]
+        return h if self.trim_tail else h[sel.reshape(-1)]
 
 
 __all__ = ["FastLlama"]

@@ -116,8 +116,10 @@ class Population:
             self.reset(i)
 
     def compile(self, **kwargs: Any) -> None:
-        """Train through `torch.compile(decoder, dynamic=True, **kwargs)`: fuses the small kernels
-        (1.3-1.5x on CPU in NOTES.md) at 10-20 s of compiling on the first step."""
+        """Train through `torch.compile(..., dynamic=True, **kwargs)` of the fused forward (or of the
+        decoder where there is none). It compiles for 50-80 s on the first step; on the fused
+        forward it gave no gain on CPU (docs/learners.md), on the transformers forward NOTES.md
+        measured 1.3-1.5x."""
         if self.fast is not None:
             self._hidden = torch.compile(self.fast.hidden, dynamic=True, **kwargs)
         else:

@@ -18,7 +18,7 @@ PAIRS = [("12+30=", "42"), ("7+8=", "15"), ("1+1=", "2"), ("33+44=", "77"), ("9+
 
 # (population targets, per-learner extra targets): q/v only lets the last block run on labelled
 # rows; o_proj, MLP and k_proj adapters take the other branches of the fused forward (an adapter
-# on down_proj alone keeps the fused gate/up SwiGLU; any on gate or up takes the modules' path)
+# on any MLP module, down_proj alone included, takes the modules' path for the MLP)
 PLACEMENTS = {
     "q_v": (("q_proj", "v_proj"), [None, None, ("v_proj",)]),
     "q_v_o": (("q_proj", "v_proj"), [None, ("q_proj", "o_proj"), None]),

@@ -210,18 +210,22 @@ def interleave(ways: dict[str, Way], reps: int) -> dict[str, list[float]]:
     return rates
 
 
+def timer(step: Callable[[int], Any], steps: int) -> Callable[[], float]:
+    """A function timing one repetition: `steps` calls of step(t), t = 0..steps-1."""
+    def rep() -> float:
+        t0 = time.perf_counter()
+        for t in range(steps):
+            step(t)
+        return time.perf_counter() - t0
+    return rep
+
+
 def gemm_setup(n: int = 1024, reps: int = 20) -> tuple[Callable[[], float], float]:
     """A worker timing `reps` dense float32 n x n matmuls on one thread: the GEMM peak per core."""
     torch.set_num_threads(1)
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = a @ b
-
-    def rep() -> float:
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b, out=out)
-        return time.perf_counter() - t0
-
+    rep = timer(lambda _: torch.mm(a, b, out=out), reps)
     rep()
     return rep, 2 * n**3 * reps / 1e9
 

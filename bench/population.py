@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from _common import (
     load,
     peft_twin,
     save_bench_base,
+    timer,
     tmpdir,
     train_pairs,
 )
@@ -61,16 +61,6 @@ def specs(first: int, n: int) -> list[Any]:
 
     return [LearnerSpec(lr=1e-3 * (1 + j % 3), weight_decay=0.01, rank=RANK, alpha=ALPHA,
                         dropout=0.0, seed=first + j) for j in range(n)]
-
-
-def timer(step: Callable[[int], None], steps: int) -> Callable[[], float]:
-    """A function timing one repetition: `steps` calls of step(t)."""
-    def rep() -> float:
-        t0 = time.perf_counter()
-        for t in range(steps):
-            step(t)
-        return time.perf_counter() - t0
-    return rep
 
 
 def batched_setup(path: str, first: int, n: int, steps: int, threads: int, compiled: bool,

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from learners import kernels
 from learners.lora import StackedLoRALinear
 
 _TAIL = ("o_proj", "gate_proj", "up_proj", "down_proj")  # modules the last block runs on K rows
@@ -89,11 +90,17 @@ def _base(module: nn.Module) -> nn.Module:
 
 
 class _RMSNorm(torch.autograd.Function):
-    """y = x * rsqrt(mean(x^2) + eps) * w over the last dim, w frozen. Two passes each way:
-    transformers' RMSNorm takes five forward, and autograd's backward of it ran 10x its forward."""
+    """y = x * rsqrt(mean(x^2) + eps) * w over the last dim, w frozen. One pass each way with the
+    C kernels (learners/kernels.py), else two: transformers' RMSNorm takes five forward, and
+    autograd's backward of it ran 10x its forward."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.kernel = kernels.usable(x, w)
+        if ctx.kernel:
+            y, r = kernels.rmsnorm_fwd(x, w, eps)
+            ctx.save_for_backward(x, w, r)
+            return y
         xf = x.float()  # half-precision inputs are normed in float32, as transformers does
         r = torch.linalg.vector_norm(xf, dim=-1, keepdim=True).square_().div_(x.shape[-1])
         r = r.add_(eps).rsqrt_()                                          # [..., 1]
@@ -103,26 +110,34 @@ class _RMSNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         x, w, r = ctx.saved_tensors
+        if ctx.kernel:
+            return kernels.rmsnorm_bwd(x, w, r, dy), None, None
         xf = x.float()
         g = (dy * w).float()
         s = torch.linalg.vecdot(g, xf).unsqueeze_(-1).mul_(r.pow(3)).div_(x.shape[-1])
         return g.mul_(r).sub_(xf * s).to(x.dtype), None, None
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> None:
-    """out = RoPE rotation of x (transformers' half-split layout) by angles with cos/sin of the
-    half dim [T, 1, d/2]; x and out [N, T, heads, d], any strides."""
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor,
+            sign: float = 1.0) -> None:
+    """out = RoPE rotation of x (transformers' half-split layout) by the angles whose cos/sin
+    [T, d/2] are given (sign -1: the opposite angles); x and out [N, T, heads, d], any strides
+    with a unit last one. One pass with the C kernel, else four fused multiply(-add) passes."""
+    if kernels.usable(x, out):
+        kernels.rope(x, out, cos, sin, sign)
+        return
     half = x.shape[-1] // 2
+    c, s = cos[:, None], sin[:, None] * sign                          # [T, 1, d/2]
     x1, x2, o1, o2 = x[..., :half], x[..., half:], out[..., :half], out[..., half:]
-    torch.mul(x1, cos, out=o1)
-    o1.addcmul_(x2, sin, value=-1)
-    torch.mul(x2, cos, out=o2)
-    o2.addcmul_(x1, sin)
+    torch.mul(x1, c, out=o1)
+    o1.addcmul_(x2, s, value=-1)
+    torch.mul(x2, c, out=o2)
+    o2.addcmul_(x1, s)
 
 
 class _Rope(torch.autograd.Function):
     """x [N, T, heads, d] -> RoPE(x) laid out [N, heads, T, d] contiguous (what the attention bmm
-    reads), in four fused multiply(-add) passes; the backward rotates back by the opposite angle."""
+    reads); the backward rotates back by the opposite angle. cos, sin: [T, d/2] contiguous."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -137,7 +152,8 @@ class _Rope(torch.autograd.Function):
         cos, sin = ctx.saved_tensors
         N, h, T, d = dy.shape
         dx = dy.new_empty(N, T, h, d)
-        _rotate(dy.transpose(1, 2), cos, -sin, dx)
+        _rotate(dy.transpose(1, 2) if dy.stride(-1) == 1 else dy.contiguous().transpose(1, 2),
+                cos, sin, dx, -1.0)
         return dx, None, None
 
 
@@ -170,8 +186,10 @@ class _Attention(torch.autograd.Function):
 class _MLP(torch.autograd.Function):
     """residual + down(silu(x Wg^T) * (x Wu^T)) for frozen Wg, Wu [I, H], Wd [H, I], computed
     in chunks of rows so that each chunk's [rows, I] intermediates stay in the core's cache
-    between the GEMMs and the element-wise passes. The forward keeps sigmoid(g), so the backward
-    needs no exp (silu and silu_backward each take one; a multiply is 5x cheaper on CPU)."""
+    between the GEMMs and the element-wise passes. The forward keeps silu(g) and sigmoid(g), so
+    the backward needs no exp (a multiply is 5x cheaper on CPU). The element-wise work between
+    the GEMMs is one C kernel each way where learners/kernels.py can (float32 CPU), else torch
+    ops: three forward, five backward."""
 
     CHUNK = 512  # rows per chunk on CPU; on CUDA one chunk (many small kernels would cost more)
 
@@ -183,30 +201,40 @@ class _MLP(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, residual: torch.Tensor, wg: torch.Tensor,
                 wu: torch.Tensor, wd: torch.Tensor) -> torch.Tensor:
         M, inter, rows = x.shape[0], wg.shape[0], _MLP._rows(x)
-        g, u, sig = (x.new_empty(M, inter) for _ in range(3))
+        fused = kernels.usable(x)
+        s, u, sig = (x.new_empty(M, inter) for _ in range(3))
         y = x.new_empty(min(M, rows), inter)
         out = torch.empty_like(residual)
         for a in range(0, M, rows):
             z = slice(a, a + rows)
-            gc, uc = torch.mm(x[z], wg.t(), out=g[z]), torch.mm(x[z], wu.t(), out=u[z])
-            yc = torch.mul(gc, torch.sigmoid(gc, out=sig[z]), out=y[:gc.shape[0]]).mul_(uc)
+            sc, uc = torch.mm(x[z], wg.t(), out=s[z]), torch.mm(x[z], wu.t(), out=u[z])
+            yc = y[:sc.shape[0]]
+            if fused:
+                kernels.swiglu_fwd(sc, uc, sig[z], yc)                    # sc: g -> silu(g)
+            else:
+                torch.mul(sc.mul_(torch.sigmoid(sc, out=sig[z])), uc, out=yc)
             torch.addmm(residual[z], yc, wd.t(), out=out[z])
-        ctx.save_for_backward(g, u, sig, wg, wu, wd)
+        ctx.save_for_backward(s, u, sig, wg, wu, wd)
+        ctx.fused = fused
         return out
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
-        g, u, sig, wg, wu, wd = ctx.saved_tensors
-        M, rows = g.shape[0], _MLP._rows(g)
+        s, u, sig, wg, wu, wd = ctx.saved_tensors
+        M, inter, rows = s.shape[0], s.shape[1], _MLP._rows(s)
         dx = dout.new_empty(M, wg.shape[1])
+        dy, du = (dout.new_empty(min(M, rows), inter) for _ in range(2))
         for a in range(0, M, rows):
             z = slice(a, a + rows)
-            dy = dout[z] @ wd                                             # [rows, I]
-            s = g[z] * sig[z]                                             # silu(g)
-            du = s * dy
-            # d silu(g)/dg = sig + silu(g) * (1 - sig)
-            dg = s.sub_(s * sig[z]).add_(sig[z]).mul_(dy.mul_(u[z]))
-            torch.addmm(dg @ wg, du, wu, out=dx[z])
+            n = s[z].shape[0]
+            dyc, duc = torch.mm(dout[z], wd, out=dy[:n]), du[:n]        # [rows, I]
+            if ctx.fused:
+                kernels.swiglu_bwd(dyc, s[z], sig[z], u[z], duc)          # dyc -> dg
+            else:
+                torch.mul(s[z], dyc, out=duc)
+                # d silu(g)/dg = sig + silu(g) * (1 - sig)
+                dyc.mul_(u[z]).mul_(torch.addcmul(s[z], s[z], sig[z], value=-1).add_(sig[z]))
+            torch.mm(dyc, wg, out=dx[z]).addmm_(duc, wu)
         return dx, dout, None, None, None
 
 
@@ -332,7 +360,7 @@ class FastLlama:
         pos = torch.arange(T, device=ids.device)[None]
         cos, sin = self.rotary(h[None], pos)                             # [1, T, d]
         half = self.head_dim // 2
-        cos, sin = cos[0, :, None, :half], sin[0, :, None, :half]        # [T, 1, d/2]
+        cos, sin = cos[0, :, :half].contiguous(), sin[0, :, :half].contiguous()  # [T, d/2]
         bias = torch.zeros(T, T, dtype=h.dtype, device=h.device)
         bias.masked_fill_(~torch.ones(T, T, dtype=torch.bool, device=h.device).tril(),
                           torch.finfo(h.dtype).min)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from learners import fastpath
+from learners import fastpath, kernels
 from learners.fastpath import FastLlama
 from learners.population import LearnerSpec, Population
 
@@ -65,11 +65,16 @@ def test_supports_llama_and_shares_the_base_weights(base) -> None:
     assert not pair_of_populations(base, "q_v_o")[0].fast.trim_tail
 
 
+@pytest.mark.parametrize("c_kernels", [True, False])  # learners/kernels.c, and torch ops alone
 @pytest.mark.parametrize("chunk", [512, 13])  # the MLP's rows in one chunk, and in uneven chunks
 @pytest.mark.parametrize("placement", sorted(PLACEMENTS))
-def test_losses_and_gradients_equal_the_transformers_forward(base, placement, chunk, monkeypatch
-                                                             ) -> None:
+def test_losses_and_gradients_equal_the_transformers_forward(base, placement, chunk, c_kernels,
+                                                             monkeypatch) -> None:
     monkeypatch.setattr(fastpath._MLP, "CHUNK", chunk)
+    if not c_kernels:
+        monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
+    else:
+        assert kernels.library() is not None, "no C compiler: the fused kernels are untested"
     fused, plain = pair_of_populations(base, placement)
     batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]   # different lengths and batch sizes per learner
     lf, lp = fused.losses(batches), plain.losses(batches)

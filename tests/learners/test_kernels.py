@@ -1,0 +1,106 @@
+"""The fused C kernels (learners/kernels.c) equal the torch ops they replace, propagate NaN and inf
+like them (a diverging learner must still read as failed), and a broken compiler falls back."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from learners import kernels
+
+pytestmark = pytest.mark.skipif(kernels.library() is None, reason="no C compiler on this machine")
+
+
+def test_swiglu_forward_and_backward_equal_autograd() -> None:
+    g0 = torch.randn(37, 64, generator=torch.Generator().manual_seed(0)) * 6  # odd size: a tail
+    u, dy0 = torch.randn(37, 64), torch.randn(37, 64)
+    g, sig, y = g0.clone(), torch.empty_like(g0), torch.empty_like(g0)
+    kernels.swiglu_fwd(g, u, sig, y)
+    ref_g = g0.clone().requires_grad_()
+    ref_u = u.clone().requires_grad_()
+    ref = torch.nn.functional.silu(ref_g) * ref_u
+    ref.backward(dy0)
+    assert_close(sig, torch.sigmoid(g0))
+    assert_close(g, torch.nn.functional.silu(g0))               # g now holds silu(g)
+    assert_close(y, ref.detach())
+    dy, du = dy0.clone(), torch.empty_like(g0)
+    kernels.swiglu_bwd(dy, g, sig, u, du)
+    assert_close(du, ref_u.grad)
+    assert_close(dy, ref_g.grad)                                # dy now holds d/dg
+
+
+def test_swiglu_handles_extremes_nan_and_inf_like_torch() -> None:
+    g0 = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 88.5, -88.5, 100.0,
+                       -100.0, 0.0, -0.0, 1e-30])
+    g, sig, y = g0.clone(), torch.empty_like(g0), torch.empty_like(g0)
+    kernels.swiglu_fwd(g, torch.ones_like(g0), sig, y)
+    assert_close(sig, torch.sigmoid(g0), equal_nan=True)
+    finite = torch.isfinite(g0)
+    assert_close(g[finite], torch.nn.functional.silu(g0)[finite])
+    assert torch.isnan(g[0]) and torch.isnan(y[0])              # NaN in, NaN out
+    assert g[1] == float("inf")                                  # silu(inf) = inf
+
+
+def test_exp_matches_expf_across_the_float_range() -> None:
+    """The kernel's exp (inside the sigmoid) within 2 ulp of torch's over [-87, 88]."""
+    x = torch.linspace(-87.0, 88.0, 200_001)
+    g, sig, y = x.clone(), torch.empty_like(x), torch.empty_like(x)
+    kernels.swiglu_fwd(g, torch.ones_like(x), sig, y)
+    assert_close(sig, torch.sigmoid(x), atol=0, rtol=2.5e-7)
+
+
+def test_rmsnorm_forward_and_backward_equal_autograd_on_strided_rows() -> None:
+    wide = torch.randn(20, 48, generator=torch.Generator().manual_seed(1))
+    x = wide[:, 8:40]                                            # rows 48 floats apart
+    w = torch.rand(32) + 0.5
+    y, r = kernels.rmsnorm_fwd(x, w, 1e-6)
+    xr = x.clone().requires_grad_()
+    ref = xr * torch.rsqrt(xr.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+    assert_close(y, ref.detach())
+    dy = torch.randn(20, 32)
+    ref.backward(dy)
+    assert_close(kernels.rmsnorm_bwd(x, w, r, dy), xr.grad)
+    x[3, 5] = float("nan")
+    y, _ = kernels.rmsnorm_fwd(x, w, 1e-6)
+    assert bool(torch.isnan(y[3]).all()) and bool(torch.isfinite(y[[0, 1, 2, 4]]).all())
+
+
+def test_rope_equals_transformers_and_inverts() -> None:
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    n, t, heads, d = 3, 7, 2, 8
+    src = torch.randn(n, t, 3 * heads * d)                      # q as a slice of fused qkv rows
+    x = src[..., : heads * d].view(n, t, heads, d)
+    ang = torch.rand(t, d // 2) * 6
+    cos, sin = ang.cos(), ang.sin()
+    out = torch.empty(n, heads, t, d)                           # written as [n, t, heads, d]
+    kernels.rope(x, out.transpose(1, 2), cos, sin)
+    full_cos, full_sin = torch.cat([cos, cos], -1)[None], torch.cat([sin, sin], -1)[None]
+    ref, _ = apply_rotary_pos_emb(x.transpose(1, 2), x.transpose(1, 2), full_cos, full_sin)
+    assert_close(out, ref)
+    back = torch.empty(n, t, heads, d)
+    kernels.rope(out.transpose(1, 2), back, cos, sin, -1.0)    # the backward's inverse rotation
+    assert_close(back, x)
+
+
+def test_a_failing_compiler_falls_back_to_torch_ops_with_a_warning(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CC", "false")                           # a compiler that always fails
+    monkeypatch.setenv("EVOLVE_CACHE", str(tmp_path))
+    kernels.library.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert kernels.library() is None
+        assert any("EVOLVE_KERNELS=0" in str(w.message) for w in caught)
+        assert not kernels.usable(torch.ones(2))
+        assert not list(tmp_path.rglob("*.so"))
+        monkeypatch.setenv("EVOLVE_KERNELS", "0")
+        kernels.library.cache_clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                      # switched off: no warning
+            assert kernels.library() is None
+    finally:
+        kernels.library.cache_clear()

@@ -295,13 +295,15 @@ class FastLlama:
         assert isinstance(w, torch.Tensor)
         return torch.addmm(residual, x, w.t())
 
-    def _qkv(self, b: _Block, x: torch.Tensor, G: int
+    def _qkv(self, b: _Block, x: torch.Tensor, G: int, qkv: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v [M, width] of normed x [M, H] with every learner's LoRA added (drawn in
         transformers' order q, k, v, so dropout masks match). q and v share one A-bmm and add their
-        B-bmm into the base output (baddbmm) when only they are adapted, dropout 0."""
+        B-bmm into the base output (baddbmm) when only they are adapted, dropout 0. `qkv`: the
+        base's part x W_qkv^T [M, hq + 2hk] when the caller has it already."""
         hq, hk = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        qkv = x @ b.w_qkv.t()                                            # [M, hq + 2hk]
+        if qkv is None:
+            qkv = x @ b.w_qkv.t()                                        # [M, hq + 2hk]
         q, k, v = qkv.split((hq, hk, hk), dim=-1)
         lq, lk, lv = (b.lora.get(name) for name in ("q_proj", "k_proj", "v_proj"))
         if lq is not None and lv is not None and lk is None and not (
@@ -320,12 +322,13 @@ class FastLlama:
         return out[0], out[1], out[2]
 
     def _attention(self, b: _Block, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                   bias: torch.Tensor, N: int, G: int, t0: int = 0) -> torch.Tensor:
+                   bias: torch.Tensor, N: int, G: int, t0: int = 0, qkv: torch.Tensor | None = None
+                   ) -> torch.Tensor:
         """Causal self-attention of block b on normed x [M, H] (M = N*T) for the query positions
         t0..T-1 of every row -> [N*(T-t0), heads*head_dim] (keys and values: all positions)."""
         M = x.shape[0]
         T, d, h, hk = M // N, self.head_dim, self.heads, self.kv_heads
-        q, k, v = self._qkv(b, x, G)
+        q, k, v = self._qkv(b, x, G, qkv)
         q = _Rope.apply(q.view(N, T, h, d)[:, t0:], cos[t0:], sin[t0:])  # [N, h, T-t0, d]
         k = _Rope.apply(k.view(N, T, hk, d), cos, sin)
         v = v.view(N, T, hk, d).transpose(1, 2)
@@ -344,6 +347,22 @@ class FastLlama:
         wd = b.down_proj.weight
         assert isinstance(wd, torch.Tensor)
         return _MLP.apply(x, residual, b.w_gu[:inter], b.w_gu[inter:], wd)
+
+    def _first_block_inputs(self, b: _Block, ids: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Block 0's normed input [M, H] and base q/k/v [M, hq + 2hk], or None for the latter.
+
+        Both depend on the token id alone (the embedding and the base are frozen), so when the
+        vocabulary has fewer rows than the batch has tokens they are rows of a per-token table:
+        one [V, H] x [H, 3H] GEMM and two gathers instead of a norm and an [M, H] x [H, 3H] GEMM.
+        (The embedded base has V = 102 against M = 2,048 tokens per pass.)"""
+        emb = self.embed.weight
+        assert isinstance(emb, torch.Tensor)
+        flat = ids.reshape(-1)
+        if emb.requires_grad or emb.shape[0] > flat.shape[0]:
+            return self._norm(b.ln1, self.embed(ids).view(flat.shape[0], -1)), None
+        table = self._norm(b.ln1, emb)                                   # [V, H]
+        return table[flat], (table @ b.w_qkv.t())[flat]
 
     # --- the forward ----------------------------------------------------------------------------
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, sel: torch.Tensor, G: int) -> torch.Tensor:
@@ -371,7 +390,8 @@ class FastLlama:
             if trim:   # queries from the first labelled position on (answers end each row)
                 cols = sel.any(0).nonzero()
                 t0 = int(cols[0, 0]) if len(cols) else T - 1
-            att = self._attention(b, self._norm(b.ln1, h), cos, sin, bias, N, G, t0)
+            x, qkv = self._first_block_inputs(b, ids) if i == 0 else (self._norm(b.ln1, h), None)
+            att = self._attention(b, x, cos, sin, bias, N, G, t0, qkv)
             if trim:   # o_proj and the MLP on the labelled rows only: [K, H]
                 tail = sel[:, t0:].reshape(-1)
                 h, att = h.view(N, T, -1)[:, t0:].reshape(-1, h.shape[-1])[tail], att[tail]

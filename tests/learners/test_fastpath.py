@@ -128,3 +128,18 @@ def test_other_architectures_take_the_transformers_path() -> None:
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=20, n_embd=16, n_layer=1, n_head=2, n_positions=16))
     assert not FastLlama.supports(gpt2)
+
+
+def test_first_block_reads_a_per_token_table_when_the_batch_outnumbers_the_vocabulary(base) -> None:
+    fused, _ = pair_of_populations(base, "q_v")
+    fast = fused.fast
+    block, vocab = fast.blocks[0], fast.embed.weight.shape[0]
+    ids = torch.randint(0, vocab, (vocab // 4 + 1, 4), generator=torch.Generator().manual_seed(3))
+    x, qkv = fast._first_block_inputs(block, ids)            # more tokens than vocabulary rows
+    ref = fast._norm(block.ln1, fast.embed(ids).view(ids.numel(), -1))
+    assert qkv is not None
+    assert_close(x, ref)
+    assert_close(qkv, ref @ block.w_qkv.t())
+    x, qkv = fast._first_block_inputs(block, ids[:2])        # fewer: the norm and the GEMM
+    assert qkv is None
+    assert_close(x, ref[:8])

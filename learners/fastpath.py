@@ -183,6 +183,39 @@ class _Attention(torch.autograd.Function):
         return dq, dk, dv, None, None
 
 
+class _LoRAQV(torch.autograd.Function):
+    """Every learner's LoRA on q and v added to the base's outputs, with one A-bmm for both:
+    h = x [A_q; A_v]^T, q + h_q B_q^T, v + h_v B_v^T, learner g's rows in batch g.
+
+    The backward lays out its products so that the narrow rank r is a row count, never a column
+    count: at r = 8, [G, R, out] x [G, out, r] ran at 10 GFLOP/s and its transpose, [G, r, out] x
+    [G, out, R], 3x faster. Autograd's backward of the same bmm ops takes the slow layouts."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, A: torch.Tensor, bq: torch.Tensor, bv: torch.Tensor,
+                q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [G, R, H]; A [G, 2r, H] (q's rows, then v's); bq [G, hq, r] and bv [G, hk, r] (B with
+        the scale alpha/r on its columns); q [G, R, hq] and v [G, R, hk] the base outputs (any
+        strides) -> new q, v."""
+        r = bq.shape[2]
+        h = torch.bmm(x, A.transpose(1, 2))                               # [G, R, 2r]
+        ctx.save_for_backward(x, A, bq, bv, h)
+        return (torch.baddbmm(q, h[..., :r], bq.transpose(1, 2)),
+                torch.baddbmm(v, h[..., r:], bv.transpose(1, 2)))
+
+    @staticmethod
+    def backward(ctx: Any, dq: torch.Tensor, dv: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, A, bq, bv, h = ctx.saved_tensors
+        r = bq.shape[2]
+        dhT = torch.cat([torch.bmm(bq.transpose(1, 2), dq.transpose(1, 2)),
+                         torch.bmm(bv.transpose(1, 2), dv.transpose(1, 2))], dim=1)  # [G, 2r, R]
+        dx = torch.bmm(dhT.transpose(1, 2), A) if ctx.needs_input_grad[0] else None
+        dbq = torch.bmm(h[..., :r].transpose(1, 2), dq).transpose(1, 2)  # [G, hq, r]
+        dbv = torch.bmm(h[..., r:].transpose(1, 2), dv).transpose(1, 2)
+        return (dx, torch.bmm(dhT, x), dbq, dbv, dq if ctx.needs_input_grad[4] else None,
+                dv if ctx.needs_input_grad[5] else None)
+
+
 class _MLP(torch.autograd.Function):
     """residual + down(silu(x Wg^T) * (x Wu^T)) for frozen Wg, Wu [I, H], Wd [H, I], computed
     in chunks of rows so that each chunk's [rows, I] intermediates stay in the core's cache
@@ -311,13 +344,12 @@ class FastLlama:
             lo, hi = lq.span
             r = lq.r_max
             A = torch.cat([lq.lora_A[lo:hi], lv.lora_A[lo:hi]], dim=1)        # [G, 2r, in]
-            h = torch.bmm(x.view(G, -1, x.shape[-1]), A.transpose(1, 2))     # [G, M/G, 2r]
             # the scale alpha/r on B's columns instead of on h: the same product, a smaller tensor
-            bq = (lq.lora_B[lo:hi] * lq.gain[lo:hi, None, :]).transpose(1, 2)
-            bv = (lv.lora_B[lo:hi] * lv.gain[lo:hi, None, :]).transpose(1, 2)
-            q = torch.baddbmm(q.reshape(G, -1, hq), h[..., :r], bq).view(-1, hq)
-            v = torch.baddbmm(v.reshape(G, -1, hk), h[..., r:], bv).view(-1, hk)
-            return q, k, v
+            bq = lq.lora_B[lo:hi] * lq.gain[lo:hi, None, :]                 # [G, hq, r]
+            bv = lv.lora_B[lo:hi] * lv.gain[lo:hi, None, :]                 # [G, hk, r]
+            q, v = _LoRAQV.apply(x.view(G, -1, x.shape[-1]), A, bq, bv, q.view(G, -1, hq),
+                                 v.view(G, -1, hk))
+            return q.view(-1, hq), k, v.view(-1, hk)
         out = [t if m is None else t + m.lora_out(x) for t, m in ((q, lq), (k, lk), (v, lv))]
         return out[0], out[1], out[2]
 

@@ -342,7 +342,6 @@ class FastLlama:
         if lq is not None and lv is not None and lk is None and not (
                 lq.training and bool(((lq.drop > 0) | (lv.drop > 0)).any())):
             lo, hi = lq.span
-            r = lq.r_max
             A = torch.cat([lq.lora_A[lo:hi], lv.lora_A[lo:hi]], dim=1)        # [G, 2r, in]
             # the scale alpha/r on B's columns instead of on h: the same product, a smaller tensor
             bq = lq.lora_B[lo:hi] * lq.gain[lo:hi, None, :]                 # [G, hq, r]

@@ -3,12 +3,16 @@
    Each function does in one pass over memory what took the torch path three to seven kernels;
    on the small bases this project trains on CPU those passes stream through L3, so the number of
    passes is what costs. Built on first use by learners/kernels.py (cc -O3 -march=native) and called
-   through ctypes, which releases the GIL. No libm, no OpenMP: plain loops the compiler vectorizes.
+   through ctypes, which releases the GIL. No libm, no OpenMP: plain loops the compiler vectorizes,
+   and for the attention, register tiles written with GCC's vector extension (clang has it too).
 
    NaN and inf propagate as in the torch ops they replace (a diverging learner must still read as
    failed). */
 
 #include <stdint.h>
+#include <string.h>
+
+typedef float v8 __attribute__((vector_size(32)));  /* 8 floats: GCC/Clang vector extension */
 
 /* exp(x), vectorizable: Cephes' range reduction and degree-6 polynomial on [-87.3, 88]; 0 below,
    inf above (expf overflows at 88.7; callers take sigmoids, for which the two agree), NaN for NaN.
@@ -113,4 +117,145 @@ void rope(const float *restrict x, int64_t xn, int64_t xt, int64_t xh,
                 }
             }
         }
+}
+
+/* --- attention: register tiles of 4 x 8 (scores) and 2 x d (products with values) ------- */
+
+static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, 32); return v; }
+static inline void st(float *p, v8 v) { memcpy(p, &v, 32); }
+
+/* out[i][0:cols(i)] = alpha * sum_c a[i][c] * bt[c][:], a [m][k] (row stride lda), bt [k][ldb],
+   out [m][ldo]; cols per 4-row block: up to lim(i_last) rounded up to 8 (<= ldb). */
+static inline void tile_nt(const float *a, int64_t lda, const float *bt, int64_t ldb, float *out,
+                           int64_t ldo, int64_t m, int64_t k, float alpha, int64_t t0, int64_t t) {
+    for (int64_t i = 0; i < m; i += 4) {
+        int64_t rows = m - i < 4 ? m - i : 4;
+        int64_t lim = t0 + i + rows;                /* keys needed by the block's last row */
+        lim = lim < t ? lim : t;
+        for (int64_t j = 0; j < lim; j += 8) {
+            v8 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+            const float *a0 = a + i * lda, *a1 = a0 + (rows > 1) * lda, *a2 = a0 + (rows > 2) * 2 * lda,
+                        *a3 = a0 + (rows > 3) * 3 * lda;
+            for (int64_t c = 0; c < k; c++) {
+                v8 b = ld(bt + c * ldb + j);
+                acc0 += a0[c] * b; acc1 += a1[c] * b; acc2 += a2[c] * b; acc3 += a3[c] * b;
+            }
+            st(out + i * ldo + j, acc0 * alpha);
+            if (rows > 1) st(out + (i + 1) * ldo + j, acc1 * alpha);
+            if (rows > 2) st(out + (i + 2) * ldo + j, acc2 * alpha);
+            if (rows > 3) st(out + (i + 3) * ldo + j, acc3 * alpha);
+        }
+    }
+}
+
+/* out[i][:] = sum_j a(i, j) * b[j][:] for j < kn, with a(i, j) = a[i * ars + j * acs] (so a
+   transposed operand needs no copy), b [kn][NV*8] contiguous rows, out [m][NV*8]; 2 rows at a
+   time with NV vector accumulators each. */
+#define TILE_NN(NV)                                                                              \
+static inline void tile_nn_##NV(const float *a, int64_t ars, int64_t acs, const float *b,         \
+                                float *out, int64_t m, int64_t kn) {                              \
+    const int64_t d = NV * 8;                                                                     \
+    for (int64_t i = 0; i < m; i += 2) {                                                          \
+        int two = m - i > 1;                                                                      \
+        const float *a0 = a + i * ars, *a1 = a0 + two * ars;                                      \
+        v8 x0[NV], x1[NV];                                                                        \
+        for (int v = 0; v < NV; v++) { x0[v] = (v8){0}; x1[v] = (v8){0}; }                        \
+        for (int64_t j = 0; j < kn; j++) {                                                        \
+            float s0 = a0[j * acs], s1 = a1[j * acs];                                             \
+            for (int v = 0; v < NV; v++) {                                                        \
+                v8 bv = ld(b + j * d + v * 8);                                                    \
+                x0[v] += s0 * bv; x1[v] += s1 * bv;                                               \
+            }                                                                                     \
+        }                                                                                         \
+        for (int v = 0; v < NV; v++) {                                                            \
+            st(out + i * d + v * 8, x0[v]);                                                       \
+            if (two) st(out + (i + 1) * d + v * 8, x1[v]);                                        \
+        }                                                                                         \
+    }                                                                                             \
+}
+TILE_NN(1)
+TILE_NN(2)
+TILE_NN(3)
+TILE_NN(4)
+
+static inline void tile_nn(const float *a, int64_t ars, int64_t acs, const float *b, float *out,
+                           int64_t m, int64_t kn, int64_t d) {
+    switch (d / 8) {
+    case 1: tile_nn_1(a, ars, acs, b, out, m, kn); break;
+    case 2: tile_nn_2(a, ars, acs, b, out, m, kn); break;
+    case 3: tile_nn_3(a, ars, acs, b, out, m, kn); break;
+    default: tile_nn_4(a, ars, acs, b, out, m, kn); break;
+    }
+}
+
+static inline void transpose(const float *x, int64_t rows, int64_t cols, int64_t ldx, float *xt,
+                             int64_t ldt) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) xt[c * ldt + r] = x[r * ldx + c];
+}
+
+/* Causal attention, one (row, head) at a time in L1, the causal half of the scores only: for
+   b < nb, queries i < tq at absolute positions t0 + i see keys j <= t0 + i:
+   p[b, i] = softmax(scale * q_i . k_j) (0 past the diagonal), o[b, i] = sum_j p_ij v_j.
+   q, o [nb, tq, d]; k, v [nb, t, d]; p [nb, tq, t]; contiguous; d in {8, 16, 24, 32}.
+   scratch: d*tp + tq*tp floats, tp = t rounded up to 8. */
+void attention_fwd(const float *restrict q, const float *restrict k, const float *restrict v,
+                   float *restrict o, float *restrict p, float *restrict scratch, int64_t nb,
+                   int64_t tq, int64_t t, int64_t d, int64_t t0, float scale) {
+    int64_t tp = (t + 7) / 8 * 8;
+    float *kt = scratch, *s = scratch + d * tp;
+    memset(kt, 0, sizeof(float) * d * tp);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *qb = q + b * tq * d, *kb = k + b * t * d, *vb = v + b * t * d;
+        float *pb = p + b * tq * t;
+        transpose(kb, t, d, d, kt, tp);
+        tile_nt(qb, d, kt, tp, s, tp, tq, d, scale, t0, t);
+        for (int64_t i = 0; i < tq; i++) {
+            float *si = s + i * tp, *pi = pb + i * t;
+            int64_t n = t0 + i + 1 < t ? t0 + i + 1 : t;
+            int64_t n8 = (n + 7) / 8 * 8;           /* whole vectors; the rest of the row is 0 */
+            for (int64_t j = n; j < n8; j++) si[j] = -__builtin_inff();   /* exp(-inf) = 0 */
+            float m = si[0];
+#pragma omp simd reduction(max : m)
+            for (int64_t j = 0; j < n8; j++) m = si[j] > m ? si[j] : m;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < n8; j++) { float e = exp_f(si[j] - m); si[j] = e; sum += e; }
+            float inv = 1.0f / sum;
+            for (int64_t j = 0; j < n; j++) pi[j] = si[j] * inv;
+            for (int64_t j = n; j < t; j++) pi[j] = 0.0f;
+        }
+        tile_nn(pb, t, 1, vb, o + b * tq * d, tq, t, d);
+    }
+}
+
+/* The backward of attention_fwd from its p: dp = do v^T; ds = p (dp - rowsum(p dp)) * scale;
+   dq = ds k; dk = ds^T q; dv = p^T do. dq [nb, tq, d]; dk, dv [nb, t, d].
+   scratch: d*tp + tq*tp floats. */
+void attention_bwd(const float *restrict q, const float *restrict k, const float *restrict v,
+                   const float *restrict p, const float *restrict dout, float *restrict dq,
+                   float *restrict dk, float *restrict dv, float *restrict scratch, int64_t nb,
+                   int64_t tq, int64_t t, int64_t d, int64_t t0, float scale) {
+    int64_t tp = (t + 7) / 8 * 8;
+    float *vt = scratch, *ds = vt + d * tp;
+    memset(vt, 0, sizeof(float) * d * tp);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *qb = q + b * tq * d, *kb = k + b * t * d, *vb = v + b * t * d;
+        const float *pb = p + b * tq * t, *db = dout + b * tq * d;
+        transpose(vb, t, d, d, vt, tp);
+        tile_nt(db, d, vt, tp, ds, tp, tq, d, 1.0f, t0, t);         /* dp = do v^T */
+        for (int64_t i = 0; i < tq; i++) {
+            float *di = ds + i * tp;
+            const float *pi = pb + i * t;
+            int64_t n = t0 + i + 1 < t ? t0 + i + 1 : t;
+            float rs = 0.0f;
+#pragma omp simd reduction(+ : rs)
+            for (int64_t j = 0; j < n; j++) rs += pi[j] * di[j];
+            for (int64_t j = 0; j < n; j++) di[j] = pi[j] * (di[j] - rs) * scale;
+            for (int64_t j = n; j < tp; j++) di[j] = 0.0f;
+        }
+        tile_nn(ds, tp, 1, kb, dq + b * tq * d, tq, t, d);           /* dq = ds k */
+        tile_nn(ds, 1, tp, qb, dk + b * t * d, t, tq, d);            /* dk = ds^T q */
+        tile_nn(pb, 1, t, db, dv + b * t * d, t, tq, d);             /* dv = p^T do */
+    }
 }

@@ -42,6 +42,8 @@ _SIGNATURES = {
     "rmsnorm_fwd": [_P, _I, _P, _P, _P, _I, _I, _F],
     "rmsnorm_bwd": [_P, _I, _P, _P, _P, _P, _I, _I],
     "rope": [_P, _I, _I, _I, _P, _I, _I, _I, _P, _P, _F, _I, _I, _I, _I],
+    "attention_fwd": [_P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _F],
+    "attention_bwd": [_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _F],
 }
 
 
@@ -162,4 +164,45 @@ def rope(x: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
              out.stride(1), out.stride(2), _ptr(cos), _ptr(sin), sign, n, t, heads, d)
 
 
-__all__ = ["library", "rmsnorm_bwd", "rmsnorm_fwd", "rope", "swiglu_bwd", "swiglu_fwd", "usable"]
+def attention_usable(q: torch.Tensor) -> bool:
+    """Whether attention_fwd/bwd take queries like q [B, Tq, d]: the kernels' tiles need d in
+    {8, 16, 24, 32}."""
+    return q.shape[-1] in (8, 16, 24, 32) and usable(q)
+
+
+def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t0: int, scale: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention of queries q [B, Tq, d] at positions t0.. over keys and values k, v
+    [B, T, d] (query i sees keys j <= t0 + i) -> (o [B, Tq, d], p [B, Tq, T] the softmax, 0 past
+    the diagonal)."""
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    nb, tq, d = q.shape
+    t = k.shape[1]
+    tp = -(-t // 8) * 8
+    o, p, scratch = q.new_empty(nb, tq, d), q.new_empty(nb, tq, t), q.new_empty(d * tp + tq * tp)
+    lib = library()
+    assert lib is not None
+    lib.attention_fwd(_ptr(q), _ptr(k), _ptr(v), _ptr(o), _ptr(p), _ptr(scratch), nb, tq, t, d,
+                      t0, scale)
+    return o, p
+
+
+def attention_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: torch.Tensor,
+                  do: torch.Tensor, t0: int, scale: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) of attention_fwd's o, from its (contiguous) q, k, v, p and do [B, Tq, d]."""
+    do = do.contiguous()
+    nb, tq, d = q.shape
+    t = k.shape[1]
+    tp = -(-t // 8) * 8
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    scratch = q.new_empty(d * tp + tq * tp)
+    lib = library()
+    assert lib is not None
+    lib.attention_bwd(_ptr(q), _ptr(k), _ptr(v), _ptr(p), _ptr(do), _ptr(dq), _ptr(dk), _ptr(dv),
+                      _ptr(scratch), nb, tq, t, d, t0, scale)
+    return dq, dk, dv
+
+
+__all__ = ["attention_bwd", "attention_fwd", "attention_usable", "library", "rmsnorm_bwd",
+           "rmsnorm_fwd", "rope", "swiglu_bwd", "swiglu_fwd", "usable"]

@@ -104,3 +104,23 @@ def test_a_failing_compiler_falls_back_to_torch_ops_with_a_warning(tmp_path, mon
             assert kernels.library() is None
     finally:
         kernels.library.cache_clear()
+
+
+@pytest.mark.parametrize("t,d,t0", [(9, 8, 0), (9, 8, 5), (33, 32, 20), (17, 16, 3), (7, 24, 0)])
+def test_causal_attention_equals_autograd_of_masked_softmax(t, d, t0) -> None:
+    """t0 > 0: the last block's queries, from the first labelled position on; t not a multiple of
+    the kernels' 8-wide tiles."""
+    nb = 5
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(nb, n, d, generator=gen) for n in (t - t0, t, t))
+    o, p = kernels.attention_fwd(q, k, v, t0, 0.3)
+    qr, kr, vr = (x.clone().requires_grad_() for x in (q, k, v))
+    mask = torch.ones(t, t, dtype=torch.bool).tril()[t0:]
+    ref_p = (qr @ kr.transpose(1, 2) * 0.3).masked_fill(~mask, float("-inf")).softmax(-1)
+    ref = ref_p @ vr
+    assert_close(p, ref_p.detach())
+    assert_close(o, ref.detach())
+    do = torch.randn(nb, t - t0, d, generator=gen)
+    ref.backward(do)
+    for got, want in zip(kernels.attention_bwd(q, k, v, p, do, t0, 0.3), (qr, kr, vr), strict=True):
+        assert_close(got, want.grad)

@@ -11,15 +11,16 @@ step). On a small CPU model, the transformers forward spent about half its time 
 This path is for `LlamaForCausalLM`-shaped models only. It:
 - fuses q/k/v into one [M, H] x [H, 3H] matmul. The modules' weights become views into the fused
   tensors, so no memory is duplicated and the transformers path still sees the same weights;
-- applies every learner's LoRA on q and v with one A-bmm for both (dropout 0), and adds the
-  B-bmm into the base output (baddbmm);
-- uses autograd functions with hand-written backwards for:
-  - RMSNorm: two passes each way;
-  - RoPE: fused multiply-adds, written straight into the attention's [N, heads, T, d] layout;
-  - attention: five bmm and one softmax-backward kernel;
-  - the SwiGLU MLP (when no adapter sits on its modules): in chunks of 512 rows so each chunk's
-    intermediates stay in cache, keeping sigmoid(gate) for the backward so that the backward
-    needs no exp;
+- in block 0, gathers the normed input and base q/k/v from a per-token table when the vocabulary
+  is smaller than the pass (they depend on the token id alone);
+- applies every learner's LoRA on q and v with one A-bmm for both (dropout 0), adds the B-bmm
+  into the base output, and lays out the backward's products with the rank as a row count;
+- uses autograd functions with hand-written backwards for RMSNorm, RoPE (written straight into
+  the attention's [N, heads, T, d] layout), attention, and the SwiGLU MLP (when no adapter sits
+  on its modules; in chunks of 512 rows so each chunk's intermediates stay in cache, keeping
+  sigmoid(gate) so the backward needs no exp). For float32 CPU tensors their element-wise work
+  and the attention's small products run in C kernels (learners/kernels.py), one pass each;
+  otherwise in torch ops;
 - adds residuals inside the output GEMMs (addmm);
 - attends with a causal mask alone. The population's batches are right-padded, so no real token
   attends to padding;
@@ -28,9 +29,8 @@ This path is for `LlamaForCausalLM`-shaped models only. It:
   those modules). This is exact: a block's output at position t feeds nothing but the next block
   (there is none) and the LM head.
 
-Each of these was timed against the previous step on one thread, P = 16, 512 tokens per learner.
-Together they took the step from 0.83 s to about 0.57 s (see bench/population.py for the
-population-level figures).
+Each of these was timed against the previous step on one thread, P = 16, 512 tokens per learner
+(docs/learners.md lists the figures; bench/population.py has the population-level ones).
 
 The tensor layout is the population's: learner g's rows are the g-th block of B rows of the
 [G*B, T] batch. `FastLlama.supports(model)` says whether a model can use this path; otherwise the
@@ -171,9 +171,10 @@ class _Attention(torch.autograd.Function):
                 t0: int, scale: float) -> torch.Tensor:
         """bias [T, T]: 0 on and below the diagonal, the dtype's min above (the torch ops' mask)."""
         ctx.kernel, ctx.scale, ctx.t0 = kernels.attention_usable(q), scale, t0
-        if ctx.kernel:
+        if ctx.kernel:   # the kernels read (and the backward reuses) contiguous q, k, v
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
             o, p = kernels.attention_fwd(q, k, v, t0, scale)
-            ctx.save_for_backward(q.contiguous(), k.contiguous(), v.contiguous(), p)
+            ctx.save_for_backward(q, k, v, p)
             return o
         p = torch.softmax(torch.baddbmm(bias[t0:], q, k.transpose(1, 2), alpha=scale), dim=-1,
                           dtype=torch.float32).to(q.dtype)  # float32 softmax, as transformers

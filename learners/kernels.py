@@ -72,6 +72,8 @@ def _build(cc: str, out: Path) -> None:
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None where they cannot be had (see the module docstring)."""
+    from evolve.basemodel import cache_root  # the embedded base's cache root, one definition
+
     if os.environ.get("EVOLVE_KERNELS", "1") == "0":
         return None
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -79,8 +81,7 @@ def library() -> ctypes.CDLL | None:
         return None
     key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, cc, platform.machine(),
                                     _cpu_id()]).encode()).hexdigest()[:16]
-    root = Path(os.environ.get("EVOLVE_CACHE") or Path.home() / ".cache" / "evolve")
-    so = root / "kernels" / f"kernels-{key}.so"
+    so = cache_root() / "kernels" / f"kernels-{key}.so"
     try:
         if not so.exists():
             _build(cc, so)

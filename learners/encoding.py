@@ -151,6 +151,22 @@ def encode_pairs(codec_or_tokenizer: object, pairs: Sequence[Pair],
     return out if str(device) == "cpu" else out.to(device)
 
 
+def predicting(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions of a right-padded [N, T] batch that predict a label, cut to the leading
+    columns a causal forward needs to compute them.
+
+    Returns sel [N, L] (position t of row n predicts a label) and target [N, L] (the token each
+    position predicts: labels shifted by one, IGNORE past the end), L = 1 + the last predicting
+    position. Later columns (the final eos, padding) reach no label, and with causal attention no
+    earlier position sees them, so a forward over ids[:, :L] gives the same hidden states at sel.
+    At the probes' and the benchmark's 32 tokens a row this drops one column in 32."""
+    target = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)   # [N, T]
+    sel = target != IGNORE
+    cols = sel.any(0).nonzero()
+    L = int(cols[-1, 0]) + 1 if len(cols) else 1
+    return sel[:, :L], target[:, :L]
+
+
 def verdicts_at(lg: torch.Tensor, target: torch.Tensor, sel: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`answer_verdicts` from the logits at the scored positions only: lg [K, V] are the logits at

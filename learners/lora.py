@@ -126,8 +126,8 @@ class StackedLoRALinear(nn.Module):
                 mask[g] = (u < keep[g]).to(x.dtype) / keep[g]
                 continue
             b, t = self.rows[g]
-            T = self._T
-            u = torch.rand((b, t, d), generator=gen, device=x.device, dtype=x.dtype)
+            T = self._T   # the batch's columns, which may cut the learner's t (they reach no loss)
+            u = torch.rand((b, t, d), generator=gen, device=x.device, dtype=x.dtype)[:, :T]
             mask[g].view(-1, T, d)[:b, :t] = (u < keep[g]).to(x.dtype) / keep[g]
         return x * mask
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from learners import probe as probing
-from learners.encoding import as_codec, encode_pairs
+from learners.encoding import as_codec, encode_pairs, predicting
 from learners.fastpath import FastLlama
 from learners.lora import StackedLoRALinear, inject, module_matches
 from learners.optim import StackedAdamW
@@ -194,14 +194,15 @@ class Population:
             lengths = mask.sum(1).view(G, B)            # tokens per row; rows past a batch: 1
             rows = [(len(b), int(lengths[g, :len(b)].max()) if b else 0)
                     for g, b in enumerate(batches[lo:hi])]
+            sel, target = predicting(labels)                     # [G*B, L]: later columns reach no label
+            L = sel.shape[1]
+            ids, mask = ids[:, :L], mask[:, :L]
             for layer in self.layers.values():
-                layer.rows, layer._T = rows, ids.shape[1]
-            target = labels[:, 1:]
-            sel = target != -100                                 # [G*B, T-1]
+                layer.rows, layer._T = rows, L
             if self._hidden is not None:                         # [K, H] positions predicting a label
-                h = self._hidden(ids, mask, nn.functional.pad(sel, (0, 1)), G)
+                h = self._hidden(ids, mask, sel, G)
             else:
-                h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][sel]
+                h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[sel]
         finally:
             for layer in self.layers.values():
                 layer.span, layer.rows = (0, self.P), None

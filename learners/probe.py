@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from learners.encoding import IGNORE, answer_verdicts, as_codec, encode_pairs, verdicts_at
+from learners.encoding import (
+    answer_verdicts,
+    as_codec,
+    encode_pairs,
+    predicting,
+    verdicts_at,
+)
 
 Pair = tuple[str, str]
 
@@ -67,9 +73,9 @@ def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[
         ids = enc.input_ids.to(device).repeat(P, 1)        # [P*k, T], learner-major
         mask = enc.attention_mask.to(device).repeat(P, 1)
         if hidden is not None:
-            target = enc.labels.to(device).repeat(P, 1)[:, 1:]
-            sel = target != IGNORE                          # [P*k, T-1] positions predicting
-            h = hidden(ids, mask, torch.nn.functional.pad(sel, (0, 1)), P)       # [K, H]
+            sel, target = predicting(enc.labels.to(device).repeat(P, 1))  # [P*k, L]
+            L = sel.shape[1]
+            h = hidden(ids[:, :L], mask[:, :L], sel, P)     # [K, H]
             verdicts = verdicts_at(model.get_output_embeddings()(h).float(), target, sel)
         else:
             logits = model(input_ids=ids, attention_mask=mask).logits.float()  # [P*k, T, V]

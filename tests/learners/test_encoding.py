@@ -8,7 +8,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from learners.base import BaseConfig, build_base, pretrain
-from learners.encoding import Batch, answer_verdicts, as_codec, encode_pairs
+from learners.encoding import Batch, answer_verdicts, as_codec, encode_pairs, predicting
 from learners.tokenizer import CharCodec, build_char_tokenizer
 
 PAIRS = [(f"{a}+{b}=", str(a + b)) for a in range(0, 10, 3) for b in range(0, 30, 4)] + [
@@ -50,6 +50,26 @@ def test_hf_loss_is_cross_entropy_on_answer_and_eos(partly_trained: torch.nn.Mod
     terms = [-logp[i, t - 1, b.input_ids[i, t]] for i in range(len(b))
              for t in range(int(b.answer_start[i]), int(b.answer_start[i] + b.answer_len[i]))]
     torch.testing.assert_close(out.loss, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_predicting_cuts_only_columns_that_reach_no_label(partly_trained: torch.nn.Module,
+                                                          tok: PreTrainedTokenizerFast) -> None:
+    """The forward over the first L columns gives the full forward's hidden states at every
+    position that predicts a label; L drops the longest row's eos (and nothing a label needs)."""
+    b = encode_pairs(tok, PAIRS[:6])
+    T = b.input_ids.shape[1]
+    sel, target = predicting(b.labels)
+    L = sel.shape[1]
+    assert L == T - 1 and target.shape == (6, L)
+    assert sel.sum() == (b.labels != -100).sum()                # every label's predictor kept
+    assert torch.equal(target[sel], b.labels[b.labels != -100])  # and what it predicts, in order
+    full = partly_trained(input_ids=b.input_ids, attention_mask=b.attention_mask,
+                          output_hidden_states=True).hidden_states[-1]
+    cut = partly_trained(input_ids=b.input_ids[:, :L], attention_mask=b.attention_mask[:, :L],
+                         output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(cut[sel], full[:, :L][sel], rtol=1e-5, atol=1e-6)
+    none, _ = predicting(torch.full((2, 5), -100))                # no labels: one column, none set
+    assert none.shape == (2, 1) and not none.any()
 
 
 def _greedy(model: torch.nn.Module, tok: PreTrainedTokenizerFast, prompt: str, answer: str) -> bool:

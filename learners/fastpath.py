@@ -158,39 +158,56 @@ class _Rope(torch.autograd.Function):
 
 
 class _Attention(torch.autograd.Function):
-    """Causal softmax(q k^T * scale) v for queries q [B, Tq, d] at positions t0.. and keys and
-    values k, v [B, T, d] (B = rows x heads; query i sees keys j <= t0 + i).
+    """Causal softmax(q k^T * scale) v for queries q [N, h, Tq, d] at positions t0.. and keys k
+    [N, h, T, d] (contiguous, as _Rope lays them out) and values v [N, T, h, d] (the projections'
+    layout, any strides with a unit last one) -> o [N, Tq, h, d] contiguous, the layout o_proj
+    reads (query i sees keys j <= t0 + i).
 
     With the C kernels (float32 CPU, d <= 32): one (row, head) at a time in L1 with register
-    tiles, the causal half of the scores only; torch's bmm ran these 32x32x32 products at about
-    35 GFLOP/s. Else five bmm and one softmax-backward kernel, by hand: autograd's backward of
-    the same three ops took twice as long at T = 32 (it scales and copies the transposed operands)."""
+    tiles, the causal half of the scores only, reading v and writing o (and in the backward
+    reading do and writing dv) in the projections' layout, so no tensor is copied between the
+    layouts; torch's bmm ran these 32x32x32 products at about 35 GFLOP/s. Else five bmm and one
+    softmax-backward kernel, by hand: autograd's backward of the same three ops took twice as long
+    at T = 32 (it scales and copies the transposed operands)."""
 
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
                 t0: int, scale: float) -> torch.Tensor:
         """bias [T, T]: 0 on and below the diagonal, the dtype's min above (the torch ops' mask)."""
         ctx.kernel, ctx.scale, ctx.t0 = kernels.attention_usable(q), scale, t0
-        if ctx.kernel:   # the kernels read (and the backward reuses) contiguous q, k, v
-            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-            o, p = kernels.attention_fwd(q, k, v, t0, scale)
+        N, h, tq, d = q.shape
+        if ctx.kernel:
+            q, k = q.contiguous(), k.contiguous()
+            o = q.new_empty(N, tq, h, d)
+            p = kernels.attention_fwd(q, k, v.transpose(1, 2), o.transpose(1, 2), t0, scale)
             ctx.save_for_backward(q, k, v, p)
             return o
+        q, k = q.reshape(N * h, tq, d), k.reshape(N * h, -1, d)
+        v = v.transpose(1, 2).reshape(N * h, -1, d)
         p = torch.softmax(torch.baddbmm(bias[t0:], q, k.transpose(1, 2), alpha=scale), dim=-1,
                           dtype=torch.float32).to(q.dtype)  # float32 softmax, as transformers
         ctx.save_for_backward(q, k, v, p)
-        return torch.bmm(p, v)
+        return torch.bmm(p, v).view(N, h, tq, d).transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx: Any, do: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q, k, v, p = ctx.saved_tensors
+        if do.stride(-1) != 1:
+            do = do.contiguous()
         if ctx.kernel:
-            return (*kernels.attention_bwd(q, k, v, p, do, ctx.t0, ctx.scale), None, None, None)
+            dv = torch.empty_like(v, memory_format=torch.contiguous_format)     # [N, T, h, d]
+            dq, dk = kernels.attention_bwd(q, k, v.transpose(1, 2), p, do.transpose(1, 2),
+                                           dv.transpose(1, 2), ctx.t0, ctx.scale,
+                                           need_dk=ctx.needs_input_grad[1])
+            return dq, dk, dv if ctx.needs_input_grad[2] else None, None, None, None
+        N, tq, h, d = do.shape
+        do = do.transpose(1, 2).reshape(N * h, tq, d)
         ds = torch.ops.aten._softmax_backward_data(torch.bmm(do, v.transpose(1, 2)), p, -1, p.dtype)
         ds.mul_(ctx.scale)
-        dq = torch.bmm(ds, k) if ctx.needs_input_grad[0] else None
-        dk = torch.bmm(ds.transpose(1, 2), q) if ctx.needs_input_grad[1] else None
-        dv = torch.bmm(p.transpose(1, 2), do) if ctx.needs_input_grad[2] else None
+        dq = torch.bmm(ds, k).view(N, h, tq, d) if ctx.needs_input_grad[0] else None
+        dk = torch.bmm(ds.transpose(1, 2), q).view(N, h, -1, d) if ctx.needs_input_grad[1] else None
+        dv = (torch.bmm(p.transpose(1, 2), do).view(N, h, -1, d).transpose(1, 2)
+              if ctx.needs_input_grad[2] else None)
         return dq, dk, dv, None, None, None
 
 
@@ -372,13 +389,12 @@ class FastLlama:
         T, d, h, hk = M // N, self.head_dim, self.heads, self.kv_heads
         q, k, v = self._qkv(b, x, G, qkv)
         q = _Rope.apply(q.view(N, T, h, d)[:, t0:], cos[t0:], sin[t0:])  # [N, h, T-t0, d]
-        k = _Rope.apply(k.view(N, T, hk, d), cos, sin)
-        v = v.view(N, T, hk, d).transpose(1, 2)
+        k = _Rope.apply(k.view(N, T, hk, d), cos, sin)                    # [N, hk, T, d]
+        v = v.view(N, T, hk, d)
         if hk != h:
-            k, v = k.repeat_interleave(h // hk, dim=1), v.repeat_interleave(h // hk, dim=1)
-        k, v = k.reshape(N * h, T, d), v.reshape(N * h, T, d)
-        o = _Attention.apply(q.reshape(N * h, T - t0, d), k, v, bias, t0, self.scaling)
-        return o.view(N, h, T - t0, d).transpose(1, 2).reshape(N * (T - t0), h * d)
+            k, v = k.repeat_interleave(h // hk, dim=1), v.repeat_interleave(h // hk, dim=2)
+        o = _Attention.apply(q, k, v, bias, t0, self.scaling)            # [N, T-t0, h, d]
+        return o.view(N * (T - t0), h * d)
 
     def _mlp(self, b: _Block, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """residual + MLP(x), x [M, H]."""

@@ -14,6 +14,19 @@
 
 typedef float v8 __attribute__((vector_size(32)));  /* 8 floats: GCC/Clang vector extension */
 
+static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, 32); return v; }
+static inline void st(float *p, v8 v) { memcpy(p, &v, 32); }
+
+#if defined(__AVX__)
+#include <immintrin.h>
+/* a streaming store (32-byte aligned p): the line goes to memory without being read first */
+static inline void put(float *p, v8 v) { _mm256_stream_ps(p, (__m256)v); }
+static inline void fence(void) { _mm_sfence(); }
+#else
+static inline void put(float *p, v8 v) { st(p, v); }
+static inline void fence(void) {}
+#endif
+
 /* exp(x), vectorizable: Cephes' range reduction and degree-6 polynomial on [-87.3, 88]; 0 below,
    inf above (expf overflows at 88.7; callers take sigmoids, for which the two agree), NaN for NaN.
    Conditionals are selects (-fno-trapping-math lets the compiler vectorize them). */
@@ -51,6 +64,44 @@ void swiglu_fwd(float *restrict g, const float *restrict u, float *restrict sig,
         sig[i] = sg;
         g[i] = s;
         y[i] = s * u[i];
+    }
+}
+
+/* SwiGLU forward from the gate and up GEMMs' outputs g, u (a chunk, still in cache) into the
+   tensors the backward reads: sig = sigmoid(g), s = g*sig, u_save = u; and y = s*u (in cache, for
+   the down GEMM). The saved tensors are read again only after the rest of the pass has evicted
+   them, so they are written with streaming stores where the CPU has them (no read of the line
+   first: half the memory traffic). */
+void swiglu_fwd_save(const float *restrict g, const float *restrict u, float *restrict s,
+                     float *restrict u_save, float *restrict sig, float *restrict y, int64_t n) {
+    int64_t i = 0;
+    if (!(((uintptr_t)s | (uintptr_t)u_save | (uintptr_t)sig) & 31)) {
+        for (; i + 64 <= n; i += 64) {
+            float sb[64], gb[64];
+            for (int j = 0; j < 64; j++) {
+                float gi = g[i + j];
+                float sg = 1.0f / (1.0f + exp_f(-gi));
+                float si = gi * sg;
+                gb[j] = sg;
+                sb[j] = si;
+                y[i + j] = si * u[i + j];
+            }
+            for (int j = 0; j < 64; j += 8) {
+                put(s + i + j, ld(sb + j));
+                put(sig + i + j, ld(gb + j));
+                put(u_save + i + j, ld(u + i + j));
+            }
+        }
+        fence();
+    }
+    for (; i < n; i++) {
+        float gi = g[i];
+        float sg = 1.0f / (1.0f + exp_f(-gi));
+        float si = gi * sg;
+        sig[i] = sg;
+        s[i] = si;
+        u_save[i] = u[i];
+        y[i] = si * u[i];
     }
 }
 
@@ -121,9 +172,6 @@ void rope(const float *restrict x, int64_t xn, int64_t xt, int64_t xh,
 
 /* --- attention: register tiles of 4 x 8 (scores) and 2 x d (products with values) ------- */
 
-static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, 32); return v; }
-static inline void st(float *p, v8 v) { memcpy(p, &v, 32); }
-
 /* out[i][0:cols(i)] = alpha * sum_c a[i][c] * bt[c][:], a [m][k] (row stride lda), bt [k][ldb],
    out [m][ldo]; cols per 4-row block: up to lim(i_last) rounded up to 8 (<= ldb). */
 static inline void tile_nt(const float *a, int64_t lda, const float *bt, int64_t ldb, float *out,
@@ -149,11 +197,11 @@ static inline void tile_nt(const float *a, int64_t lda, const float *bt, int64_t
 }
 
 /* out[i][:] = sum_j a(i, j) * b[j][:] for j < kn, with a(i, j) = a[i * ars + j * acs] (so a
-   transposed operand needs no copy), b [kn][NV*8] contiguous rows, out [m][NV*8]; 2 rows at a
-   time with NV vector accumulators each. */
+   transposed operand needs no copy), b [kn][NV*8] rows ldb floats apart, out [m][NV*8] rows ldo
+   floats apart; 2 rows at a time with NV vector accumulators each. */
 #define TILE_NN(NV)                                                                              \
 static inline void tile_nn_##NV(const float *a, int64_t ars, int64_t acs, const float *b,         \
-                                float *out, int64_t m, int64_t kn) {                              \
+                                int64_t ldb, float *out, int64_t ldo, int64_t m, int64_t kn) {    \
     const int64_t d = NV * 8;                                                                     \
     for (int64_t i = 0; i < m; i += 2) {                                                          \
         int two = m - i > 1;                                                                      \
@@ -163,13 +211,13 @@ static inline void tile_nn_##NV(const float *a, int64_t ars, int64_t acs, const 
         for (int64_t j = 0; j < kn; j++) {                                                        \
             float s0 = a0[j * acs], s1 = a1[j * acs];                                             \
             for (int v = 0; v < NV; v++) {                                                        \
-                v8 bv = ld(b + j * d + v * 8);                                                    \
+                v8 bv = ld(b + j * ldb + v * 8);                                                  \
                 x0[v] += s0 * bv; x1[v] += s1 * bv;                                               \
             }                                                                                     \
         }                                                                                         \
         for (int v = 0; v < NV; v++) {                                                            \
-            st(out + i * d + v * 8, x0[v]);                                                       \
-            if (two) st(out + (i + 1) * d + v * 8, x1[v]);                                        \
+            st(out + i * ldo + v * 8, x0[v]);                                                     \
+            if (two) st(out + (i + 1) * ldo + v * 8, x1[v]);                                      \
         }                                                                                         \
     }                                                                                             \
 }
@@ -178,14 +226,20 @@ TILE_NN(2)
 TILE_NN(3)
 TILE_NN(4)
 
-static inline void tile_nn(const float *a, int64_t ars, int64_t acs, const float *b, float *out,
-                           int64_t m, int64_t kn, int64_t d) {
+static inline void tile_nn(const float *a, int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                           float *out, int64_t ldo, int64_t m, int64_t kn, int64_t d) {
     switch (d / 8) {
-    case 1: tile_nn_1(a, ars, acs, b, out, m, kn); break;
-    case 2: tile_nn_2(a, ars, acs, b, out, m, kn); break;
-    case 3: tile_nn_3(a, ars, acs, b, out, m, kn); break;
-    default: tile_nn_4(a, ars, acs, b, out, m, kn); break;
+    case 1: tile_nn_1(a, ars, acs, b, ldb, out, ldo, m, kn); break;
+    case 2: tile_nn_2(a, ars, acs, b, ldb, out, ldo, m, kn); break;
+    case 3: tile_nn_3(a, ars, acs, b, ldb, out, ldo, m, kn); break;
+    default: tile_nn_4(a, ars, acs, b, ldb, out, ldo, m, kn); break;
     }
+}
+
+/* The start of (row, head) b's [t, d] matrix in a tensor of strides s = {row, head, position}
+   (floats): [rows, heads, t, d] contiguous, or [rows, t, heads, d] (the projections' layout). */
+static inline int64_t at(const int64_t *s, int64_t b, int64_t heads) {
+    return (b / heads) * s[0] + (b % heads) * s[1];
 }
 
 static inline void transpose(const float *x, int64_t rows, int64_t cols, int64_t ldx, float *xt,
@@ -195,18 +249,20 @@ static inline void transpose(const float *x, int64_t rows, int64_t cols, int64_t
 }
 
 /* Causal attention, one (row, head) at a time in L1, the causal half of the scores only: for
-   b < nb, queries i < tq at absolute positions t0 + i see keys j <= t0 + i:
+   b < nb (rows x heads), queries i < tq at absolute positions t0 + i see keys j <= t0 + i:
    p[b, i] = softmax(scale * q_i . k_j) (0 past the diagonal), o[b, i] = sum_j p_ij v_j.
-   q, o [nb, tq, d]; k, v [nb, t, d]; p [nb, tq, t]; contiguous; d in {8, 16, 24, 32}.
+   q [nb, tq, d], k [nb, t, d], p [nb, tq, t] contiguous; v and o of any strides vs, os (see `at`),
+   so they can stay in the projections' [rows, t, heads, d] layout; d in {8, 16, 24, 32}.
    scratch: d*tp + tq*tp floats, tp = t rounded up to 8. */
 void attention_fwd(const float *restrict q, const float *restrict k, const float *restrict v,
-                   float *restrict o, float *restrict p, float *restrict scratch, int64_t nb,
-                   int64_t tq, int64_t t, int64_t d, int64_t t0, float scale) {
+                   const int64_t *vs, float *restrict o, const int64_t *os, float *restrict p,
+                   float *restrict scratch, int64_t nb, int64_t heads, int64_t tq, int64_t t,
+                   int64_t d, int64_t t0, float scale) {
     int64_t tp = (t + 7) / 8 * 8;
     float *kt = scratch, *s = scratch + d * tp;
     memset(kt, 0, sizeof(float) * d * tp);
     for (int64_t b = 0; b < nb; b++) {
-        const float *qb = q + b * tq * d, *kb = k + b * t * d, *vb = v + b * t * d;
+        const float *qb = q + b * tq * d, *kb = k + b * t * d, *vb = v + at(vs, b, heads);
         float *pb = p + b * tq * t;
         transpose(kb, t, d, d, kt, tp);
         tile_nt(qb, d, kt, tp, s, tp, tq, d, scale, t0, t);
@@ -225,25 +281,26 @@ void attention_fwd(const float *restrict q, const float *restrict k, const float
             for (int64_t j = 0; j < n; j++) pi[j] = si[j] * inv;
             for (int64_t j = n; j < t; j++) pi[j] = 0.0f;
         }
-        tile_nn(pb, t, 1, vb, o + b * tq * d, tq, t, d);
+        tile_nn(pb, t, 1, vb, vs[2], o + at(os, b, heads), os[2], tq, t, d);
     }
 }
 
 /* The backward of attention_fwd from its p: dp = do v^T; ds = p (dp - rowsum(p dp)) * scale;
-   dq = ds k; dk = ds^T q; dv = p^T do. dq [nb, tq, d]; dk, dv [nb, t, d].
-   scratch: d*tp + tq*tp floats. */
+   dq = ds k; dk = ds^T q (skipped where dk is NULL); dv = p^T do. dq [nb, tq, d] and dk [nb, t, d]
+   contiguous; v, do and dv of any strides vs, ds_, dvs (see `at`). scratch: d*tp + tq*tp floats. */
 void attention_bwd(const float *restrict q, const float *restrict k, const float *restrict v,
-                   const float *restrict p, const float *restrict dout, float *restrict dq,
-                   float *restrict dk, float *restrict dv, float *restrict scratch, int64_t nb,
+                   const int64_t *vs, const float *restrict p, const float *restrict dout,
+                   const int64_t *ds_, float *restrict dq, float *restrict dk, float *restrict dv,
+                   const int64_t *dvs, float *restrict scratch, int64_t nb, int64_t heads,
                    int64_t tq, int64_t t, int64_t d, int64_t t0, float scale) {
     int64_t tp = (t + 7) / 8 * 8;
     float *vt = scratch, *ds = vt + d * tp;
     memset(vt, 0, sizeof(float) * d * tp);
     for (int64_t b = 0; b < nb; b++) {
-        const float *qb = q + b * tq * d, *kb = k + b * t * d, *vb = v + b * t * d;
-        const float *pb = p + b * tq * t, *db = dout + b * tq * d;
-        transpose(vb, t, d, d, vt, tp);
-        tile_nt(db, d, vt, tp, ds, tp, tq, d, 1.0f, t0, t);         /* dp = do v^T */
+        const float *qb = q + b * tq * d, *kb = k + b * t * d, *vb = v + at(vs, b, heads);
+        const float *pb = p + b * tq * t, *db = dout + at(ds_, b, heads);
+        transpose(vb, t, d, vs[2], vt, tp);
+        tile_nt(db, ds_[2], vt, tp, ds, tp, tq, d, 1.0f, t0, t);      /* dp = do v^T */
         for (int64_t i = 0; i < tq; i++) {
             float *di = ds + i * tp;
             const float *pi = pb + i * t;
@@ -254,8 +311,8 @@ void attention_bwd(const float *restrict q, const float *restrict k, const float
             for (int64_t j = 0; j < n; j++) di[j] = pi[j] * (di[j] - rs) * scale;
             for (int64_t j = n; j < tp; j++) di[j] = 0.0f;
         }
-        tile_nn(ds, tp, 1, kb, dq + b * tq * d, tq, t, d);           /* dq = ds k */
-        tile_nn(ds, 1, tp, qb, dk + b * t * d, t, tq, d);            /* dk = ds^T q */
-        tile_nn(pb, 1, t, db, dv + b * t * d, t, tq, d);             /* dv = p^T do */
+        tile_nn(ds, tp, 1, kb, d, dq + b * tq * d, d, tq, t, d);          /* dq = ds k */
+        if (dk) tile_nn(ds, 1, tp, qb, d, dk + b * t * d, d, t, tq, d);   /* dk = ds^T q */
+        tile_nn(pb, 1, t, db, ds_[2], dv + at(dvs, b, heads), dvs[2], t, tq, d);  /* dv = p^T do */
     }
 }

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,12 +42,13 @@ FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fope
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _SIGNATURES = {
     "swiglu_fwd": [_P, _P, _P, _P, _I],
+    "swiglu_fwd_save": [_P, _P, _P, _P, _P, _P, _I],
     "swiglu_bwd": [_P, _P, _P, _P, _P, _I],
     "rmsnorm_fwd": [_P, _I, _P, _P, _P, _I, _I, _F],
     "rmsnorm_bwd": [_P, _I, _P, _P, _P, _P, _I, _I],
     "rope": [_P, _I, _I, _I, _P, _I, _I, _I, _P, _P, _F, _I, _I, _I, _I],
-    "attention_fwd": [_P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _F],
-    "attention_bwd": [_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _F],
+    "attention_fwd": [_P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _F],
+    "attention_bwd": [_P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _F],
 }
 
 
@@ -117,6 +119,17 @@ def swiglu_fwd(g: torch.Tensor, u: torch.Tensor, sig: torch.Tensor, y: torch.Ten
     lib.swiglu_fwd(_ptr(g), _ptr(u), _ptr(sig), _ptr(y), g.numel())
 
 
+def swiglu_fwd_save(g: torch.Tensor, u: torch.Tensor, s: torch.Tensor, u_save: torch.Tensor,
+                    sig: torch.Tensor, y: torch.Tensor) -> None:
+    """Over equal-sized contiguous tensors: sig = sigmoid(g), s = silu(g), u_save = u, y = s * u
+    (s, u_save and sig written with streaming stores: they are for the backward)."""
+    ts = (g, u, s, u_save, sig, y)
+    assert all(t.is_contiguous() and t.numel() == g.numel() for t in ts)
+    lib = library()
+    assert lib is not None
+    lib.swiglu_fwd_save(*(_ptr(t) for t in ts), g.numel())
+
+
 def swiglu_bwd(dy: torch.Tensor, s: torch.Tensor, sig: torch.Tensor, u: torch.Tensor,
                du: torch.Tensor) -> None:
     """In place: du = s * dy; dy <- d(loss)/dg, for s = silu(g), sig = sigmoid(g)."""
@@ -169,43 +182,53 @@ def rope(x: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
 
 
 def attention_usable(q: torch.Tensor) -> bool:
-    """Whether attention_fwd/bwd take queries like q [B, Tq, d]: the kernels' tiles need d in
+    """Whether attention_fwd/bwd take queries like q [..., Tq, d]: the kernels' tiles need d in
     {8, 16, 24, 32}."""
     return q.shape[-1] in (8, 16, 24, 32) and usable(q)
 
 
-def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t0: int, scale: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Causal attention of queries q [B, Tq, d] at positions t0.. over keys and values k, v
-    [B, T, d] (query i sees keys j <= t0 + i) -> (o [B, Tq, d], p [B, Tq, T] the softmax, 0 past
-    the diagonal)."""
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    nb, tq, d = q.shape
-    t = k.shape[1]
+def _strides(x: torch.Tensor) -> Any:
+    """A 4D [rows, heads, t, d] tensor's (row, head, position) strides for the C kernels (its last
+    stride must be 1); contiguous or a transposed view of [rows, t, heads, d]."""
+    assert x.dim() == 4 and x.stride(3) == 1 and x.dtype == torch.float32
+    return (ctypes.c_int64 * 3)(x.stride(0), x.stride(1), x.stride(2))
+
+
+def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, t0: int,
+                  scale: float) -> torch.Tensor:
+    """Causal attention of queries q [N, h, Tq, d] at positions t0.. over keys and values k, v
+    [N, h, T, d] (query i sees keys j <= t0 + i) into o [N, h, Tq, d]; returns p [N*h, Tq, T], the
+    softmax (0 past the diagonal). q and k contiguous; v and o any strides with a unit last one
+    (e.g. transposed views of [N, T, h, d]: the projections' layout, no copy)."""
+    assert q.is_contiguous() and k.is_contiguous()
+    N, h, tq, d = q.shape
+    t = k.shape[2]
     tp = -(-t // 8) * 8
-    o, p, scratch = q.new_empty(nb, tq, d), q.new_empty(nb, tq, t), q.new_empty(d * tp + tq * tp)
+    p, scratch = q.new_empty(N * h, tq, t), q.new_empty(d * tp + tq * tp)
     lib = library()
     assert lib is not None
-    lib.attention_fwd(_ptr(q), _ptr(k), _ptr(v), _ptr(o), _ptr(p), _ptr(scratch), nb, tq, t, d,
-                      t0, scale)
-    return o, p
+    lib.attention_fwd(_ptr(q), _ptr(k), _ptr(v), _strides(v), _ptr(o), _strides(o), _ptr(p),
+                      _ptr(scratch), N * h, h, tq, t, d, t0, scale)
+    return p
 
 
 def attention_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: torch.Tensor,
-                  do: torch.Tensor, t0: int, scale: float
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) of attention_fwd's o, from its (contiguous) q, k, v, p and do [B, Tq, d]."""
-    do = do.contiguous()
-    nb, tq, d = q.shape
-    t = k.shape[1]
+                  do: torch.Tensor, dv: torch.Tensor, t0: int, scale: float, need_dk: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The backward of attention_fwd from its q, k, v and p: writes dv (shaped and strided like
+    v's argument there) and returns dq [N, h, Tq, d] and dk [N, h, T, d] (None unless `need_dk`).
+    do [N, h, Tq, d]: any strides with a unit last one."""
+    N, h, tq, d = q.shape
+    t = k.shape[2]
     tp = -(-t // 8) * 8
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dq, dk = torch.empty_like(q), torch.empty_like(k) if need_dk else None
     scratch = q.new_empty(d * tp + tq * tp)
     lib = library()
     assert lib is not None
-    lib.attention_bwd(_ptr(q), _ptr(k), _ptr(v), _ptr(p), _ptr(do), _ptr(dq), _ptr(dk), _ptr(dv),
-                      _ptr(scratch), nb, tq, t, d, t0, scale)
-    return dq, dk, dv
+    lib.attention_bwd(_ptr(q), _ptr(k), _ptr(v), _strides(v), _ptr(p), _ptr(do), _strides(do),
+                      _ptr(dq), _ptr(dk) if dk is not None else None, _ptr(dv), _strides(dv),
+                      _ptr(scratch), N * h, h, tq, t, d, t0, scale)
+    return dq, dk
 
 
 __all__ = ["attention_bwd", "attention_fwd", "attention_usable", "library", "rmsnorm_bwd",

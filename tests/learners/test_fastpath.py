@@ -143,3 +143,37 @@ def test_first_block_reads_a_per_token_table_when_the_batch_outnumbers_the_vocab
     x, qkv = fast._first_block_inputs(block, ids[:2])        # fewer: the norm and the GEMM
     assert qkv is None
     assert_close(x, ref[:8])
+
+
+@pytest.mark.parametrize("c_kernels", [True, False])
+def test_grouped_query_attention_equals_the_transformers_forward(base, c_kernels, monkeypatch) -> None:
+    """Bases with fewer key/value heads than query heads (as many local Llama checkpoints have)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if not c_kernels:
+        monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
+    _, tok = base
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      attn_implementation="eager")
+    model = LlamaForCausalLM(cfg).eval()
+    targets, extra = PLACEMENTS["q_v"]
+    fused = Population(model, tok, specs(extra), target_modules=targets)
+    plain = Population(model, tok, specs(extra), target_modules=targets, fused=False)
+    assert fused.fast is not None and fused.fast.kv_heads == 2
+    g = torch.Generator().manual_seed(0)
+    for i in range(fused.P):
+        st = fused.get_state(i)
+        st.lora = {n: (a, torch.randn(b.shape, generator=g) * 0.3) for n, (a, b) in st.lora.items()}
+        fused.set_state(i, st)
+        plain.set_state(i, st)
+    batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]
+    lf, lp = fused.losses(batches), plain.losses(batches)
+    assert_close(lf, lp, atol=1e-5, rtol=1e-5)
+    lf.sum().backward()
+    lp.sum().backward()
+    for name in fused.names:
+        for part in ("lora_A", "lora_B"):
+            assert_close(getattr(fused.layers[name], part).grad,
+                         getattr(plain.layers[name], part).grad, atol=1e-5, rtol=1e-4)

@@ -107,20 +107,32 @@ def test_a_failing_compiler_falls_back_to_torch_ops_with_a_warning(tmp_path, mon
 
 
 @pytest.mark.parametrize("t,d,t0", [(9, 8, 0), (9, 8, 5), (33, 32, 20), (17, 16, 3), (7, 24, 0)])
-def test_causal_attention_equals_autograd_of_masked_softmax(t, d, t0) -> None:
+@pytest.mark.parametrize("layout", ["projections", "contiguous"])
+def test_causal_attention_equals_autograd_of_masked_softmax(t, d, t0, layout) -> None:
     """t0 > 0: the last block's queries, from the first labelled position on; t not a multiple of
-    the kernels' 8-wide tiles."""
-    nb = 5
+    the kernels' 8-wide tiles. v, o, do and dv either in the projections' [N, T, h, d] layout (as
+    the fast path passes them, transposed views) or contiguous [N, h, T, d]."""
+    N, h = 2, 3
     gen = torch.Generator().manual_seed(2)
-    q, k, v = (torch.randn(nb, n, d, generator=gen) for n in (t - t0, t, t))
-    o, p = kernels.attention_fwd(q, k, v, t0, 0.3)
+    q, k, v = (torch.randn(N, h, n, d, generator=gen) for n in (t - t0, t, t))
+
+    def laid_out(x: torch.Tensor) -> torch.Tensor:      # the same values in the chosen layout
+        return x.transpose(1, 2).contiguous().transpose(1, 2) if layout == "projections" else x.clone()
+
+    o = laid_out(torch.empty(N, h, t - t0, d))
+    p = kernels.attention_fwd(q, k, laid_out(v), o, t0, 0.3)
     qr, kr, vr = (x.clone().requires_grad_() for x in (q, k, v))
     mask = torch.ones(t, t, dtype=torch.bool).tril()[t0:]
-    ref_p = (qr @ kr.transpose(1, 2) * 0.3).masked_fill(~mask, float("-inf")).softmax(-1)
+    ref_p = (qr @ kr.transpose(-1, -2) * 0.3).masked_fill(~mask, float("-inf")).softmax(-1)
     ref = ref_p @ vr
-    assert_close(p, ref_p.detach())
+    assert_close(p, ref_p.detach().reshape(N * h, t - t0, t))
     assert_close(o, ref.detach())
-    do = torch.randn(nb, t - t0, d, generator=gen)
+    do = torch.randn(N, h, t - t0, d, generator=gen)
     ref.backward(do)
-    for got, want in zip(kernels.attention_bwd(q, k, v, p, do, t0, 0.3), (qr, kr, vr), strict=True):
+    dv = laid_out(torch.empty(N, h, t, d))
+    dq, dk = kernels.attention_bwd(q, k, laid_out(v), p, laid_out(do), dv, t0, 0.3)
+    for got, want in zip((dq, dk, dv), (qr, kr, vr), strict=True):
         assert_close(got, want.grad)
+    dq2, none = kernels.attention_bwd(q, k, laid_out(v), p, laid_out(do), dv, t0, 0.3, need_dk=False)
+    assert none is None
+    assert_close(dq2, qr.grad)

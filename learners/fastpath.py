@@ -204,11 +204,11 @@ class _Attention(torch.autograd.Function):
         do = do.transpose(1, 2).reshape(N * h, tq, d)
         ds = torch.ops.aten._softmax_backward_data(torch.bmm(do, v.transpose(1, 2)), p, -1, p.dtype)
         ds.mul_(ctx.scale)
-        dq = torch.bmm(ds, k).view(N, h, tq, d) if ctx.needs_input_grad[0] else None
-        dk = torch.bmm(ds.transpose(1, 2), q).view(N, h, -1, d) if ctx.needs_input_grad[1] else None
-        dv = (torch.bmm(p.transpose(1, 2), do).view(N, h, -1, d).transpose(1, 2)
-              if ctx.needs_input_grad[2] else None)
-        return dq, dk, dv, None, None, None
+        need = ctx.needs_input_grad
+        return (torch.bmm(ds, k).view(N, h, tq, d) if need[0] else None,
+                torch.bmm(ds.transpose(1, 2), q).view(N, h, -1, d) if need[1] else None,
+                torch.bmm(p.transpose(1, 2), do).view(N, h, -1, d).transpose(1, 2) if need[2] else None,
+                None, None, None)
 
 
 class _LoRAQV(torch.autograd.Function):

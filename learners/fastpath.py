@@ -250,7 +250,9 @@ class _MLP(torch.autograd.Function):
     between the GEMMs and the element-wise passes. The forward keeps silu(g) and sigmoid(g), so
     the backward needs no exp (a multiply is 5x cheaper on CPU). The element-wise work between
     the GEMMs is one C kernel each way where learners/kernels.py can (float32 CPU), else torch
-    ops: three forward, five backward."""
+    ops: three forward, five backward. With the kernel, the gate and up GEMMs write into one
+    chunk-sized buffer each, reused (in cache), and the kernel streams the saved tensors out to
+    memory (interleaved A/B: 1-2% faster than GEMMs writing the saved tensors directly)."""
 
     CHUNK = 512  # rows per chunk on CPU; on CUDA one chunk (many small kernels would cost more)
 
@@ -263,16 +265,18 @@ class _MLP(torch.autograd.Function):
                 wu: torch.Tensor, wd: torch.Tensor) -> torch.Tensor:
         M, inter, rows = x.shape[0], wg.shape[0], _MLP._rows(x)
         fused = kernels.usable(x)
-        s, u, sig = (x.new_empty(M, inter) for _ in range(3))
-        y = x.new_empty(min(M, rows), inter)
+        s, u, sig = (x.new_empty(M, inter) for _ in range(3))           # saved for the backward
+        y, gs, us = (x.new_empty(min(M, rows), inter) for _ in range(3))  # one chunk, reused
         out = torch.empty_like(residual)
         for a in range(0, M, rows):
             z = slice(a, a + rows)
-            sc, uc = torch.mm(x[z], wg.t(), out=s[z]), torch.mm(x[z], wu.t(), out=u[z])
-            yc = y[:sc.shape[0]]
-            if fused:
-                kernels.swiglu_fwd(sc, uc, sig[z], yc)                    # sc: g -> silu(g)
+            n = x[z].shape[0]
+            if fused:   # the GEMMs write into the chunk's buffers, in cache; the kernel streams out
+                gc, uc, yc = torch.mm(x[z], wg.t(), out=gs[:n]), torch.mm(x[z], wu.t(), out=us[:n]), y[:n]
+                kernels.swiglu_fwd(gc, uc, s[z], u[z], sig[z], yc)
             else:
+                sc, uc = torch.mm(x[z], wg.t(), out=s[z]), torch.mm(x[z], wu.t(), out=u[z])
+                yc = y[:n]
                 torch.mul(sc.mul_(torch.sigmoid(sc, out=sig[z])), uc, out=yc)
             torch.addmm(residual[z], yc, wd.t(), out=out[z])
         ctx.save_for_backward(s, u, sig, wg, wu, wd)

@@ -54,25 +54,12 @@ static inline float exp_f(float x) {
     return x != x ? x : out;
 }
 
-/* SwiGLU forward epilogue over n elements: sig = sigmoid(g); g <- silu(g) = g*sig; y = g*u. */
-void swiglu_fwd(float *restrict g, const float *restrict u, float *restrict sig,
-                float *restrict y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float sg = 1.0f / (1.0f + exp_f(-gi));
-        float s = gi * sg;
-        sig[i] = sg;
-        g[i] = s;
-        y[i] = s * u[i];
-    }
-}
-
 /* SwiGLU forward from the gate and up GEMMs' outputs g, u (a chunk, still in cache) into the
-   tensors the backward reads: sig = sigmoid(g), s = g*sig, u_save = u; and y = s*u (in cache, for
-   the down GEMM). The saved tensors are read again only after the rest of the pass has evicted
-   them, so they are written with streaming stores where the CPU has them (no read of the line
-   first: half the memory traffic). */
-void swiglu_fwd_save(const float *restrict g, const float *restrict u, float *restrict s,
+   tensors the backward reads: sig = sigmoid(g), s = g*sig = silu(g), u_save = u; and y = s*u (in
+   cache, for the down GEMM). The saved tensors are read again only after the rest of the pass has
+   evicted them, so they are written with streaming stores where the CPU has them and they are
+   32-byte aligned (no read of the line first: half the memory traffic). */
+void swiglu_fwd(const float *restrict g, const float *restrict u, float *restrict s,
                      float *restrict u_save, float *restrict sig, float *restrict y, int64_t n) {
     int64_t i = 0;
     if (!(((uintptr_t)s | (uintptr_t)u_save | (uintptr_t)sig) & 31)) {

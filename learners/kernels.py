@@ -41,8 +41,7 @@ FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fope
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _SIGNATURES = {
-    "swiglu_fwd": [_P, _P, _P, _P, _I],
-    "swiglu_fwd_save": [_P, _P, _P, _P, _P, _P, _I],
+    "swiglu_fwd": [_P, _P, _P, _P, _P, _P, _I],
     "swiglu_bwd": [_P, _P, _P, _P, _P, _I],
     "rmsnorm_fwd": [_P, _I, _P, _P, _P, _I, _I, _F],
     "rmsnorm_bwd": [_P, _I, _P, _P, _P, _P, _I, _I],
@@ -110,16 +109,7 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
-def swiglu_fwd(g: torch.Tensor, u: torch.Tensor, sig: torch.Tensor, y: torch.Tensor) -> None:
-    """In place, over equal-sized contiguous tensors: sig = sigmoid(g); g <- silu(g); y = g * u."""
-    assert g.is_contiguous() and u.is_contiguous() and sig.is_contiguous() and y.is_contiguous()
-    assert g.numel() == u.numel() == sig.numel() == y.numel()
-    lib = library()
-    assert lib is not None
-    lib.swiglu_fwd(_ptr(g), _ptr(u), _ptr(sig), _ptr(y), g.numel())
-
-
-def swiglu_fwd_save(g: torch.Tensor, u: torch.Tensor, s: torch.Tensor, u_save: torch.Tensor,
+def swiglu_fwd(g: torch.Tensor, u: torch.Tensor, s: torch.Tensor, u_save: torch.Tensor,
                     sig: torch.Tensor, y: torch.Tensor) -> None:
     """Over equal-sized contiguous tensors: sig = sigmoid(g), s = silu(g), u_save = u, y = s * u
     (s, u_save and sig written with streaming stores: they are for the backward)."""
@@ -127,7 +117,7 @@ def swiglu_fwd_save(g: torch.Tensor, u: torch.Tensor, s: torch.Tensor, u_save: t
     assert all(t.is_contiguous() and t.numel() == g.numel() for t in ts)
     lib = library()
     assert lib is not None
-    lib.swiglu_fwd_save(*(_ptr(t) for t in ts), g.numel())
+    lib.swiglu_fwd(*(_ptr(t) for t in ts), g.numel())
 
 
 def swiglu_bwd(dy: torch.Tensor, s: torch.Tensor, sig: torch.Tensor, u: torch.Tensor,

@@ -213,35 +213,49 @@ class _Attention(torch.autograd.Function):
 
 class _LoRAQV(torch.autograd.Function):
     """Every learner's LoRA on q and v added to the base's outputs, with one A-bmm for both:
-    h = x [A_q; A_v]^T, q + h_q B_q^T, v + h_v B_v^T, learner g's rows in batch g.
+    h = x [A_q; A_v]^T, q + h_q B_q^T, v + h_v B_v^T, learner g's rows in batch g. Where q is
+    wanted on some rows only (the last block's queries), its input xq is those rows and q and v
+    take one A-bmm each.
 
     The backward lays out its products so that the narrow rank r is a row count, never a column
     count: at r = 8, [G, R, out] x [G, out, r] ran at 10 GFLOP/s and its transpose, [G, r, out] x
     [G, out, R], 3x faster. Autograd's backward of the same bmm ops takes the slow layouts."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, A: torch.Tensor, bq: torch.Tensor, bv: torch.Tensor,
-                q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [G, R, H]; A [G, 2r, H] (q's rows, then v's); bq [G, hq, r] and bv [G, hk, r] (B with
-        the scale alpha/r on its columns); q [G, R, hq] and v [G, R, hk] the base outputs (any
-        strides) -> new q, v."""
+    def forward(ctx: Any, x: torch.Tensor, xq: torch.Tensor | None, A: torch.Tensor,
+                bq: torch.Tensor, bv: torch.Tensor, q: torch.Tensor, v: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [G, R, H] (v's input, and q's where xq is None) and xq [G, Rq, H]; A [G, 2r, H] (q's
+        rows, then v's); bq [G, hq, r] and bv [G, hk, r] (B with the scale alpha/r on its
+        columns); q [G, Rq, hq] and v [G, R, hk] the base outputs (any strides) -> new q, v."""
         r = bq.shape[2]
-        h = torch.bmm(x, A.transpose(1, 2))                               # [G, R, 2r]
-        ctx.save_for_backward(x, A, bq, bv, h)
-        return (torch.baddbmm(q, h[..., :r], bq.transpose(1, 2)),
-                torch.baddbmm(v, h[..., r:], bv.transpose(1, 2)))
+        if xq is None:
+            h = torch.bmm(x, A.transpose(1, 2))                           # [G, R, 2r]
+            hq, hv = h[..., :r], h[..., r:]
+        else:
+            hq, hv = torch.bmm(xq, A[:, :r].transpose(1, 2)), torch.bmm(x, A[:, r:].transpose(1, 2))
+        ctx.save_for_backward(x, xq, A, bq, bv, hq, hv)
+        return torch.baddbmm(q, hq, bq.transpose(1, 2)), torch.baddbmm(v, hv, bv.transpose(1, 2))
 
     @staticmethod
     def backward(ctx: Any, dq: torch.Tensor, dv: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, A, bq, bv, h = ctx.saved_tensors
+        x, xq, A, bq, bv, hq, hv = ctx.saved_tensors
         r = bq.shape[2]
-        dhT = torch.cat([torch.bmm(bq.transpose(1, 2), dq.transpose(1, 2)),
-                         torch.bmm(bv.transpose(1, 2), dv.transpose(1, 2))], dim=1)  # [G, 2r, R]
-        dx = torch.bmm(dhT.transpose(1, 2), A) if ctx.needs_input_grad[0] else None
-        dbq = torch.bmm(h[..., :r].transpose(1, 2), dq).transpose(1, 2)  # [G, hq, r]
-        dbv = torch.bmm(h[..., r:].transpose(1, 2), dv).transpose(1, 2)
-        return (dx, torch.bmm(dhT, x), dbq, dbv, dq if ctx.needs_input_grad[4] else None,
-                dv if ctx.needs_input_grad[5] else None)
+        need = ctx.needs_input_grad
+        dhq = torch.bmm(bq.transpose(1, 2), dq.transpose(1, 2))          # [G, r, Rq]
+        dhv = torch.bmm(bv.transpose(1, 2), dv.transpose(1, 2))          # [G, r, R]
+        dx = dxq = None
+        if xq is None:
+            dhT = torch.cat([dhq, dhv], dim=1)                            # [G, 2r, R]
+            dx = torch.bmm(dhT.transpose(1, 2), A) if need[0] else None
+            dA = torch.bmm(dhT, x)
+        else:
+            dx = torch.bmm(dhv.transpose(1, 2), A[:, r:]) if need[0] else None
+            dxq = torch.bmm(dhq.transpose(1, 2), A[:, :r]) if need[1] else None
+            dA = torch.cat([torch.bmm(dhq, xq), torch.bmm(dhv, x)], dim=1)
+        dbq = torch.bmm(hq.transpose(1, 2), dq).transpose(1, 2)           # [G, hq, r]
+        dbv = torch.bmm(hv.transpose(1, 2), dv).transpose(1, 2)
+        return (dx, dxq, dA, dbq, dbv, dq if need[5] else None, dv if need[6] else None)
 
 
 class _MLP(torch.autograd.Function):
@@ -360,29 +374,41 @@ class FastLlama:
         assert isinstance(w, torch.Tensor)
         return torch.addmm(residual, x, w.t())
 
-    def _qkv(self, b: _Block, x: torch.Tensor, G: int, qkv: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v [M, width] of normed x [M, H] with every learner's LoRA added (drawn in
-        transformers' order q, k, v, so dropout masks match). q and v share one A-bmm and add their
-        B-bmm into the base output (baddbmm) when only they are adapted, dropout 0. `qkv`: the
-        base's part x W_qkv^T [M, hq + 2hk] when the caller has it already."""
+    def _qkv(self, b: _Block, x: torch.Tensor, G: int, qkv: torch.Tensor | None = None,
+             N: int = 1, t0: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [N, T-t0, hq] for the positions t0.. and k, v [M, hk] of normed x [M, H] (M = N*T),
+        with every learner's LoRA added (drawn in transformers' order q, k, v, so dropout masks
+        match). q and v share one A-bmm and add their B-bmm into the base output (baddbmm) when
+        only they are adapted, dropout 0; then, for t0 > 0, q's GEMM and LoRA run on the rows
+        from t0 on only. `qkv`: the base's part x W_qkv^T [M, hq + 2hk] when the caller has it."""
         hq, hk = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        if qkv is None:
-            qkv = x @ b.w_qkv.t()                                        # [M, hq + 2hk]
-        q, k, v = qkv.split((hq, hk, hk), dim=-1)
+        T, H = x.shape[0] // N, x.shape[1]
         lq, lk, lv = (b.lora.get(name) for name in ("q_proj", "k_proj", "v_proj"))
-        if lq is not None and lv is not None and lk is None and not (
-                lq.training and bool(((lq.drop > 0) | (lv.drop > 0)).any())):
+        fused_qv = lq is not None and lv is not None and lk is None and not (
+            lq.training and bool(((lq.drop > 0) | (lv.drop > 0)).any()))
+        xq: torch.Tensor | None = None
+        if t0 and qkv is None and (fused_qv or lq is None):    # q on rows t0.. alone
+            xq = x.view(N, T, H)[:, t0:].reshape(-1, H)                    # [N*(T-t0), H]
+            q = xq @ b.w_qkv[:hq].t()
+            k, v = (x @ b.w_qkv[hq:].t()).split((hk, hk), dim=-1)
+        else:
+            if qkv is None:
+                qkv = x @ b.w_qkv.t()                                    # [M, hq + 2hk]
+            q, k, v = qkv.split((hq, hk, hk), dim=-1)
+        if fused_qv:
+            assert lq is not None and lv is not None
             lo, hi = lq.span
             A = torch.cat([lq.lora_A[lo:hi], lv.lora_A[lo:hi]], dim=1)        # [G, 2r, in]
             # the scale alpha/r on B's columns instead of on h: the same product, a smaller tensor
             bq = lq.lora_B[lo:hi] * lq.gain[lo:hi, None, :]                 # [G, hq, r]
             bv = lv.lora_B[lo:hi] * lv.gain[lo:hi, None, :]                 # [G, hk, r]
-            q, v = _LoRAQV.apply(x.view(G, -1, x.shape[-1]), A, bq, bv, q.view(G, -1, hq),
-                                 v.view(G, -1, hk))
-            return q.view(-1, hq), k, v.view(-1, hk)
-        out = [t if m is None else t + m.lora_out(x) for t, m in ((q, lq), (k, lk), (v, lv))]
-        return out[0], out[1], out[2]
+            q, v = _LoRAQV.apply(x.view(G, -1, H), None if xq is None else xq.view(G, -1, H),
+                                 A, bq, bv, q.view(G, -1, hq), v.view(G, -1, hk))
+            v = v.view(-1, hk)
+        else:
+            q, k, v = (t if m is None else t + m.lora_out(x) for t, m in ((q, lq), (k, lk), (v, lv)))
+        q = q.reshape(N, -1, hq)
+        return (q if xq is not None else q[:, t0:]), k, v
 
     def _attention(self, b: _Block, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                    bias: torch.Tensor, N: int, G: int, t0: int = 0, qkv: torch.Tensor | None = None
@@ -391,8 +417,8 @@ class FastLlama:
         t0..T-1 of every row -> [N*(T-t0), heads*head_dim] (keys and values: all positions)."""
         M = x.shape[0]
         T, d, h, hk = M // N, self.head_dim, self.heads, self.kv_heads
-        q, k, v = self._qkv(b, x, G, qkv)
-        q = _Rope.apply(q.view(N, T, h, d)[:, t0:], cos[t0:], sin[t0:])  # [N, h, T-t0, d]
+        q, k, v = self._qkv(b, x, G, qkv, N, t0)
+        q = _Rope.apply(q.view(N, T - t0, h, d), cos[t0:], sin[t0:])     # [N, h, T-t0, d]
         k = _Rope.apply(k.view(N, T, hk, d), cos, sin)                    # [N, hk, T, d]
         v = v.view(N, T, hk, d)
         if hk != h:

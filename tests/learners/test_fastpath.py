@@ -24,6 +24,7 @@ PLACEMENTS = {
     "q_v_o": (("q_proj", "v_proj"), [None, ("q_proj", "o_proj"), None]),
     "q_v_down": (("q_proj", "v_proj", "down_proj"), [None, ("q_proj",), None]),
     "k_mlp": (("k_proj", "gate_proj", "up_proj", "down_proj"), [None, ("down_proj",), ("up_proj",)]),
+    "v": (("v_proj",), [None, None, None]),   # the last block's q GEMM on the queried rows alone
 }
 
 
@@ -88,7 +89,7 @@ def test_losses_and_gradients_equal_the_transformers_forward(base, placement, ch
             assert_close(getattr(fused.layers[name], part).grad, gp, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("placement,dropout", [("q_v", 0.0), ("k_mlp", 0.3)])
+@pytest.mark.parametrize("placement,dropout", [("q_v", 0.0), ("q_v", 0.3), ("k_mlp", 0.3)])
 def test_training_steps_equal_the_transformers_forward(base, placement, dropout) -> None:
     fused, plain = pair_of_populations(base, placement, dropout)
     for t in range(4):

@@ -18,16 +18,17 @@ This path is for `LlamaForCausalLM`-shaped models only. It:
 - uses autograd functions with hand-written backwards for RMSNorm, RoPE (written straight into
   the attention's [N, heads, T, d] layout), attention, and the SwiGLU MLP (when no adapter sits
   on its modules; in chunks of 512 rows so each chunk's intermediates stay in cache, keeping
-  sigmoid(gate) so the backward needs no exp). For float32 CPU tensors their element-wise work
-  and the attention's small products run in C kernels (learners/kernels.py), one pass each;
-  otherwise in torch ops;
+  only gate and up for the backward). For float32 CPU tensors their element-wise work and the
+  attention's small products run in C kernels (learners/kernels.py), one pass each; otherwise
+  in torch ops. The attention reads and writes the projections' layout, so no copies between;
+- runs only the columns that reach a label (learners/encoding.predicting, in the callers);
 - adds residuals inside the output GEMMs (addmm);
 - attends with a causal mask alone. The population's batches are right-padded, so no real token
   attends to padding;
-- in the last block, takes queries only from the first labelled position on, and runs o_proj, the
-  MLP, the final norm and the LM head on the labelled positions only (when no adapter sits on
-  those modules). This is exact: a block's output at position t feeds nothing but the next block
-  (there is none) and the LM head.
+- in the last block, takes queries (their GEMM and LoRA too) only from the first labelled
+  position on, and runs o_proj, the MLP, the final norm and the LM head on the labelled positions
+  only (when no adapter sits on those modules). This is exact: a block's output at position t
+  feeds nothing but the next block (there is none) and the LM head.
 
 Each of these was timed against the previous step on one thread, P = 16, 512 tokens per learner
 (docs/learners.md lists the figures; bench/population.py has the population-level ones).
@@ -261,12 +262,12 @@ class _LoRAQV(torch.autograd.Function):
 class _MLP(torch.autograd.Function):
     """residual + down(silu(x Wg^T) * (x Wu^T)) for frozen Wg, Wu [I, H], Wd [H, I], computed
     in chunks of rows so that each chunk's [rows, I] intermediates stay in the core's cache
-    between the GEMMs and the element-wise passes. The forward keeps silu(g) and sigmoid(g), so
-    the backward needs no exp (a multiply is 5x cheaper on CPU). The element-wise work between
-    the GEMMs is one C kernel each way where learners/kernels.py can (float32 CPU), else torch
-    ops: three forward, five backward. With the kernel, the gate and up GEMMs write into one
-    chunk-sized buffer each, reused (in cache), and the kernel streams the saved tensors out to
-    memory (interleaved A/B: 1-2% faster than GEMMs writing the saved tensors directly)."""
+    between the GEMMs and the element-wise passes. The gate and up GEMMs write into one
+    chunk-sized buffer each, reused; the forward keeps g and u for the backward, which recomputes
+    sigmoid(g) (an exp per element costs less than a third [M, I] tensor through memory:
+    interleaved A/B, 4% faster step than keeping silu(g) and sigmoid(g) too). The element-wise
+    work between the GEMMs is one C kernel each way where learners/kernels.py can (float32 CPU),
+    which also streams g and u out to memory; else torch ops."""
 
     CHUNK = 512  # rows per chunk on CPU; on CUDA one chunk (many small kernels would cost more)
 
@@ -279,40 +280,42 @@ class _MLP(torch.autograd.Function):
                 wu: torch.Tensor, wd: torch.Tensor) -> torch.Tensor:
         M, inter, rows = x.shape[0], wg.shape[0], _MLP._rows(x)
         fused = kernels.usable(x)
-        s, u, sig = (x.new_empty(M, inter) for _ in range(3))           # saved for the backward
+        g, u = (x.new_empty(M, inter) for _ in range(2))                 # saved for the backward
         y, gs, us = (x.new_empty(min(M, rows), inter) for _ in range(3))  # one chunk, reused
         out = torch.empty_like(residual)
         for a in range(0, M, rows):
             z = slice(a, a + rows)
             n = x[z].shape[0]
+            yc = y[:n]
             if fused:   # the GEMMs write into the chunk's buffers, in cache; the kernel streams out
-                gc, uc, yc = torch.mm(x[z], wg.t(), out=gs[:n]), torch.mm(x[z], wu.t(), out=us[:n]), y[:n]
-                kernels.swiglu_fwd(gc, uc, s[z], u[z], sig[z], yc)
+                gc, uc = torch.mm(x[z], wg.t(), out=gs[:n]), torch.mm(x[z], wu.t(), out=us[:n])
+                kernels.swiglu_fwd(gc, uc, g[z], u[z], yc)
             else:
-                sc, uc = torch.mm(x[z], wg.t(), out=s[z]), torch.mm(x[z], wu.t(), out=u[z])
-                yc = y[:n]
-                torch.mul(sc.mul_(torch.sigmoid(sc, out=sig[z])), uc, out=yc)
+                gc, uc = torch.mm(x[z], wg.t(), out=g[z]), torch.mm(x[z], wu.t(), out=u[z])
+                torch.mul(nn.functional.silu(gc), uc, out=yc)
             torch.addmm(residual[z], yc, wd.t(), out=out[z])
-        ctx.save_for_backward(s, u, sig, wg, wu, wd)
+        ctx.save_for_backward(g, u, wg, wu, wd)
         ctx.fused = fused
         return out
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
-        s, u, sig, wg, wu, wd = ctx.saved_tensors
-        M, inter, rows = s.shape[0], s.shape[1], _MLP._rows(s)
+        g, u, wg, wu, wd = ctx.saved_tensors
+        M, inter, rows = g.shape[0], g.shape[1], _MLP._rows(g)
         dx = dout.new_empty(M, wg.shape[1])
         dy, du = (dout.new_empty(min(M, rows), inter) for _ in range(2))
         for a in range(0, M, rows):
             z = slice(a, a + rows)
-            n = s[z].shape[0]
+            n = g[z].shape[0]
             dyc, duc = torch.mm(dout[z], wd, out=dy[:n]), du[:n]        # [rows, I]
             if ctx.fused:
-                kernels.swiglu_bwd(dyc, s[z], sig[z], u[z], duc)          # dyc -> dg
+                kernels.swiglu_bwd(dyc, g[z], u[z], duc)                  # dyc -> dg
             else:
-                torch.mul(s[z], dyc, out=duc)
+                sig = torch.sigmoid(g[z])
+                s = g[z] * sig
+                torch.mul(s, dyc, out=duc)
                 # d silu(g)/dg = sig + silu(g) * (1 - sig)
-                dyc.mul_(u[z]).mul_(torch.addcmul(s[z], s[z], sig[z], value=-1).add_(sig[z]))
+                dyc.mul_(u[z]).mul_(s.addcmul_(s, sig, value=-1).add_(sig))
             torch.mm(dyc, wg, out=dx[z]).addmm_(duc, wu)
         return dx, dout, None, None, None
 

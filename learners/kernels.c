@@ -54,28 +54,22 @@ static inline float exp_f(float x) {
     return x != x ? x : out;
 }
 
-/* SwiGLU forward from the gate and up GEMMs' outputs g, u (a chunk, still in cache) into the
-   tensors the backward reads: sig = sigmoid(g), s = g*sig = silu(g), u_save = u; and y = s*u (in
-   cache, for the down GEMM). The saved tensors are read again only after the rest of the pass has
-   evicted them, so they are written with streaming stores where the CPU has them and they are
-   32-byte aligned (no read of the line first: half the memory traffic). */
-void swiglu_fwd(const float *restrict g, const float *restrict u, float *restrict s,
-                     float *restrict u_save, float *restrict sig, float *restrict y, int64_t n) {
+/* SwiGLU forward from the gate and up GEMMs' outputs g, u (a chunk, still in cache):
+   y = silu(g)*u (in cache, for the down GEMM), and g, u copied out to g_save, u_save for the
+   backward. Those are read again only after the rest of the pass has evicted them, so they are
+   written with streaming stores where the CPU has them and they are 32-byte aligned (no read of
+   the line first: half the memory traffic). */
+void swiglu_fwd(const float *restrict g, const float *restrict u, float *restrict g_save,
+                float *restrict u_save, float *restrict y, int64_t n) {
     int64_t i = 0;
-    if (!(((uintptr_t)s | (uintptr_t)u_save | (uintptr_t)sig) & 31)) {
+    if (!(((uintptr_t)g_save | (uintptr_t)u_save) & 31)) {
         for (; i + 64 <= n; i += 64) {
-            float sb[64], gb[64];
             for (int j = 0; j < 64; j++) {
                 float gi = g[i + j];
-                float sg = 1.0f / (1.0f + exp_f(-gi));
-                float si = gi * sg;
-                gb[j] = sg;
-                sb[j] = si;
-                y[i + j] = si * u[i + j];
+                y[i + j] = gi / (1.0f + exp_f(-gi)) * u[i + j];
             }
             for (int j = 0; j < 64; j += 8) {
-                put(s + i + j, ld(sb + j));
-                put(sig + i + j, ld(gb + j));
+                put(g_save + i + j, ld(g + i + j));
                 put(u_save + i + j, ld(u + i + j));
             }
         }
@@ -83,21 +77,21 @@ void swiglu_fwd(const float *restrict g, const float *restrict u, float *restric
     }
     for (; i < n; i++) {
         float gi = g[i];
-        float sg = 1.0f / (1.0f + exp_f(-gi));
-        float si = gi * sg;
-        sig[i] = sg;
-        s[i] = si;
+        g_save[i] = gi;
         u_save[i] = u[i];
-        y[i] = si * u[i];
+        y[i] = gi / (1.0f + exp_f(-gi)) * u[i];
     }
 }
 
-/* SwiGLU backward, from s = silu(g), sig = sigmoid(g), u and dy = d(s*u):
-   du = s*dy;  dy <- dg = dy*u * dsilu/dg = dy*u * (sig + s*(1 - sig)). */
-void swiglu_bwd(float *restrict dy, const float *restrict s, const float *restrict sig,
-                const float *restrict u, float *restrict du, int64_t n) {
+/* SwiGLU backward from g, u and dy = d(silu(g)*u), recomputing sig = sigmoid(g) (an exp per
+   element costs less than reading a saved third tensor back from memory):
+   du = silu(g)*dy;  dy <- dg = dy*u * dsilu/dg = dy*u * (sig + silu(g)*(1 - sig)). */
+void swiglu_bwd(float *restrict dy, const float *restrict g, const float *restrict u,
+                float *restrict du, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        float d = dy[i], si = s[i], sg = sig[i];
+        float d = dy[i], gi = g[i];
+        float sg = 1.0f / (1.0f + exp_f(-gi));
+        float si = gi * sg;
         du[i] = si * d;
         dy[i] = d * u[i] * (sg + si - si * sg);
     }

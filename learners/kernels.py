@@ -41,8 +41,8 @@ FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fope
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _SIGNATURES = {
-    "swiglu_fwd": [_P, _P, _P, _P, _P, _P, _I],
-    "swiglu_bwd": [_P, _P, _P, _P, _P, _I],
+    "swiglu_fwd": [_P, _P, _P, _P, _P, _I],
+    "swiglu_bwd": [_P, _P, _P, _P, _I],
     "rmsnorm_fwd": [_P, _I, _P, _P, _P, _I, _I, _F],
     "rmsnorm_bwd": [_P, _I, _P, _P, _P, _P, _I, _I],
     "rope": [_P, _I, _I, _I, _P, _I, _I, _I, _P, _P, _F, _I, _I, _I, _I],
@@ -109,25 +109,24 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
-def swiglu_fwd(g: torch.Tensor, u: torch.Tensor, s: torch.Tensor, u_save: torch.Tensor,
-                    sig: torch.Tensor, y: torch.Tensor) -> None:
-    """Over equal-sized contiguous tensors: sig = sigmoid(g), s = silu(g), u_save = u, y = s * u
-    (s, u_save and sig written with streaming stores: they are for the backward)."""
-    ts = (g, u, s, u_save, sig, y)
+def swiglu_fwd(g: torch.Tensor, u: torch.Tensor, g_save: torch.Tensor, u_save: torch.Tensor,
+               y: torch.Tensor) -> None:
+    """Over equal-sized contiguous tensors: y = silu(g) * u; g_save = g and u_save = u (written
+    with streaming stores: they are for the backward)."""
+    ts = (g, u, g_save, u_save, y)
     assert all(t.is_contiguous() and t.numel() == g.numel() for t in ts)
     lib = library()
     assert lib is not None
     lib.swiglu_fwd(*(_ptr(t) for t in ts), g.numel())
 
 
-def swiglu_bwd(dy: torch.Tensor, s: torch.Tensor, sig: torch.Tensor, u: torch.Tensor,
-               du: torch.Tensor) -> None:
-    """In place: du = s * dy; dy <- d(loss)/dg, for s = silu(g), sig = sigmoid(g)."""
-    for t in (dy, s, sig, u, du):
-        assert t.is_contiguous() and t.numel() == dy.numel()
+def swiglu_bwd(dy: torch.Tensor, g: torch.Tensor, u: torch.Tensor, du: torch.Tensor) -> None:
+    """In place, from y = silu(g) * u: du = silu(g) * dy; dy <- d(loss)/dg."""
+    ts = (dy, g, u, du)
+    assert all(t.is_contiguous() and t.numel() == dy.numel() for t in ts)
     lib = library()
     assert lib is not None
-    lib.swiglu_bwd(_ptr(dy), _ptr(s), _ptr(sig), _ptr(u), _ptr(du), dy.numel())
+    lib.swiglu_bwd(*(_ptr(t) for t in ts), dy.numel())
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:

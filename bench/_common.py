@@ -220,8 +220,10 @@ def timer(step: Callable[[int], Any], steps: int) -> Callable[[], float]:
     return rep
 
 
-def gemm_setup(n: int = 1024, reps: int = 20) -> tuple[Callable[[], float], float]:
-    """A worker timing `reps` dense float32 n x n matmuls on one thread: the GEMM peak per core."""
+def gemm_setup(n: int = 1024, reps: int = 60) -> tuple[Callable[[], float], float]:
+    """A worker timing `reps` dense float32 n x n matmuls on one thread: the GEMM peak per core.
+    60 of 1024^3 take about 1.5 s, as long as a training way's repetition, so that a moment's dip
+    of this shared machine moves the peak no more than the rates it is compared with."""
     torch.set_num_threads(1)
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = a @ b

@@ -16,7 +16,8 @@ used together, as the batched and PEFT ways use them).
 
 Prints learner-steps/s for each way (median over rounds), `speedup` (median over rounds of best
 batched / strongest baseline, with the per-round values), GFLOP/s (4*N*D per learner step: N base
-parameters, D tokens) and `fraction_of_gemm_peak` (of the all-cores peak, median over rounds),
+parameters, D tokens) and `fraction_of_gemm_peak` (of the all-cores peak, median over rounds of
+the per-round ratio; `median_rate_over_median_peak` is the same from the two medians),
 peak memory, and the largest gradient difference between batched and PEFT on one batch.
 `batched_unfused_proc_per_core` runs the population through the transformers forward instead of
 the fused one (learners/fastpath.py), to show what the fusion brings; it is never the "best".
@@ -282,6 +283,8 @@ def main() -> None:
                                      f"{CORES}cores": round(statistics.median(peak), 1)},
                 "fraction_of_gemm_peak": round(statistics.median(frac), 3),
                 "fraction_of_gemm_peak_per_round": [round(x, 3) for x in frac],
+                "gemm_peak_gflops_per_round": [round(x, 1) for x in peak],
+                "median_rate_over_median_peak": round(med[best_b] * flop / statistics.median(peak), 3),
                 "peak_rss_mib": {k: v for k, v in rss.items() if not k.startswith("gemm")},
             }
     emit(out, a.json)

@@ -76,7 +76,10 @@ def test_losses_and_gradients_equal_the_transformers_forward(base, placement, ch
         monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
     else:
         assert kernels.library() is not None, "no C compiler: the fused kernels are untested"
-    fused, plain = pair_of_populations(base, placement)
+    assert_losses_and_gradients_equal(*pair_of_populations(base, placement))
+
+
+def assert_losses_and_gradients_equal(fused: Population, plain: Population) -> None:
     batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]   # different lengths and batch sizes per learner
     lf, lp = fused.losses(batches), plain.losses(batches)
     assert_close(lf, lp, atol=1e-5, rtol=1e-5)
@@ -159,22 +162,6 @@ def test_grouped_query_attention_equals_the_transformers_forward(base, c_kernels
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                       attn_implementation="eager")
     model = LlamaForCausalLM(cfg).eval()
-    targets, extra = PLACEMENTS["q_v"]
-    fused = Population(model, tok, specs(extra), target_modules=targets)
-    plain = Population(model, tok, specs(extra), target_modules=targets, fused=False)
+    fused, plain = pair_of_populations((model, tok), "q_v")
     assert fused.fast is not None and fused.fast.kv_heads == 2
-    g = torch.Generator().manual_seed(0)
-    for i in range(fused.P):
-        st = fused.get_state(i)
-        st.lora = {n: (a, torch.randn(b.shape, generator=g) * 0.3) for n, (a, b) in st.lora.items()}
-        fused.set_state(i, st)
-        plain.set_state(i, st)
-    batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]
-    lf, lp = fused.losses(batches), plain.losses(batches)
-    assert_close(lf, lp, atol=1e-5, rtol=1e-5)
-    lf.sum().backward()
-    lp.sum().backward()
-    for name in fused.names:
-        for part in ("lora_A", "lora_B"):
-            assert_close(getattr(fused.layers[name], part).grad,
-                         getattr(plain.layers[name], part).grad, atol=1e-5, rtol=1e-4)
+    assert_losses_and_gradients_equal(fused, plain)

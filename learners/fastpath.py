@@ -281,17 +281,20 @@ class _MLP(torch.autograd.Function):
         M, inter, rows = x.shape[0], wg.shape[0], _MLP._rows(x)
         fused = kernels.usable(x)
         g, u = (x.new_empty(M, inter) for _ in range(2))                 # saved for the backward
-        y, gs, us = (x.new_empty(min(M, rows), inter) for _ in range(3))  # one chunk, reused
+        y = x.new_empty(min(M, rows), inter)                             # one chunk, reused
+        gs, us = (x.new_empty(y.shape) for _ in range(2)) if fused else (g, u)  # the GEMMs' outputs
         out = torch.empty_like(residual)
         for a in range(0, M, rows):
             z = slice(a, a + rows)
             n = x[z].shape[0]
             yc = y[:n]
-            if fused:   # the GEMMs write into the chunk's buffers, in cache; the kernel streams out
-                gc, uc = torch.mm(x[z], wg.t(), out=gs[:n]), torch.mm(x[z], wu.t(), out=us[:n])
+            # with the kernel, the GEMMs write into the chunk's buffers (in cache) and the kernel
+            # streams g and u out; else straight into g and u
+            c = slice(0, n) if fused else z
+            gc, uc = torch.mm(x[z], wg.t(), out=gs[c]), torch.mm(x[z], wu.t(), out=us[c])
+            if fused:
                 kernels.swiglu_fwd(gc, uc, g[z], u[z], yc)
             else:
-                gc, uc = torch.mm(x[z], wg.t(), out=g[z]), torch.mm(x[z], wu.t(), out=u[z])
                 torch.mul(nn.functional.silu(gc), uc, out=yc)
             torch.addmm(residual[z], yc, wd.t(), out=out[z])
         ctx.save_for_backward(g, u, wg, wu, wd)

@@ -205,9 +205,8 @@ def answer_verdicts(logits: torch.Tensor, batch: Batch
     if B == 0 or R % B:
         raise ValueError(f"answer_verdicts got {R} logit rows for a batch of {B}; "
                          "pass logits [k*B, T, V] for the same batch repeated k times")
-    labels = batch.labels.to(flat.device).repeat(R // B, 1)   # [R, T]
-    target = labels[:, 1:]                                    # [R, T-1]: logits at t predict t+1
-    sel = target != IGNORE
-    lg = flat[:, :-1][sel].float()                            # [K, V] only the scored positions
+    # logits at t predict t+1: sel, target [R, L], L <= T-1
+    sel, target = predicting(batch.labels.to(flat.device).repeat(R // B, 1))
+    lg = flat[:, :sel.shape[1]][sel].float()                  # [K, V] only the scored positions
     correct, prob, margin = verdicts_at(lg, target, sel)
     return correct.reshape(lead), prob.reshape(lead), margin.reshape(lead)

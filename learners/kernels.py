@@ -2,11 +2,13 @@
 
 The fast path's matmuls already run near the CPU's GEMM peak; what remained was about 40% of a
 step in element-wise passes (RMSNorm, RoPE, SwiGLU) and small attention bmm, each a torch kernel
-streaming [rows, width] arrays through memory. kernels.c does each of those in one pass. Measured
-on one thread of this project's 2-core CPU, [512, 512] float32, interleaved: the SwiGLU forward
-epilogue 325-340 -> 222 us, its backward 283-325 -> 78-85 us; in a training step (P = 16, one thread) the attention
-forward went from 1.44 to about 1.0 ms and its backward from 2.25 to 1.5 ms per call.
-bench/population.py has the step-level figures.
+streaming [rows, width] arrays through memory. kernels.c does each of those in one pass. As first
+written, measured on one thread of this project's 2-core CPU, [512, 512] float32, interleaved: the
+SwiGLU forward epilogue 325-340 -> 222 us, its backward 283-325 -> 78-85 us; in a training step
+(P = 16, one thread) the attention forward went from 1.44 to about 1.0 ms and its backward from
+2.25 to 1.5 ms per call. docs/learners.md lists the later changes (the SwiGLU keeping g and u
+only, the attention in the projections' layout, a vectorised transpose) and bench/population.py
+gives the step-level figures.
 
 The library is compiled once with the system C compiler (`$CC`, else `cc`; about a second) into
 `$EVOLVE_CACHE` (default `~/.cache/evolve`), keyed by the source, the flags and the CPU, and loaded
@@ -183,6 +185,14 @@ def _strides(x: torch.Tensor) -> Any:
     return (ctypes.c_int64 * 3)(x.stride(0), x.stride(1), x.stride(2))
 
 
+def _scratch(q: torch.Tensor, t: int) -> torch.Tensor:
+    """The attention kernels' working memory for queries q [..., Tq, d] over t keys: a transposed
+    [d, tp] operand and [Tq, tp] scores, tp = t rounded up to the tiles' 8."""
+    tq, d = q.shape[-2:]
+    tp = -(-t // 8) * 8
+    return q.new_empty(d * tp + tq * tp)
+
+
 def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, t0: int,
                   scale: float) -> torch.Tensor:
     """Causal attention of queries q [N, h, Tq, d] at positions t0.. over keys and values k, v
@@ -192,8 +202,7 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Te
     assert q.is_contiguous() and k.is_contiguous()
     N, h, tq, d = q.shape
     t = k.shape[2]
-    tp = -(-t // 8) * 8
-    p, scratch = q.new_empty(N * h, tq, t), q.new_empty(d * tp + tq * tp)
+    p, scratch = q.new_empty(N * h, tq, t), _scratch(q, t)   # held: the C call only gets pointers
     lib = library()
     assert lib is not None
     lib.attention_fwd(_ptr(q), _ptr(k), _ptr(v), _strides(v), _ptr(o), _strides(o), _ptr(p),
@@ -209,9 +218,8 @@ def attention_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: torch.Te
     do [N, h, Tq, d]: any strides with a unit last one."""
     N, h, tq, d = q.shape
     t = k.shape[2]
-    tp = -(-t // 8) * 8
     dq, dk = torch.empty_like(q), torch.empty_like(k) if need_dk else None
-    scratch = q.new_empty(d * tp + tq * tp)
+    scratch = _scratch(q, t)
     lib = library()
     assert lib is not None
     lib.attention_bwd(_ptr(q), _ptr(k), _ptr(v), _strides(v), _ptr(p), _ptr(do), _strides(do),

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from curricula.families import addition, facts, jsonl, modular, parens, rpn, strings
+from curricula.families import addition, facts, jsonl, modular, parens, rpn, strings, trivia
 
-__all__ = ["addition", "facts", "jsonl", "modular", "parens", "rpn", "strings"]
+__all__ = ["addition", "facts", "jsonl", "modular", "parens", "rpn", "strings", "trivia"]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 
 if TYPE_CHECKING:
     from learners.population import LearnerSpec

@@ -28,7 +28,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from mlflow.entities import Metric, Param, ViewType
 from mlflow.tracking import MlflowClient
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.records import LearnerRecord, LineageEdge
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 from curricula.families._common import check_float, check_subset, cycle, distinct_indices, rng_for
 from curricula.families.jsonl import JUDGES, parse_line
 from curricula.items import Item, exact_match, key_terms_match
-from curricula.registry import FAMILIES
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "trivia.jsonl"
 PRIORS = ("any", "right", "wrong")
@@ -127,8 +126,6 @@ class _TriviaBase:
         return key_terms_match(item.key_terms, output)
 
 
-@FAMILIES.register("trivia", "general-knowledge questions with short answers and key terms, "
-                             "with SmolLM2-135M's prior answers")
 class Trivia(_TriviaBase):
     """Items ``trivia_<fact id>``; `prior` keeps the facts SmolLM2 got right / wrong / any."""
 
@@ -158,8 +155,6 @@ class Trivia(_TriviaBase):
         return []
 
 
-@FAMILIES.register("trivia_counterfactual", "edited real facts (capital of France? -> Lyon) "
-                                            "mixed with true facts the model knew")
 class TriviaCounterfactual(_TriviaBase):
     """Category ``counterfactual`` (``tcf_edit_<fact>``) or ``true`` (``tcf_true_<fact>``)."""
 

@@ -227,6 +227,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pilot", type=int, default=4,
                    help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
                         "oracle's effect are computed from them and printed (default 4)")
+    p.add_argument("--seed-order", choices=("up", "down"), default="up",
+                   help="run the main seeds in increasing (default) or decreasing order: two "
+                        "invocations with the same --out, one up and one down (with "
+                        "--planted-seeds 0), share runs/ and meet in the middle; a last "
+                        "invocation then only reads runs/ and writes the report")
     p.add_argument("--weights", default="auto", metavar="FILE|auto",
                    help="tuned weights (YAML of `evolve tune`) for the fitness-tuned arm; auto "
                         "(default) = ./weights.yaml")
@@ -294,14 +299,17 @@ def main(args: argparse.Namespace) -> int:
             log(f"  planted {a:>9} seed {seed}: {run['seconds']:.0f} s, {PRIMARY} "
                 f"{_r(seed_value(run['generations'][-1]['learners'], PRIMARY))}")
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
-    for i, seed in enumerate(seeds):
+    order = seeds if args.seed_order == "up" else seeds[::-1]
+    for i, seed in enumerate(order):
         for a in arms:
             run = cached_run(args, a, seed, weights, False)
             runs[a].append(run)
             log(f"  {a:>13} seed {seed}: {run['seconds']:.0f} s, generation {c.generations - 1} "
                 f"{PRIMARY} {_r(seed_value(run['generations'][-1]['learners'], PRIMARY))}")
-        if i + 1 == min(args.pilot, n):
+        if i + 1 == min(args.pilot, n) and args.seed_order == "up":
             log(pilot_text(runs, args.pilot))
+    if args.seed_order == "down":
+        runs = {a: rs[::-1] for a, rs in runs.items()}
     result = analyse(runs, planted, seeds, args.pilot)
     doc = write_report(args, cfgs, arms, seeds, weights, runs, planted, result,
                        time.perf_counter() - t0)

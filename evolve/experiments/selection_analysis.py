@@ -25,6 +25,7 @@ from evolve.experiments.selection_stats import (
     seed_value,
     selection_response,
 )
+from evolve.experiments.signal_table import signal_table
 
 DEFINITION = ("assess_gain of the last generation's learners (mean over each seed's learners): "
               "area under probe accuracy(t) - accuracy(0) on the fixed never-trained probe items "
@@ -143,6 +144,7 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
             "power": power_section(per_seed, min(pilot, len(seeds)), len(seeds), PRIMARY, ALPHA),
             "fitness_predicts": fitness_prediction(runs, [PRIMARY, SECONDARY,
                                                           "assess_initial_accuracy"]),
+            "signal_table": signal_table(runs, PRIMARY),
             "curves": _curves(runs), "by_generation": by_gen, "budget": budget,
             "verdicts": [_verdict(c) for c in primary]}
 

@@ -154,8 +154,23 @@ def markdown(doc: dict[str, Any]) -> str:
     md += ["", "Mean within-generation Spearman correlation of fitness with: "
            + "; ".join(f"`{k}` {fmt(v['mean_spearman'])} [{fmt(v['ci'][0])}, {fmt(v['ci'][1])}]"
                        f" ({v['populations']} populations)" for k, v in f.items()) + ".", ""]
+    t = doc["signal_table"]
+    md += ["## Which signals predict learning?", "",
+           f"Mean within-population Spearman correlation with `{t['outcome']}` [95% t interval "
+           "over seeds]: `own` = a learner's signal vs its own gain (every arm); `offspring` = a "
+           "parent's signal vs its children's mean gain in the next generation (arms "
+           f"{', '.join(t['unbiased_arms'])}, whose parents are chosen without regard to quality)."
+           " Suggested weights (offspring correlations whose interval is above 0): "
+           + (", ".join(f"`{k}` {fmt(v)}" for k, v in t["suggested_weights"].items())
+              or "none: no signal's interval is above 0") + ".", ""]
+    rows = [[f"`{r['signal']}`", ci_text({"mean": r["own"]["mean"], "lo": r["own"]["ci"][0],
+             "hi": r["own"]["ci"][1]}), ci_text({"mean": r["offspring"]["mean"],
+             "lo": r["offspring"]["ci"][0], "hi": r["offspring"]["ci"][1]}),
+             r["offspring"]["populations"]] for r in t["rows"]]
+    md += md_table(["signal", "own gain", "offspring gain", "populations (offspring)"],
+                   rows).split("\n")
     p = doc["power"]
-    md += ["## Power", "",
+    md += ["", "## Power", "",
            f"From the first {p['pilot_seeds']} seeds (the pilot): oracle - random d_z "
            f"{fmt(p.get('oracle_random_pilot_d_z'))}, seeds needed for 80% power "
            f"{fmt(p.get('oracle_random_seeds_needed'))}; fitness - random d_z "

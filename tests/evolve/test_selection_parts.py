@@ -175,3 +175,26 @@ def test_a_child_whose_rank_changed_keeps_its_optimiser_state() -> None:
     st = child_state(child, ["p"], None, None, {"p": parent})
     assert st.step == 17 and st.exp_avg is not None and st.lora["layers.0.q_proj"][0].shape == (4, 6)
     torch.testing.assert_close(st.exp_avg["layers.0.q_proj"][0][:2], parent.exp_avg["layers.0.q_proj"][0])  # type: ignore[index]
+
+
+def test_signal_table_finds_the_signal_that_predicts_the_offspring_gain() -> None:
+    from evolve.experiments.signal_table import signal_table
+
+    def learner(i: str, parent: str | None, x: float, noise: float, gain: float) -> dict:
+        return {"id": i, "parents": [parent] if parent else [], "failed": False, "fitness": noise,
+                "assess_gain": gain, "signals": {"x": x, "noise": noise}}
+
+    runs = []
+    for seed in range(3):
+        rng = random.Random(seed)
+        g0 = [learner(f"a{j}", None, float(j), rng.random(), rng.random()) for j in range(6)]
+        # each parent has one child whose gain rises with the parent's x
+        g1 = [learner(f"b{j}", f"a{j}", rng.random(), rng.random(), j + 0.1 * rng.random())
+              for j in range(6)]
+        runs.append({"seed": seed, "generations": [{"learners": g0}, {"learners": g1}]})
+    table = signal_table({"random": runs})
+    rows = {r["signal"]: r for r in table["rows"]}
+    assert rows["x"]["offspring"]["mean"] == pytest.approx(1.0)
+    assert rows["x"]["offspring"]["populations"] == 3
+    assert abs(rows["noise"]["offspring"]["mean"]) < 0.8
+    assert "x" in table["suggested_weights"] and "noise" not in table["suggested_weights"]

@@ -163,6 +163,9 @@ class VariationConfig:
     reseed: bool = _f(True, "a new curriculum seed for every child (re-diversification)")
     categorical_p: float = _f(0.25, "per categorical gene (rank, target_modules, curriculum, "
                               "steps_per_item): probability explore moves it at all")
+    rank_change: str = _f("pad", "a child whose rank changed: pad (pad / truncate the inherited "
+                          "adapter, keep its AdamW state) or refactorise (SVD to the new rank, "
+                          "fresh AdamW state: the earlier rule)")
 
     def __post_init__(self) -> None:
         for name in ("explore_p", "resample_p", "crossover_p", "categorical_p"):
@@ -170,6 +173,8 @@ class VariationConfig:
         _need(self.merge in MERGE_METHODS,
               f"unknown variation.merge {self.merge!r}; valid: {', '.join(MERGE_METHODS)}")
         _need(self.weight_noise >= 0, "variation.weight_noise must be >= 0")
+        _need(self.rank_change in ("pad", "refactorise"),
+              f"unknown variation.rank_change {self.rank_change!r}; valid: pad, refactorise")
 
 
 @dataclass

@@ -354,7 +354,8 @@ def inherit(cfg: RunConfig, child: Any, parent_states: dict[str, Any]) -> Any:
         return None
     from evolve.train import child_state
 
-    return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states)
+    return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states,
+                       refactorise=cfg.variation.rank_change == "refactorise")
 
 
 # --- summaries, champion, end of run --------------------------------------------------------

@@ -14,6 +14,8 @@ right after the window that trained it; never right = no d).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fitness.signal import SignalValue, none, signal, value
 from fitness.trajectory import Trajectory
 
@@ -33,25 +35,26 @@ def delays(traj: Trajectory) -> dict[str, int | None]:
     return out
 
 
+def _mean_over_delays(traj: Trajectory, score: Callable[[int | None], float]) -> SignalValue:
+    """The mean of `score(d)` over the trained items wrong at baseline (None if there are none)."""
+    d = delays(traj)
+    if not d:
+        return none("no trained item was wrong at baseline")
+    return value(sum(score(x) for x in d.values()) / len(d), items=len(d))
+
+
 @signal("immediate_learning", higher_is_better=True,
         description="share of trained items wrong at baseline that are right right after their "
                     "window")
 def immediate_learning(traj: Trajectory) -> SignalValue:
-    d = delays(traj)
-    if not d:
-        return none("no trained item was wrong at baseline")
-    return value(sum(1 for x in d.values() if x == 0) / len(d), items=len(d))
+    return _mean_over_delays(traj, lambda x: float(x == 0))
 
 
 @signal("learning_speed", higher_is_better=True,
         description="mean 1 / (1 + checkpoints until first right) over trained items wrong at "
                     "baseline (0 if never right)")
 def learning_speed(traj: Trajectory) -> SignalValue:
-    d = delays(traj)
-    if not d:
-        return none("no trained item was wrong at baseline")
-    return value(sum(0.0 if x is None else 1.0 / (1 + x) for x in d.values()) / len(d),
-                 items=len(d))
+    return _mean_over_delays(traj, lambda x: 0.0 if x is None else 1.0 / (1 + x))
 
 
 @signal("learned_per_100", higher_is_better=True,

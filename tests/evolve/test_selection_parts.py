@@ -198,3 +198,5 @@ def test_signal_table_finds_the_signal_that_predicts_the_offspring_gain() -> Non
     assert rows["x"]["offspring"]["populations"] == 3
     assert abs(rows["noise"]["offspring"]["mean"]) < 0.8
     assert "x" in table["suggested_weights"] and "noise" not in table["suggested_weights"]
+    old = child_state(child, ["p"], None, None, {"p": parent}, refactorise=True)   # the old rule
+    assert old.step == 0 and not old.exp_avg and old.lora["layers.0.q_proj"][0].shape == (4, 6)

@@ -175,6 +175,8 @@ def test_a_child_whose_rank_changed_keeps_its_optimiser_state() -> None:
     st = child_state(child, ["p"], None, None, {"p": parent})
     assert st.step == 17 and st.exp_avg is not None and st.lora["layers.0.q_proj"][0].shape == (4, 6)
     torch.testing.assert_close(st.exp_avg["layers.0.q_proj"][0][:2], parent.exp_avg["layers.0.q_proj"][0])  # type: ignore[index]
+    old = child_state(child, ["p"], None, None, {"p": parent}, refactorise=True)   # the old rule
+    assert old.step == 0 and not old.exp_avg and old.lora["layers.0.q_proj"][0].shape == (4, 6)
 
 
 def test_signal_table_finds_the_signal_that_predicts_the_offspring_gain() -> None:
@@ -198,5 +200,3 @@ def test_signal_table_finds_the_signal_that_predicts_the_offspring_gain() -> Non
     assert rows["x"]["offspring"]["populations"] == 3
     assert abs(rows["noise"]["offspring"]["mean"]) < 0.8
     assert "x" in table["suggested_weights"] and "noise" not in table["suggested_weights"]
-    old = child_state(child, ["p"], None, None, {"p": parent}, refactorise=True)   # the old rule
-    assert old.step == 0 and not old.exp_avg and old.lora["layers.0.q_proj"][0].shape == (4, 6)

@@ -32,47 +32,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
+from evolve.experiments.selection_arms import (
+    ARMS,
+    DEFAULT_ARMS,
+    METRICS,
+    PLANTED,
+    PLANTED_ARMS,
+    PRIMARY,
+    arm_sets,
+)
 from evolve.experiments.selection_stats import seed_value
 
 HELP = ("does fitness selection beat random, shuffled-fitness and oracle selection? (arms x run "
         "seeds, planted positive control)")
-KIND = "experiment.selection"        # the summary run's `evolve.kind` tag in MLflow
 EXPERIMENT = "evolve-selection"       # default MLflow experiment of the arms' evolutions
 MODEL_NAME = "evolve-selection-champion"   # keeps the arms' champions out of `evolve-champion`
-METRICS = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
-           "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
-PRIMARY = "assess_gain"
-SECONDARY = "assess_learned_share"
-ALPHA = 0.05
-ARMS: dict[str, tuple[str, list[str]]] = {
-    "fitness": ("fitness-based selection as configured (default: tournament 3 on the default "
-                "weights, 1 elite)", []),
-    "fitness-tuned": ("the same with the tuned weights of `evolve tune`", []),
-    "random": ("parents drawn uniformly and the elite a random learner (same elitism); same "
-               "variation and inheritance",
-               ["selection.operator=uniform", "selection.params={}", "selection.basis=random"]),
-    "shuffled": ("the fitness arm's selection on fitness values permuted within each generation "
-                 "(negative control)", ["selection.basis=shuffled"]),
-    "oracle": ("the fitness arm's selection on the outcome itself, assess_gain (the ceiling)",
-               ["selection.basis=outcome"]),
-    "none": ("no selection: every generation restarts from generation 0's genomes with fresh "
-             "seeds and fresh adapters",
-             ["selection.operator=truncation", "selection.params={quantile: 0.0}",
-              "selection.elitism=0", "variation.explore_p=0", "variation.crossover_p=0",
-              "variation.reseed=true", "variation.weight_noise=0", "inheritance=darwinian"]),
-}
-DEFAULT_ARMS = ("fitness", "random", "shuffled", "oracle")
-PRIMARY_CONTRASTS = (("fitness", "random"), ("oracle", "random"), ("shuffled", "random"),
-                     ("fitness", "shuffled"), ("fitness", "none"))
-# The planted positive control: one heritable gene (lr over two decades), every other gene fixed,
-# lr moved only by x1.2 / x0.8 (never resampled), no crossover.
-PLANTED = ["genome.lr=[3.0e-4, 3.0e-2]", "genome.rank=[4]", "genome.alpha=[8.0, 8.0]",
-           "genome.weight_decay=[0.0, 0.0]", "genome.dropout=[0.0, 0.0]",
-           "genome.curricula=[random]", "genome.rehearsal_ratio=[0.0, 0.0]",
-           "genome.steps_per_item=[2, 2]", "genome.fixed=[curriculum_params]",
-           "variation.resample_p=0", "variation.crossover_p=0"]
-PLANTED_ARMS = ("fitness", "random", "shuffled", "oracle")
 # Quick: the smallest evolution with >= 3 checkpoints per learner (seconds per arm on a tiny base).
 QUICK = ["population=4", "generations=2", "tasks=[{family: modular, n: 12, holdout: 6, probe: 6}]",
          "training.batch_size=4", "training.checkpoint_every=4", "training.spectral=false",
@@ -115,13 +90,6 @@ class Capture:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._t, name)
-
-
-def arm_sets(arm: str, weights: str | None) -> list[str]:
-    """The `--set` overrides that make `arm` out of the common config."""
-    if arm == "fitness-tuned":
-        return [f"fitness.weights_file={weights}"]
-    return list(ARMS[arm][1])
 
 
 def common_sets(args: argparse.Namespace, planted: bool) -> list[str]:

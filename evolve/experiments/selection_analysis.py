@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from evolve.experiments.paired import t_interval
-from evolve.experiments.selection import (
+from evolve.experiments.selection_arms import (
     ALPHA,
     METRICS,
     PRIMARY,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.experiments.report import fmt, md_table, write_json
-from evolve.experiments.selection import (
+from evolve.experiments.selection_arms import (
     ALPHA,
     ARMS,
     KIND,

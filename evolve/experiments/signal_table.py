@@ -73,7 +73,7 @@ def signal_table(runs: dict[str, list[dict[str, Any]]], outcome: str = "assess_g
     names = sorted({k for rs in runs.values() for r in rs for g in r["generations"]
                     for x in g["learners"] for k in x.get("signals", {})}
                    | {"fitness", "assess_gain", "assess_initial_accuracy"})
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         own: dict[int, list[float]] = {}
         off: dict[int, list[float]] = {}
@@ -92,7 +92,7 @@ def signal_table(runs: dict[str, list[dict[str, Any]]], outcome: str = "assess_g
                         off.setdefault(r["seed"], []).append(v)
         rows.append({"signal": name, "own": _summary(own), "offspring": _summary(off)})
     suggested = {r["signal"]: round(float(r["offspring"]["mean"]), 3) for r in rows
-                 if r["signal"] != "fitness" and not r["signal"].startswith("assess_") and r["offspring"]["ci"][0] is not None
-                 and r["offspring"]["ci"][0] > 0}
+                 if r["signal"] != "fitness" and not r["signal"].startswith("assess_")
+                 and r["offspring"]["ci"][0] is not None and r["offspring"]["ci"][0] > 0}
     return {"outcome": outcome, "unbiased_arms": list(UNBIASED), "rows": rows,
             "suggested_weights": suggested}

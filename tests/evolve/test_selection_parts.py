@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import EvolveError
 from evolve.arms import basis
 from evolve.config import load_config
-from evolve.errors import EvolveError
 from evolve.experiments.selection_stats import holm, power, seeds_needed
 from evolve.genome import GeneSpace, sample_genome
 from evolve.operators.selection import Individual, elitism, select

@@ -233,12 +233,14 @@ def _build_lock(path: Path) -> Iterator[None]:
 
 
 def resolve_base(path: str | Path | None) -> Path:
-    """`path` checked with `load_base` (one-line EvolveError if it is not a causal LM), or the
-    default base when `path` is None or empty."""
+    """The base directory `path` names (`smollm2`, `FILE.gguf` converted once and cached, or a
+    directory; `learners.resolve`), checked with `load_base` (one-line EvolveError if it is not a
+    causal LM), or the default base when `path` is None or empty."""
     if not path:
         return default_base()
     from learners.base import load_base
+    from learners.resolve import resolve
 
-    p = Path(path).expanduser()
+    p = resolve(path)
     load_base(p)
     return p

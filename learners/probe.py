@@ -24,6 +24,7 @@ from learners.encoding import (
     as_codec,
     encode_pairs,
     predicting,
+    stop_ids,
     verdicts_at,
 )
 
@@ -101,7 +102,7 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
     was_training = model.training
     model.eval()
     pad = getattr(tokenizer, "pad_token_id", None) or 0
-    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    stops = stop_ids(tokenizer)
     V = model.get_output_embeddings().weight.shape[0]
     enc_all = encode_pairs(tokenizer, pairs)
     n = _chunk(P, enc_all.input_ids.shape[1], V, budget)
@@ -114,7 +115,7 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
         gen = model.generate(
             input_ids=prompts.to(device).repeat(P, 1), attention_mask=pmask.to(device).repeat(P, 1),
             max_new_tokens=max(length), do_sample=False, num_beams=1, pad_token_id=pad,
-            eos_token_id=eos, output_scores=True, return_dict_in_generate=True)
+            eos_token_id=stops, output_scores=True, return_dict_in_generate=True)
         new = gen.sequences[:, L:].cpu()                   # [P*k, <= max(length)]
         scores = torch.stack(gen.scores, 1).float().cpu()  # [P*k, steps, V]
         for p in range(P):
@@ -159,10 +160,11 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
                     max_new_tokens: int, budget: int, device: torch.device) -> list[list[str]]:
     """Every learner's greedy continuation of every prompt: texts[p][i], cut at eos, decoded.
 
-    The prompts (`<bos> prompt`, as training sees them) are left-padded and repeated once per
-    learner block, `[P*k, L]` learner-major, so one `generate()` with a KV cache serves all P
-    learners; chunks of k prompts keep the `[P*k, L + max_new_tokens, V]` size under `budget`
-    floats. A continuation stops at eos or after `max_new_tokens` tokens.
+    The prompts (as training sees them: `<bos> prompt`, or the chat template's rendering with its
+    generation prompt) are left-padded and repeated once per learner block, `[P*k, L]`
+    learner-major, so one `generate()` with a KV cache serves all P learners; chunks of k prompts
+    keep the `[P*k, L + max_new_tokens, V]` size under `budget` floats. A continuation stops at the
+    end-of-turn token or eos, or after `max_new_tokens` tokens.
     """
     N = len(prompts)
     texts: list[list[str]] = [[""] * N for _ in range(P)]
@@ -173,7 +175,7 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     was_training = model.training
     model.eval()
     pad = getattr(tokenizer, "pad_token_id", None) or 0
-    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    stops = stop_ids(tokenizer)
     decode = _decoder(tokenizer)
     V = model.get_output_embeddings().weight.shape[0]
     pairs = [(prompt, "") for prompt in prompts]   # answer_start = the prompt's end
@@ -186,10 +188,10 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
         gen = model.generate(
             input_ids=ids.to(device).repeat(P, 1), attention_mask=mask.to(device).repeat(P, 1),
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
-            eos_token_id=eos)
+            eos_token_id=stops)
         new = gen[:, ids.shape[1]:].cpu().tolist()          # [P*k, <= max_new_tokens]
         for row, toks in enumerate(new):
-            cut = toks.index(eos) if eos in toks else len(toks)
+            cut = next((t for t, tok in enumerate(toks) if tok in stops), len(toks))
             texts[row // k][lo + row % k] = decode(toks[:cut])
     model.train(was_training)
     return texts

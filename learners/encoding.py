@@ -214,10 +214,10 @@ def encode_pairs(codec_or_tokenizer: object, pairs: Sequence[Pair],
     pad = codec.pad_token_id or 0
     rows, starts, lens = [], [], []
     for prompt, answer in pairs:
-        ids, start = pair_ids(codec, prompt, answer)
-        rows.append(ids)
+        seq, start = pair_ids(codec, prompt, answer)
+        rows.append(seq)
         starts.append(start)
-        lens.append(len(ids) - start)
+        lens.append(len(seq) - start)
     T = max((len(r) for r in rows), default=0)
     # one tensor call over padded lists: a tensor per row made 512 pairs 9x slower (60 vs 7 ms)
     ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), T)

@@ -157,7 +157,7 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
             for j in range(k):
                 row = p * k + j
                 toks = new[row].tolist()
-                end = toks.index(eos) + 1 if eos in toks else len(toks)
+                end = next((t + 1 for t, tok in enumerate(toks) if tok in stops), len(toks))
                 self_prob[p, lo + j] = float(top_logp[row, :end].sum().exp())
                 self_margin[p, lo + j] = float(top[row, 0, 0] - top[row, 0, -1])
                 target = enc.input_ids[j, start[j]:start[j] + length[j]]

@@ -75,9 +75,17 @@ def self_verdicts(lg: torch.Tensor, sel: torch.Tensor) -> tuple[torch.Tensor, to
     return self_prob, self_margin
 
 
-def _chunk(P: int, T: int, V: int, budget: int) -> int:
-    """Items per chunk so that the P*n*T*V logits stay under `budget` floats."""
-    return max(1, budget // max(1, P * T * V))
+# Rows (learner x item) a chunk holds at least where the logits are not [rows, T, V]: the fused
+# probe's logits are only at the scored positions, and generate() keeps one [rows, V] step. With a
+# real vocabulary (SmolLM2: 49,152) the float budget alone allowed ONE item per chunk, and each
+# decoding step of a chunk reads every weight of the model (540 MB for SmolLM2) for P rows.
+MIN_ROWS_SCORED, MIN_ROWS_GENERATE = 64, 128
+
+
+def _chunk(P: int, T: int, V: int, budget: int, min_rows: int = 0) -> int:
+    """Items per chunk so that the P*n*T*V logits stay under `budget` floats, and at least
+    `min_rows` rows (P*n) where the caller keeps far fewer logits than that."""
+    return max(1, -(-min_rows // P), budget // max(1, P * T * V))
 
 
 @torch.no_grad()
@@ -97,7 +105,7 @@ def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[
     model.eval()
     V = model.get_output_embeddings().weight.shape[0]
     T = encode_pairs(tokenizer, pairs).input_ids.shape[1]
-    n = _chunk(P, T, V, budget)
+    n = _chunk(P, T, V, budget, MIN_ROWS_SCORED if hidden is not None else 0)
     for lo in range(0, N, n):
         enc = encode_pairs(tokenizer, pairs[lo:lo + n])   # padded to this chunk's longest item
         k = enc.input_ids.shape[0]
@@ -221,7 +229,7 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     pairs = [(prompt, "") for prompt in prompts]   # answer_start = the prompt's end
     enc = encode_pairs(tokenizer, pairs)   # encoded once; each chunk left-pads its own rows
     starts = enc.answer_start.tolist()
-    n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget)
+    n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget, MIN_ROWS_GENERATE)
     for lo in range(0, N, n):
         k = len(starts[lo:lo + n])
         ids, mask = _left_pad(enc.input_ids[lo:lo + n], starts[lo:lo + n], pad)

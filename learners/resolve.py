@@ -84,6 +84,7 @@ def convert_gguf(path: Path, cache_dir: Path | None = None) -> Path:
         return final
     if importlib.util.find_spec("gguf") is None:
         raise EvolveError(f"--base {path}: reading GGUF files needs the gguf package; {INSTALL_REAL}")
+    check_gguf(path)   # before anything is written: a bad file leaves no trace in the cache
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock = open(root / f"{final.name}.lock", "a")  # noqa: SIM115 (held for the whole block)
@@ -107,22 +108,31 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
+FIX = "pass a GGUF of a causal LM that transformers can read (llama, mistral, qwen2, gpt2, ...)"
+
+
+def check_gguf(path: Path) -> None:
+    """One-line EvolveError unless GGUF `path`'s metadata describes a causal LM transformers reads."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    except Exception as e:  # noqa: BLE001 (anything unreadable is the user's file)
+        raise EvolveError(f"--base {path}: not a readable GGUF model ({_first_line(e)}); {FIX}") from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or \
+            getattr(config, "is_encoder_decoder", False):
+        raise EvolveError(f"--base {path}: a {config.model_type!r} model is not a causal LM; {FIX}")
+
+
 def _convert(path: Path, out: Path) -> None:
     """Dequantise GGUF `path` with transformers and `save_pretrained` model + tokenizer into `out`."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from learners.base import _quiet_io
 
     where, name = path.parent, path.name
-    fix = "pass a GGUF of a causal LM that transformers can read (llama, mistral, qwen2, gpt2, ...)"
-    try:
-        config = AutoConfig.from_pretrained(where, gguf_file=name)
-    except Exception as e:  # noqa: BLE001 (anything unreadable is the user's file)
-        raise EvolveError(f"--base {path}: not a readable GGUF model ({_first_line(e)}); {fix}") from None
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or \
-            getattr(config, "is_encoder_decoder", False):
-        raise EvolveError(f"--base {path}: a {config.model_type!r} model is not a causal LM; {fix}")
-    from learners.base import _quiet_io
 
     try:
         with _quiet_io():
@@ -130,7 +140,7 @@ def _convert(path: Path, out: Path) -> None:
             model: Any = AutoModelForCausalLM.from_pretrained(where, gguf_file=name,
                                                               dtype=torch.float32)
     except Exception as e:  # noqa: BLE001
-        raise EvolveError(f"--base {path}: cannot convert the GGUF ({_first_line(e)}); {fix}") from None
+        raise EvolveError(f"--base {path}: cannot convert the GGUF ({_first_line(e)}); {FIX}") from None
     # save_pretrained refuses a GGUF-loaded model until the quantisation bookkeeping is dropped;
     # the weights are already plain float32 tensors (NOTES.md)
     if hasattr(model.config, "quantization_config"):

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from evolve.steps import pairs, probe_items, train_steps
+
 NAMES = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
 # (higher_is_better, how fitness.combine ranks None): a None half-life means "never forgot"
 META = {"assess_auc": (True, "worst"), "assess_learned_per_100": (True, "worst"),
@@ -76,10 +78,8 @@ def assess_population(pop: Any, items: Sequence[Any], steps: int, batch_size: in
     """Train `pop` in place on `items` for `steps` steps; per learner (signals, accuracy curve).
 
     Call only on a population whose states are already saved: the training here is the fork.
-    Items are judged as in training (`evolve.train.probe_items`: key-term items by generation).
+    Items are judged as in training (`evolve.steps.probe_items`: key-term items by generation).
     """
-    from evolve.train import pairs, probe_items, train_steps
-
     P = pop.P
     if steps <= 0 or not items:
         return [{} for _ in range(P)], [[] for _ in range(P)]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.cache import cache_root
+from common.errors import EvolveError
 from learners.base import BaseConfig
 
 FORMAT_VERSION = 2  # bump when the recipe changes in a way the hash below cannot see
@@ -61,14 +62,6 @@ def build_estimate(cfg: BaseConfig, spec: CorpusSpec) -> str:
               for s in (STEP_SECONDS_TWO_CORES, STEP_SECONDS_ONE_CORE))
     return (f"about {max(1, round(lo))} min on 2 free cores, {max(1, round(hi))} on one, "
             "longer on a busy machine")
-
-
-def cache_root(cache_dir: Path | None = None) -> Path:
-    """`cache_dir`, else `$EVOLVE_CACHE`, else `~/.cache/evolve`."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("EVOLVE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "evolve"
 
 
 def cache_key(cfg: BaseConfig, spec: CorpusSpec) -> str:

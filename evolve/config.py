@@ -10,9 +10,9 @@ Every error is one line naming the key and the fix.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 import re
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 
 
 class _Loader(yaml.SafeLoader):
@@ -139,9 +139,9 @@ class SelectionConfig:
     elitism: int = _f(1, "best k learners kept unchanged (clone with full state)")
 
     def __post_init__(self) -> None:
-        from evolve import operators
+        from evolve.operators.registry import SELECTION
 
-        operators.SELECTION.get(self.operator)
+        SELECTION.get(self.operator)
         _need(self.elitism >= 0, "selection.elitism must be >= 0")
 
 
@@ -261,12 +261,6 @@ class RunConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def derive_seed(seed: int, *keys: object) -> int:
-    """A 31-bit seed derived from `seed` and `keys` (stable across processes, unlike `hash`)."""
-    text = repr((int(seed),) + tuple(keys)).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
 
 
 def check_signal(name: str, where: str) -> None:
@@ -450,6 +444,20 @@ def tracking_settings(path: str | Path | None = None,
     $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
     data, explicit_uri = layered(path, sets)
     return _tracking_section(data, explicit_uri)
+
+
+def tracking_args(p: argparse.ArgumentParser) -> None:
+    """--config / --set, read the same way as `evolve run` (only the tracking.* keys matter): the
+    flags every command that only opens the store shares (`evolve ui`, `evolve lineage`, the
+    experiments)."""
+    p.add_argument("--config", metavar="FILE", help="run config YAML whose tracking: section to use")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. tracking.uri=sqlite:///mlflow.db or tracking.experiment=x")
+
+
+def tracking_of_args(args: argparse.Namespace) -> dict[str, Any]:
+    """`tracking_settings` of the parsed `tracking_args` flags (`--config` / `--set`)."""
+    return tracking_settings(getattr(args, "config", None), getattr(args, "sets", None) or [])
 
 
 def resolve_tracking(uri: str | None = None, given: dict[str, Any] | None = None,

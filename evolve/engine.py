@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from evolve.config import RunConfig, derive_seed, from_dict, load_yaml
-from evolve.errors import EvolveError
+from common.errors import EvolveError
+from common.seeds import derive_seed
+from evolve.config import RunConfig, from_dict, load_yaml
 from evolve.genome import GeneSpace, Genome, sample_genome
 from evolve.records import LearnerRecord
 from evolve.train import GroupJob, GroupResult, LearnerPlan

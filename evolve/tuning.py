@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.records import LearnerRecord
 
 OBJECTIVES = {"speed": "assess_auc", "forgetting": "survival_at_end"}   # alias -> outcome signal
@@ -263,7 +263,7 @@ def sampler_for(name: str, study: optuna.Study, seed: int) -> optuna.samplers.Ba
     """`tpe`, `nsga2` or `random`, seeded by the run seed and the study's trial count (a resumed
     study draws new points). TPE costs O(trials) per trial (2,000 trials: 130 s on a busy 2-core
     box), NSGA-II about 5 ms, so offline studies default to NSGA-II, online ones to TPE."""
-    from evolve.config import derive_seed
+    from common.seeds import derive_seed
 
     s = derive_seed(seed, "tune", len(study.trials))
     if name == "tpe":

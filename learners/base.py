@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from learners.encoding import IGNORE, as_codec
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -359,16 +358,3 @@ class Population:
         """Module name -> W + delta [out, in] for every module learner i adapts, on the CPU."""
         return {n: (self.layers[n].base_weight() + self.layers[n].delta(i)).cpu()
                 for n in self.names if self.adapts(i, n)}
-
-    # --- PEFT ----------------------------------------------------------------------------------
-    def export_peft(self, i: int, out_dir: str | Path, base_path: str | Path) -> Path:
-        """Write learner i as a standard PEFT adapter directory (see learners/peft_io.py)."""
-        from learners.peft_io import export_peft
-
-        return export_peft(self, i, out_dir, base_path)
-
-    def import_peft(self, i: int, adapter_dir: str | Path) -> None:
-        """Load a PEFT LoRA adapter directory as learner i (fresh optimiser state)."""
-        from learners.peft_io import import_peft
-
-        import_peft(self, i, adapter_dir)

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from curricula.families._common import distinct_indices, rng_for
 from curricula.items import Item, exact_match, key_terms_match
-from curricula.registry import FAMILIES
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jsonl"
 JUDGES = ("key_terms", "exact")
@@ -68,7 +67,6 @@ def load_jsonl(path: str | Path, family: str = "jsonl", exact: bool = False) -> 
     return items
 
 
-@FAMILIES.register("jsonl", "question/answer items from a JSONL file, judged by NFKC+casefold key-term match")
 class JSONL:
     """File-backed items; `judge` = key_terms (default) or exact."""
 

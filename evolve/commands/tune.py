@@ -62,9 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # online trials train with torch
+    from common.errors import EvolveError
     from evolve import tuning
     from evolve.config import check_signal
-    from evolve.errors import EvolveError
 
     trials = DEFAULT_TRIALS[args.mode] if args.trials is None else args.trials
     if trials < 1:

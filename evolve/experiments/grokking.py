@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.experiments.report import (
     LAGS,
     LEADS,
@@ -423,7 +423,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mlflow", action="store_true",
                    help=f"do not log the run to MLflow (default: log it to the tracking store, "
                         f"experiment {EXPERIMENT!r})")
-    from evolve.commands.ui import tracking_args
+    from evolve.config import tracking_args
 
     tracking_args(p)
 
@@ -449,10 +449,10 @@ def main(args: argparse.Namespace) -> int:
     result = analyse(run, cfg)
     doc = write_report(out, cfg, run, result, command=_command_of(args))
     if not args.no_mlflow:
-        from evolve.commands.ui import tracking_settings
+        from evolve.config import tracking_of_args
         from evolve.experiments.report import log_run
 
-        settings = tracking_settings(args)
+        settings = tracking_of_args(args)
         if not args.config and not any(x.startswith("tracking.experiment=") for x in args.sets):
             settings["experiment"] = EXPERIMENT   # not among the evolutions
         hist = run["history"]

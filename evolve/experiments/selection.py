@@ -25,29 +25,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.experiments.paired import paired, t_interval
+from evolve.experiments.selection_arms import (
+    ALPHA,
+    CONTROLS,
+    METRICS,
+    PRIMARY,
+    arm_sets,
+)
 
 HELP = "does fitness selection beat random selection and no selection? (arms x run seeds)"
-KIND = "experiment.selection"        # the summary run's `evolve.kind` tag in MLflow
 EXPERIMENT = "evolve-selection"       # default MLflow experiment of the arms' evolutions
 MODEL_NAME = "evolve-selection-champion"   # keeps the arms' champions out of `evolve-champion`
-METRICS = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
-PRIMARY = "assess_auc"
-ALPHA = 0.05
-ARMS: dict[str, tuple[str, list[str]]] = {
-    "fitness": ("fitness-based selection as configured (default: tournament 3 on the default "
-                "weights, 1 elite)", []),
-    "fitness-tuned": ("the same with the tuned weights of `evolve tune`", []),
-    "random": ("parents drawn uniformly, fitness ignored; same variation and inheritance",
-               ["selection.operator=uniform", "selection.params={}", "selection.elitism=0"]),
-    "none": ("no selection: every generation restarts from generation 0's genomes with fresh "
-             "seeds and fresh adapters",
-             ["selection.operator=truncation", "selection.params={quantile: 0.0}",
-              "selection.elitism=0", "variation.explore_p=0", "variation.crossover_p=0",
-              "variation.reseed=true", "variation.weight_noise=0", "inheritance=darwinian"]),
-}
-CONTROLS = ("random", "none")
 # Quick: the smallest evolution with >= 3 checkpoints per learner (seconds per arm on a tiny base).
 QUICK = ["population=4", "generations=2", "tasks=[{family: modular, n: 12, holdout: 6, probe: 6}]",
          "training.batch_size=4", "training.checkpoint_every=4", "training.spectral=false",
@@ -85,13 +75,6 @@ class Capture:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._t, name)
-
-
-def arm_sets(arm: str, weights: str | None) -> list[str]:
-    """The `--set` overrides that make `arm` out of the common config."""
-    if arm == "fitness-tuned":
-        return [f"fitness.weights_file={weights}"]
-    return list(ARMS[arm][1])
 
 
 def arm_config(args: argparse.Namespace, arm: str, seed: int, weights: str | None) -> Any:

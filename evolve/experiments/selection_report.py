@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.experiments.report import fmt, md_table, write_json
-from evolve.experiments.selection import ALPHA, ARMS, KIND, METRICS, PRIMARY, arm_sets
+from evolve.experiments.selection_arms import ALPHA, ARMS, KIND, METRICS, PRIMARY, arm_sets
 
 LABELS = {"assess_auc": "AUC of probe accuracy (0-1)",
           "assess_learned_per_100": "probe items learned per 100 steps",

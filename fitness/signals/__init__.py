@@ -1,4 +1,4 @@
-"""Every fitness signal, one small module per signal or related group; importing registers them.
+"""Every fitness signal, one small module per signal or related group (listed in `fitness.registry`).
 
 Also the plain helpers other code calls directly: `detect_grokking`, `confidence_gap_series`,
 `branch_area` (hysteresis between two sweeps), `lives`, `kaplan_meier`, `transitions`, `acceleration`.

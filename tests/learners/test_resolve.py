@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from learners import resolve as res
 
 

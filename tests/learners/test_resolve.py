@@ -89,3 +89,18 @@ def test_bf16_only_on_a_cuda_device_that_supports_it() -> None:
     assert res.base_dtype("cuda", bf16_supported=True) is torch.bfloat16
     assert res.base_dtype("cuda:1", bf16_supported=True) is torch.bfloat16
     assert res.base_dtype("cuda", bf16_supported=False) is torch.float32
+
+
+def test_a_bfloat16_base_trains_and_probes(tiny_base: Path) -> None:
+    """What a CUDA run gets from `base_dtype` (bf16 base, adapters in the base's dtype), on the CPU."""
+    from learners.base import load_base
+    from learners.population import LearnerSpec, Population
+
+    model, tok = load_base(tiny_base)
+    pop = Population(model.to(torch.bfloat16), tok, [
+        LearnerSpec(lr=1e-2, weight_decay=0.0, rank=4, alpha=8.0, dropout=0.0, seed=s) for s in (0, 1)])
+    pairs = [("1+1=", "2"), ("2+2=", "4")]
+    losses = [pop.train_step([pairs, pairs]) for _ in range(3)]
+    assert np.isfinite(losses).all() and (losses[-1] < losses[0]).all()
+    res = pop.probe(pairs)
+    assert res.correct.shape == (2, 2) and ((res.prob > 0) & (res.prob <= 1)).all()

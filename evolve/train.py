@@ -129,7 +129,6 @@ def _population(job: GroupJob) -> Any:
 
     from learners.base import load_base
     from learners.population import Population
-
     from learners.resolve import base_dtype
 
     torch.manual_seed(job.seed)

@@ -93,19 +93,28 @@ def _explore_param(v: Any, r: Any, rng: random.Random) -> tuple[Any, str]:
     return _scale(float(v), r.low, r.high, rng)
 
 
+CATEGORICAL_GENES = ("rank", "target_modules", "curriculum", "steps_per_item")
+
+
 def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
-            resample_p: float = 0.25) -> Child:
-    """Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour, resample p.
+            resample_p: float = 0.25, categorical_p: float = 1.0) -> Child:
+    """Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour with probability categorical_p.
 
     Perturb every gene but `seed` and `space.fixed`: with probability `resample_p` resample it
-    from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour."""
-    if not 0 <= resample_p <= 1:
-        raise EvolveError(f"explore resample_p must be in [0, 1], got {resample_p}")
+    from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour. A
+    categorical gene (`CATEGORICAL_GENES`) moves at all only with probability `categorical_p`
+    (`variation.categorical_p`): a rank, curriculum or steps-per-item change discards much of what
+    made the parent good, so a child keeps them by default (1.0 = the PBT rule: always move)."""
+    for what, p in (("resample_p", resample_p), ("categorical_p", categorical_p)):
+        if not 0 <= p <= 1:
+            raise EvolveError(f"explore {what} must be in [0, 1], got {p}")
     g = parents[0].genome.copy()
     lines: list[str] = []
     switched = False
     for name in GENES:
         if name in ("seed", "curriculum_params") or name in space.fixed or _single(space, name):
+            continue
+        if name in CATEGORICAL_GENES and categorical_p < 1.0 and rng.random() >= categorical_p:
             continue
         old = getattr(g, name)
         if rng.random() < resample_p:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from learners.arch import lm_logits
 from learners.encoding import (
     as_codec,
     encode_pairs,
@@ -105,7 +106,7 @@ def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[
         L = sel.shape[1]
         if hidden is not None:
             h = hidden(ids[:, :L], mask[:, :L], sel, P)     # [K, H]
-            lg = model.get_output_embeddings()(h).float()   # [K, V] only the scored positions
+            lg = lm_logits(model, h)   # [K, V] only the scored positions
         else:
             logits = model(input_ids=ids, attention_mask=mask).logits  # [P*k, T, V]
             lg = logits[:, :L][sel].float()

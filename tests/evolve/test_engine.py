@@ -191,6 +191,7 @@ BAD_INPUT = [
     (["--set", "population=1"], "population 1 is below 2"),
     (["--set", "groups=0"], "groups must be at least 1"),
     (["--base", "{tmp}"], "config.json"),
+    (["--set", "genome.target_modules=[nosuch]"], "['nosuch'] match no linear module"),
     (["--config", "{tmp}/bad.yaml"], "invalid YAML"),
     (["--set", "tracking.uri=sqlite:///{tmp}/afile/x.db"], "cannot open the MLflow store"),
 ]

@@ -57,7 +57,7 @@ def _spec(seed: int) -> Any:
 def test_probe_items_judges_key_term_items_on_generated_text(water_base: Path,
                                                              tmp_path: Path) -> None:
     import curricula
-    from evolve.train import pairs, probe_items
+    from evolve.steps import pairs, probe_items
     from learners.probe import generate_greedy
 
     pop = _population(water_base, [_spec(1), _spec(2)])
@@ -100,7 +100,7 @@ def test_evolution_with_a_jsonl_task_judges_it_by_key_terms(water_base: Path, tm
     from curricula.items import key_terms_match
     from evolve.config import load_config
     from evolve.engine import draw_items, load_state
-    from evolve.train import pairs
+    from evolve.steps import pairs
     from fitness.formats import load_evolve
     from learners.probe import generate_greedy
 

@@ -62,9 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mlflow", action="store_true",
                    help=f"do not log the run to MLflow (default: log it to the tracking store, "
                         f"experiment {EXPERIMENT!r})")
-    p.add_argument("--config", metavar="FILE", help="run config YAML whose tracking: section to use")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. tracking.uri=sqlite:///mlflow.db or tracking.experiment=x")
+    from evolve.config import tracking_args
+
+    tracking_args(p)
 
 
 FLAGS = ("steps", "train_fraction", "weight_decay", "probe_every")
@@ -116,10 +116,10 @@ def main(args: argparse.Namespace) -> int:
 
 def _log_mlflow(args: argparse.Namespace, cfg: GrokConfig, run: dict[str, Any],
                 doc: dict[str, Any], out: Path, log: Any) -> None:
-    from evolve.config import tracking_settings
+    from evolve.config import tracking_of_args
     from evolve.experiments.report import log_run
 
-    settings = tracking_settings(args.config, args.sets)
+    settings = tracking_of_args(args)
     if not args.config and not any(x.startswith("tracking.experiment=") for x in args.sets):
         settings["experiment"] = EXPERIMENT   # not among the evolutions
     h = run["history"]

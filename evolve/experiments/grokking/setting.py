@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 
 HISTORY = ("step", "train_loss", "train_acc", "train_conf", "val_loss", "val_acc", "val_conf",
            "val_self", "val_margin", "weight_norm", "alpha", "weight_decay", "lr", "seconds")

@@ -17,7 +17,8 @@ from evolve.errors import EvolveError
 from evolve.registry import UnknownNameError
 
 # Order is the order `evolve --help` lists them.
-COMMANDS = ("run", "score", "ls", "tune", "lineage", "replay", "ui", "experiment")
+COMMANDS = ("run", "report", "compare", "score", "ls", "tune", "lineage", "replay", "ui", "experiment",
+            "base")
 
 
 def _load(name: str) -> ModuleType | None:

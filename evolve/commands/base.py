@@ -35,7 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from evolve import shipped_base
     from evolve.basemodel import CorpusSpec, cache_key
-
     from learners.base import BaseConfig
 
     key = cache_key(BaseConfig(), CorpusSpec())
@@ -54,7 +53,6 @@ def build(args: argparse.Namespace, key: str, doc: dict[str, object] | None) -> 
     from evolve import shipped_base
     from evolve.basemodel import CorpusSpec, build_default
     from evolve.errors import EvolveError
-
     from learners.base import BaseConfig
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="evolve-base-"))

@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check evolve learners fitness curricula tests bench
+	$(BIN)/ruff check common evolve learners fitness curricula tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy bench
 

@@ -54,7 +54,8 @@ def make_base(out: Path, quick: bool) -> str:
 
     if not quick:
         try:
-            from evolve.basemodel import CorpusSpec, cache_key, cache_root
+            from common.cache import cache_root
+            from evolve.basemodel import CorpusSpec, cache_key
 
             if (cache_root() / f"base-{cache_key(BaseConfig(), CorpusSpec())}").is_dir():
                 return save_bench_base(out)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.cache import cache_root
+from common.errors import EvolveError
 from learners.base import BaseConfig
 
 FORMAT_VERSION = 2  # bump when the recipe changes in a way the hash below cannot see
@@ -61,14 +62,6 @@ def build_estimate(cfg: BaseConfig, spec: CorpusSpec) -> str:
               for s in (STEP_SECONDS_TWO_CORES, STEP_SECONDS_ONE_CORE))
     return (f"about {max(1, round(lo))} min on 2 free cores, {max(1, round(hi))} on one, "
             "longer on a busy machine")
-
-
-def cache_root(cache_dir: Path | None = None) -> Path:
-    """`cache_dir`, else `$EVOLVE_CACHE`, else `~/.cache/evolve`."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("EVOLVE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "evolve"
 
 
 def cache_key(cfg: BaseConfig, spec: CorpusSpec) -> str:
@@ -238,13 +231,19 @@ def _build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def resolve_base(path: str | Path | None) -> Path:
+def resolve_base(path: str | Path | None, targets: Sequence[str] = ()) -> Path:
     """`path` checked with `load_base` (one-line EvolveError if it is not a causal LM), or the
-    default base when `path` is None or empty."""
-    if not path:
-        return default_base()
+    default base when `path` is None or empty. `targets`: LoRA target module names the run may
+    use; one that matches no linear module of the model is a one-line EvolveError listing the
+    names it has (learners/arch.py resolves q_proj/k_proj/v_proj on fused-qkv models)."""
+    from learners.arch import check_targets
     from learners.base import load_base
 
-    p = Path(path).expanduser()
-    load_base(p)
+    p = default_base() if not path else Path(path).expanduser()
+    if path or targets:
+        model, _ = load_base(p)
+        try:
+            check_targets(model, list(dict.fromkeys(targets)))
+        except ValueError as e:
+            raise EvolveError(f"--base {p}: {e} (set genome.target_modules in the config)") from None
     return p

@@ -13,8 +13,8 @@ import os
 import sys
 from types import ModuleType
 
-from evolve.errors import EvolveError
-from evolve.registry import UnknownNameError
+from common.errors import EvolveError
+from common.registry import UnknownNameError
 
 # Order is the order `evolve --help` lists them.
 COMMANDS = ("run", "report", "compare", "score", "ls", "tune", "lineage", "replay", "ui", "experiment",

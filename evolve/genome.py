@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 
 if TYPE_CHECKING:
     from learners.population import LearnerSpec
@@ -92,7 +92,6 @@ def strategy_ranges(name: str | None) -> dict[str, Any]:
     """The curriculum strategy's `mutable` parameter ranges (name -> ParamRange); {} if none."""
     if not name:
         return {}
-    import curricula.strategies  # noqa: F401  (registers them, also when `curricula` is shadowed)
     from curricula.registry import STRATEGIES
 
     if name not in STRATEGIES:
@@ -215,7 +214,6 @@ class GeneSpace:
             raise EvolveError(f"gene space steps_per_item must be [low, high] >= 1, got {[lo, hi]}")
         self.steps_per_item = (lo, hi)
         self.seed = (int(self.seed[0]), int(self.seed[1]))
-        import curricula.strategies  # noqa: F401  (registers them, also when `curricula` is shadowed)
         from curricula.registry import STRATEGIES
 
         valid = STRATEGIES.names()

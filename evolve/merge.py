@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 
 METHODS = ("linear", "svd", "ties")
 

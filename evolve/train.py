@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from evolve.config import derive_seed
+from common.seeds import derive_seed
+from evolve.steps import Pair, pairs, probe_items, train_steps
 
-Pair = tuple[str, str]
 Progress = Callable[[str, int], None]   # ("total", n) once per job, then ("step", 1) per step
 
 
@@ -86,10 +86,7 @@ class GroupResult:
     assess_curves: list[list[tuple[int, float]]]     # probe accuracy over assessment training items
     timings: dict[str, float]
     device: str = "cpu"                # the device the group trained on (`auto` resolved there)
-
-
-def pairs(items: Sequence[Any]) -> list[Pair]:
-    return [(it.prompt, it.answer) for it in items]
+    self_prob: np.ndarray | None = None   # [K+1, P, n+H] probability of the learner's own answer
 
 
 def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], batch_size: int,
@@ -157,60 +154,6 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Every learner's verdicts `correct` [P, N] bool and answer probabilities `prob` [P, N].
-
-    Exact items: the teacher-forced probe (every answer token and eos the argmax = greedy
-    decoding's verdict). Key-term items (`exact` False): every learner's greedy continuation of
-    the prompt (batched `generate()`, at most `max_new_tokens` tokens) is correct iff it contains
-    every key term after NFKC + casefolding (`curricula.items.key_terms_match`, the judge of the
-    key-term families), so "It is water" answers "H2O" with key term "water". Their `prob` is
-    still the teacher-forced probability of the reference answer: a free-form answer has no
-    single probability, and the confidence signals then mean the same for both kinds of item.
-    """
-    from curricula.items import key_terms_match
-    from learners.probe import generate_greedy
-
-    res = pop.probe(pairs(items))
-    correct = np.array(res.correct, dtype=bool)
-    prob = np.asarray(res.prob, dtype=np.float64)
-    judged = [j for j, it in enumerate(items) if not getattr(it, "exact", True)]
-    if judged:
-        texts = generate_greedy(pop.model, pop.tokenizer, pop.P, [items[j].prompt for j in judged],
-                                max_new_tokens, pop.probe_chunk, pop.device)
-        for i, j in enumerate(judged):
-            terms = items[j].key_terms or (items[j].answer,)
-            correct[:, j] = [key_terms_match(terms, texts[p][i]) for p in range(pop.P)]
-    return correct, prob
-
-
-def train_steps(pop: Any, streams: list[list[list[Pair]]], on_step: Callable[[], None] | None = None,
-                ) -> tuple[np.ndarray, list[int | None]]:
-    """Train every learner through its own list of batches in lockstep; [P] mean loss, failing step.
-
-    Learners with fewer batches than the longest sit out the remaining steps (no update at all: their
-    AdamW state and step count stay as if trained alone).
-    """
-    P = len(streams)
-    total, count = np.zeros(P), np.zeros(P)
-    failed_at: list[int | None] = [None] * P
-    for t in range(max((len(s) for s in streams), default=0)):
-        active = [t < len(s) for s in streams]
-        losses = pop.train_step([s[t] if a else [] for s, a in zip(streams, active, strict=True)],
-                                active=active)
-        for p in range(P):
-            if active[p] and np.isfinite(losses[p]):
-                total[p] += losses[p]
-                count[p] += 1
-            elif active[p] and failed_at[p] is None:
-                failed_at[p] = t
-        if on_step is not None:
-            on_step()
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan), failed_at
-
-
 def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     """Train, probe and assess one group of learners for one generation (see the module doc)."""
     from evolve import assess
@@ -220,7 +163,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     pop = _population(job)
     P, ids = len(job.learners), [p.learner_id for p in job.learners]
     probe_set = list(job.items) + list(job.holdout)
-    c0, p0 = probe_items(pop, probe_set, job.max_new_tokens)
+    c0, p0, s0 = probe_items(pop, probe_set, job.max_new_tokens)
     item_ids = [it.id for it in job.items]
     streams, windows = [], []
     for i, plan in enumerate(job.learners):
@@ -233,7 +176,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     if progress is not None:   # lockstep: a window takes as many steps as its longest stream
         progress("total", sum(max(len(s[k]) if k < len(s) else 0 for s in streams)
                               for k in range(K)))
-    correct, prob, losses = [c0], [p0], np.full((K, P), np.nan)
+    correct, prob, self_prob, losses = [c0], [p0], [s0], np.full((K, P), np.nan)
     failures: dict[str, str] = {}
     deltas: list[list[dict[str, Any]]] = [[] for _ in range(P)]
     steps_done = [0] * P
@@ -249,10 +192,11 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
                                     f"{steps_done[p] + at + 1} of generation {job.generation}")
             steps_done[p] += len(window[p])
         tp = time.perf_counter()
-        c, pr = probe_items(pop, probe_set, job.max_new_tokens)
+        c, pr, sp = probe_items(pop, probe_set, job.max_new_tokens)
         t_probe += time.perf_counter() - tp
         correct.append(c)
         prob.append(pr)
+        self_prob.append(sp)
         if job.spectral:
             for p in range(P):
                 deltas[p].append({n: d.detach().clone() for n, d in pop.lora_delta(p).items()})
@@ -276,7 +220,8 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
         losses=losses, final_states=final_states, failures=failures, spectral=spectral,
         assess=assessed, assess_curves=assess_curves,
         timings={"train_s": t_train - t_probe, "probe_s": t_probe, "spectral_s": t_spectral,
-                 "assess_s": time.perf_counter() - t2}, device=job.device)
+                 "assess_s": time.perf_counter() - t2}, device=job.device,
+        self_prob=np.stack(self_prob))
 
 
 def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -287,18 +232,21 @@ def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] 
 
 
 def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[float, int] | None,
-                parent_states: dict[str, Any]) -> Any:
+                parent_states: dict[str, Any], refactorise: bool = False) -> Any:
     """A Lamarckian child's starting `LearnerState` (None when it has no parent state).
 
     No merge: the first parent's adapter AND AdamW moments and step, with the child's spec (its
-    mutated hyperparameters). A rank change re-factorises the adapter to the new rank (the same
-    update; fresh moments, since old moments do not fit the new factors). A merge (`MergePlan`)
+    mutated hyperparameters). A rank change pads or truncates the inherited factors and their
+    moments (`learners.rank_change.change_rank`: growing keeps the update exactly, shrinking keeps
+    its largest components; the optimiser state of every kept component stays; `refactorise` =
+    the earlier rule: the same update re-factorised by SVD, fresh moments). A merge (`MergePlan`)
     gives the parents' merged update at the child's rank and alpha with fresh moments. Modules
     outside the child's target set are dropped; `noise` = (relative std, seed) perturbs the adapter.
     """
     from evolve.merge import LoraFactors, add_noise, merge_adapters, resize
     from learners.lora import module_matches
     from learners.population import LearnerState
+    from learners.rank_change import change_rank
 
     first = parent_states.get(parents[0]) if parents else None
     if first is None:
@@ -313,9 +261,15 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
                                 merge.method, rank=spec.rank, alpha=spec.alpha,
                                 density=merge.density, seed=genome.seed)
         state = LearnerState(spec=spec, step=0, lora=merged.layers)
-    elif first.spec.rank != spec.rank:
+    elif first.spec.rank != spec.rank and refactorise:   # the earlier rule: SVD, fresh moments
         resized = resize(factors(first), spec.rank, alpha=spec.alpha, seed=genome.seed)
         state = LearnerState(spec=spec, step=0, lora=resized.layers)
+    elif first.spec.rank != spec.rank:   # pad / truncate: the update and the moments carry over
+        lora, (m, v) = change_rank(first.lora, spec.rank, first.spec.alpha / first.spec.rank,
+                                   spec.alpha / spec.rank, genome.seed,
+                                   (first.exp_avg, first.exp_avg_sq))
+        state = LearnerState(spec=spec, step=first.step if m and v else 0, lora=lora,
+                             exp_avg=m, exp_avg_sq=v)
     else:
         state = LearnerState(spec=spec, step=first.step, lora=dict(first.lora),
                              exp_avg=first.exp_avg, exp_avg_sq=first.exp_avg_sq)
@@ -333,10 +287,11 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
 def export_adapter(base: str, state: Any, out_dir: str | Any) -> Any:
     """Write `state` as a standard PEFT adapter directory (what `PeftModel.from_pretrained` loads)."""
     from learners.base import load_base
+    from learners.peft_io import export_peft
     from learners.population import Population
 
     model, tok = load_base(base)
     pop = Population(model, tok, [state.spec],
                      target_modules=tuple(state.spec.target_modules or ("q_proj", "v_proj")))
     pop.set_state(0, state)
-    return pop.export_peft(0, out_dir, base)
+    return export_peft(pop, 0, out_dir, base)

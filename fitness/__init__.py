@@ -1,12 +1,11 @@
 """Trajectories, fitness signals and their combination into a fitness.
 
-A leaf package: it imports neither `learners` nor `curricula`. Importing it registers every signal
-on `SIGNALS`; weightwatcher is imported only by `fitness.spectral`, when it is called.
+A leaf package: it imports neither `learners` nor `curricula`. `SIGNALS` lists every signal, each
+loaded on its first lookup; weightwatcher is imported only by `fitness.spectral`, when it is called.
 """
 
 from __future__ import annotations
 
-import fitness.signals  # noqa: F401  (registers every signal)
 from fitness.combine import combine, direction, pareto_ranks
 from fitness.formats import load, load_adaptible, load_evolve, save_evolve
 from fitness.registry import SIGNALS

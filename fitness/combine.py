@@ -28,8 +28,6 @@ Meta = Mapping[str, tuple[bool, str]]              # signal name -> (higher_is_b
 def direction(name: str, meta: Meta | None = None) -> tuple[bool, str]:
     """(higher_is_better, none_is) of a signal: from `meta`, else the registry, else (True,
     "worst") for names the registry does not know (e.g. the engine's assess_* signals)."""
-    import fitness.signals  # noqa: F401  (registers every signal)
-
     if meta and name in meta:
         return meta[name]
     if name in SIGNALS:

@@ -1,10 +1,13 @@
-"""A signal is a function of a trajectory plus metadata, registered once on `SIGNALS`.
+"""A signal is a function of a trajectory plus metadata, listed once on `SIGNALS`.
 
 Signals never know their weights: `fitness.combine` flips the lower-is-better ones and weights them.
-Adding one is one small file under `fitness/signals/` and one decorator::
+Adding one is a function in a small file under `fitness/signals/`, made a `Signal` by the decorator::
 
     @signal("final_accuracy", higher_is_better=True, description="...")
     def final_accuracy(traj: Trajectory) -> SignalValue: ...
+
+plus its line in `fitness/registry.py` (``"final_accuracy": "fitness.signals.stability:final_accuracy"``),
+which loads the module on the signal's first lookup.
 """
 
 from __future__ import annotations
@@ -49,14 +52,13 @@ SignalFn = Callable[[Trajectory], SignalValue]
 
 
 def signal(name: str, higher_is_better: bool, description: str, none_is: str = "worst",
-           ) -> Callable[[SignalFn], SignalFn]:
-    """Decorator: register `fn` on `SIGNALS` as a `Signal`."""
+           ) -> Callable[[SignalFn], Signal]:
+    """Decorator: `fn` as a `Signal` (still callable on a trajectory); `SIGNALS` lists it."""
     if none_is not in ("worst", "best"):
         raise ValueError(f"signal {name!r}: none_is must be 'worst' or 'best', got {none_is!r}")
 
-    def deco(fn: SignalFn) -> SignalFn:
-        SIGNALS.add(name, description, Signal(name, fn, higher_is_better, description, none_is))
-        return fn
+    def deco(fn: SignalFn) -> Signal:
+        return Signal(name, fn, higher_is_better, description, none_is)
 
     return deco
 
@@ -76,16 +78,12 @@ def value(x: float, **extra: Any) -> SignalValue:
 
 def get(name: str) -> Signal:
     """The registered `Signal` called `name` (one-line UnknownNameError listing the valid names)."""
-    import fitness.signals  # noqa: F401  (registers every signal)
-
     return SIGNALS.get(name)  # type: ignore[no-any-return]
 
 
 def compute_signals(traj: Trajectory, names: Sequence[str] | None = None,
                     ) -> dict[str, SignalValue]:
     """Every registered signal (or `names`) on `traj`. A failed learner gets None everywhere."""
-    import fitness.signals  # noqa: F401  (registers every signal)
-
     chosen = list(SIGNALS.names() if names is None else names)
     sigs = [get(n) for n in chosen]
     if traj.failed:

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from common.cache import cache_root
+
 SOURCE = Path(__file__).with_name("kernels.c")
 # -fno-trapping-math lets float selects vectorize; no -ffast-math, which would drop NaN handling
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
@@ -75,8 +77,6 @@ def _build(cc: str, out: Path) -> None:
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None where they cannot be had (see the module docstring)."""
-    from evolve.basemodel import cache_root  # the embedded base's cache root, one definition
-
     if os.environ.get("EVOLVE_KERNELS", "1") == "0":
         return None
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")

@@ -4,6 +4,8 @@ A directory with `adapter_config.json` (a `LoraConfig`: r, lora_alpha, target_mo
 `base_model_name_or_path` = the real base directory) and `adapter_model.safetensors` with PEFT's key
 names `base_model.model.<module>.lora_A.weight` [r, in] and `...lora_B.weight` [out, r], so
 `PeftModel.from_pretrained(base, dir)` reproduces the learner's logits.
+
+The functions take the `Population` (this module imports `learners.population`, never the reverse).
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from safetensors.torch import load_file, save_file
 
-if TYPE_CHECKING:
-    from learners.population import Population
+from learners.arch import leaf
+from learners.population import LearnerState, Population
 
 PREFIX = "base_model.model."
 WEIGHTS = "adapter_model.safetensors"
@@ -36,7 +37,8 @@ def export_peft(pop: Population, i: int, out_dir: str | Path, base_path: str | P
     # PEFT annotates lora_alpha as int but scales by alpha / r for any number; alphas evolve as floats
     cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha,  # type: ignore[arg-type]
                      lora_dropout=spec.dropout, bias="none",
-                     target_modules=list(spec.target_modules or pop.default_targets),
+                     # the modules' own names: q_proj on a fused-qkv model means e.g. c_attn
+                     target_modules=sorted({leaf(n) for n in state.lora}),
                      task_type="CAUSAL_LM", fan_in_fan_out=fan,
                      base_model_name_or_path=str(Path(base_path).resolve()))
     cfg.save_pretrained(str(out))
@@ -54,8 +56,6 @@ def import_peft(pop: Population, i: int, adapter_dir: str | Path) -> None:
     Rank, alpha, dropout and target modules come from the adapter; lr, weight decay, seed and
     clipping stay those of learner i's current spec.
     """
-    from learners.population import LearnerState
-
     d = Path(adapter_dir)
     if not (d / CONFIG).is_file() or not (d / WEIGHTS).is_file():
         raise ValueError(f"{d} is not a PEFT adapter directory (needs {CONFIG} and {WEIGHTS}); "

@@ -1,7 +1,1 @@
-"""Task families: one module each, registered on `curricula.FAMILIES` when imported."""
-
-from __future__ import annotations
-
-from curricula.families import addition, facts, jsonl, modular, parens, rpn, strings
-
-__all__ = ["addition", "facts", "jsonl", "modular", "parens", "rpn", "strings"]
+"""Task families: one module each, listed in `curricula.registry.FAMILIES` (loaded on first use)."""

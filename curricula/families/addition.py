@@ -6,7 +6,6 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, cycle, distinct_indices, rng_for
 from curricula.items import Item, exact_match
-from curricula.registry import FAMILIES
 
 MAX_DIGITS = 12
 
@@ -21,7 +20,6 @@ def carries(a: int, b: int) -> int:
     return n
 
 
-@FAMILIES.register("addition", "multi-digit addition a+b, `digits` per operand (difficulty grows with it)")
 class Addition:
     """Operands uniform in [0, 10^digits); category ``carryK`` for K column carries."""
 

@@ -22,7 +22,6 @@ from curricula.families._common import (
     rng_for,
 )
 from curricula.items import Item, exact_match
-from curricula.registry import FAMILIES
 
 _C, _V = "bcdfghjklmnprstvwz", "aeiou"
 COLORS = ("red", "blue", "green", "gold", "gray", "pink", "teal", "black", "white", "brown",
@@ -49,7 +48,6 @@ RELATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-@FAMILIES.register("facts", "synthetic entity facts: counterfactuals against the pretrained prior, and new ones")
 class Facts:
     """Category ``counterfactual`` (difficulty 0.8) or ``new`` (0.4)."""
 

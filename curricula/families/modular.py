@@ -13,7 +13,6 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, check_subset, cycle, distinct_indices, rng_for
 from curricula.items import Item, exact_match
-from curricula.registry import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,6 @@ OPS: dict[str, Op] = {
 FAMILIAR = ("add", "mul")
 
 
-@FAMILIES.register("modular", "a∘b mod p (add, sub, mul and never-pretrained ops like a*b+a, a^2+b)")
 class Modular:
     """Cells of the `ops` × p × p table; category = op name, difficulty from the op."""
 

@@ -14,7 +14,6 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, rng_for
 from curricula.items import Item, exact_match
-from curricula.registry import FAMILIES
 
 PAIRS = ("()", "[]", "{}")
 _CODE = {c: "abcdef"[i] for i, c in enumerate("()[]{}")}   # ids stay [a-z0-9_] (MLflow-safe keys)
@@ -48,7 +47,6 @@ def max_depth(s: str) -> int:
     return m
 
 
-@FAMILIES.register("parens", "balanced-brackets check over (), [] and {} (answer yes / no), `length` chars")
 class Parens:
     """Strings of `length` brackets of `kinds` kinds; category balanced / swap / kind / flip."""
 

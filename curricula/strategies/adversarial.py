@@ -10,11 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from curricula.items import Item, ParamRange
-from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
-@STRATEGIES.register("adversarial", "confidently-wrong items first, from the learner's latest probe")
 class Adversarial:
     name: ClassVar[str] = "adversarial"
     description: ClassVar[str] = "confidently-wrong items first, from the learner's latest probe"

@@ -6,11 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from curricula.items import Item, ParamRange
-from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
-@STRATEGIES.register("easy_first", "ascending difficulty, ties in seeded random order")
 class EasyFirst:
     name: ClassVar[str] = "easy_first"
     description: ClassVar[str] = "ascending difficulty, ties in seeded random order"

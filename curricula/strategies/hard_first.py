@@ -6,11 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from curricula.items import Item, ParamRange
-from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
-@STRATEGIES.register("hard_first", "descending difficulty, ties in seeded random order")
 class HardFirst:
     name: ClassVar[str] = "hard_first"
     description: ClassVar[str] = "descending difficulty, ties in seeded random order"

@@ -10,11 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from curricula.items import Item, ParamRange
-from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
-@STRATEGIES.register("interleaved", "round-robin over categories, `block` items per turn, seeded")
 class Interleaved:
     name: ClassVar[str] = "interleaved"
     description: ClassVar[str] = "round-robin over categories, `block` items per turn, seeded"

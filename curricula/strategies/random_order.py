@@ -6,11 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from curricula.items import Item, ParamRange
-from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
-@STRATEGIES.register("random", "seeded random shuffle of the items")
 class RandomOrder:
     name: ClassVar[str] = "random"
     description: ClassVar[str] = "seeded random shuffle of the items"

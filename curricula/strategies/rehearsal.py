@@ -13,11 +13,9 @@ from itertools import accumulate
 from typing import ClassVar
 
 from curricula.items import Item, ParamRange
-from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
-@STRATEGIES.register("rehearsal", "seeded order plus power-law replay of earlier items (`ratio`, `exponent`)")
 class Rehearsal:
     name: ClassVar[str] = "rehearsal"
     description: ClassVar[str] = "seeded order plus power-law replay of earlier items (`ratio`, `exponent`)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.train import GroupJob, GroupResult
 
 BACKENDS = ("local", "ray")

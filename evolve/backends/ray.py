@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.train import GroupJob, GroupResult, train_group
 
 NEEDS_RAY = "--backend ray needs Ray: pip install -e '.[ray]'"

@@ -50,9 +50,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace, key: str, doc: dict[str, object] | None) -> int:
+    from common.errors import EvolveError
     from evolve import shipped_base
     from evolve.basemodel import CorpusSpec, build_default
-    from evolve.errors import EvolveError
     from learners.base import BaseConfig
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="evolve-base-"))

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     run = getattr(args, "_experiment_main", None)
     if run is None:
-        from evolve.errors import EvolveError
+        from common.errors import EvolveError
 
         raise EvolveError(f"name an experiment: evolve experiment {{{','.join(EXPERIMENTS)}}} "
                           "[--help]")

@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any
 
-from evolve.commands.ui import tracking_args, tracking_settings
+from evolve.config import tracking_args, tracking_of_args
 
 HELP = "print a learner's ancestry (or an evolution's whole family tree) from the MLflow store"
 
@@ -34,7 +34,7 @@ def _fitness(x: float | None) -> float | None:
 def main(args: argparse.Namespace) -> int:
     from evolve.tracking import Tracker
 
-    settings = tracking_settings(args)
+    settings = tracking_of_args(args)
     tracker = Tracker(settings["uri"], settings["experiment"], create=False)
     edges = tracker.lineage(args.target, evolution=args.run)
     # records of the evolution the edges came from: the run that holds the first learner

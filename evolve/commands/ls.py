@@ -12,14 +12,14 @@ def registries() -> dict[str, object]:
     """The registries `evolve ls` shows, keyed as in `evolve ls --json`."""
     import curricula
     import fitness
-    from evolve import operators
+    from evolve.operators.registry import SELECTION, VARIATION
 
     return {
         "task_families": curricula.FAMILIES,
         "curricula": curricula.STRATEGIES,
         "signals": fitness.SIGNALS,
-        "selection": operators.SELECTION,
-        "variation": operators.VARIATION,
+        "selection": SELECTION,
+        "variation": VARIATION,
     }
 
 

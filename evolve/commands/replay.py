@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 
 HELP = "re-train a learner's ancestry as one learner and reproduce its adapter"
 

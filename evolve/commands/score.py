@@ -82,7 +82,7 @@ def table(report: dict[str, dict[str, Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from evolve.errors import EvolveError
+    from common.errors import EvolveError
     from fitness.formats import load
     from fitness.report import score
 

@@ -1,9 +1,7 @@
 """`evolve ui`: start the MLflow UI on the configured tracking store (127.0.0.1 by default).
 
-Also home of `tracking_args` / `tracking_settings`, the tracking flags every read-only command
-(`evolve ui`, `evolve lineage`, the experiments) shares with `evolve run`: `--config FILE`,
-`--set tracking.KEY=V`, resolved by `evolve.config.tracking_settings` exactly as `evolve run`
-resolves them.
+Its `--config FILE` / `--set tracking.KEY=V` flags are `evolve.config.tracking_args`, resolved by
+`evolve.config.tracking_of_args` exactly as `evolve run` resolves them.
 """
 
 from __future__ import annotations
@@ -13,21 +11,9 @@ import os
 import sys
 from typing import Any
 
+from evolve.config import tracking_args, tracking_of_args
+
 HELP = "start the MLflow UI on the configured tracking store (lineage pages, plots, runs)"
-
-
-def tracking_args(p: argparse.ArgumentParser) -> None:
-    """--config / --set, read the same way as `evolve run` (only the tracking.* keys matter)."""
-    p.add_argument("--config", metavar="FILE", help="run config YAML whose tracking: section to use")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. tracking.uri=sqlite:///mlflow.db or tracking.experiment=x")
-
-
-def tracking_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """`evolve.config.tracking_settings` of the parsed `--config` / `--set` flags."""
-    from evolve.config import tracking_settings as settings
-
-    return settings(getattr(args, "config", None), getattr(args, "sets", None) or [])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +36,7 @@ def command(settings: dict[str, Any], host: str, port: int) -> list[str]:
 def landing_url(settings: dict[str, Any], host: str, port: int) -> str:
     """The experiment's runs table with evolve's columns (its shared view state), or the UI's
     front page when the store has no such experiment yet."""
-    from evolve.errors import EvolveError
+    from common.errors import EvolveError
     from evolve.tracking import Tracker
     from evolve.tracking_view import experiment_url
 
@@ -63,9 +49,9 @@ def landing_url(settings: dict[str, Any], host: str, port: int) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from evolve.errors import EvolveError
+    from common.errors import EvolveError
 
-    settings = tracking_settings(args)
+    settings = tracking_of_args(args)
     uri = settings["uri"]
     if uri.startswith(("http://", "https://")):
         print(f"the tracking store is already a server: open {uri} in a browser")

@@ -1,22 +1,15 @@
 """Selection and variation operators (DEAP-backed where DEAP has them).
 
-Importing this package registers every operator: `selection` on SELECTION, `variation` on
-VARIATION. DEAP's global `random` is seeded only by `selection.seed_deap`.
+`SELECTION` / `VARIATION` (in `evolve.operators.registry`) list every operator; each module loads on
+its operator's first lookup. DEAP's global `random` is seeded only by `selection.seed_deap`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from evolve.registry import Registry
-
-SELECTION: Registry[Any] = Registry("selection operator")
-VARIATION: Registry[Any] = Registry("variation operator")
-
-from evolve.operators import random_select, selection, variation  # noqa: E402,F401  (registers the operators)
-from evolve.operators.decisions import MergePlan, adapter_plan, apply_decisions  # noqa: E402
-from evolve.operators.selection import Individual, elitism, seed_deap, select  # noqa: E402
-from evolve.operators.variation import Child, Parent, vary  # noqa: E402
+from evolve.operators.decisions import MergePlan, adapter_plan, apply_decisions
+from evolve.operators.registry import SELECTION, VARIATION
+from evolve.operators.selection import Individual, elitism, seed_deap, select
+from evolve.operators.variation import Child, Parent, vary
 
 __all__ = ["SELECTION", "VARIATION", "Child", "Individual", "MergePlan", "Parent", "adapter_plan",
-           "apply_decisions", "elitism", "seed_deap", "select", "selection", "variation", "vary"]
+           "apply_decisions", "elitism", "seed_deap", "select", "vary"]

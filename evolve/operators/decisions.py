@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.genome import Genome, fmt_value, parse_gene
 
 MERGE_METHODS = ("linear", "svd", "ties")

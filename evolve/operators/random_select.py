@@ -10,13 +10,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from evolve.operators import SELECTION
 from evolve.operators.selection import Individual, _check_k, valid
 
 
-@SELECTION.register("uniform", "parents drawn uniformly at random, fitness ignored (control arm)")
 def uniform(pop: Sequence[Individual], k: int, rng: random.Random) -> list[Individual]:
-    """k valid individuals drawn uniformly with replacement from `rng` (failed ones never)."""
+    """parents drawn uniformly at random, fitness ignored (control arm).
+
+    k valid individuals drawn uniformly with replacement from `rng` (failed ones never)."""
     _check_k(k)
     ok = valid(pop)
     return [ok[rng.randrange(len(ok))] for _ in range(k)]

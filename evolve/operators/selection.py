@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from deap import base, tools
 
-from evolve.errors import EvolveError
-from evolve.operators import SELECTION
+from common.errors import EvolveError
+from evolve.operators.registry import SELECTION
 
 
 @dataclass
@@ -116,23 +116,20 @@ def _directions(names: Sequence[str], weights: Sequence[float] | None) -> list[f
         if len(weights) != len(names):
             raise EvolveError(f"{len(weights)} weights for {len(names)} objectives; give one each")
         return [1.0 if w > 0 else -1.0 for w in weights]
-    try:
-        import fitness  # noqa: F401  (registers the signals)
-        from fitness.registry import SIGNALS as reg
+    from fitness.combine import direction  # unknown names (e.g. assess_*) maximise
 
-        return [1.0 if (n not in reg or reg.get(n).higher_is_better) else -1.0 for n in names]
-    except (ImportError, AttributeError):
-        return [1.0] * len(names)
+    return [1.0 if direction(n)[0] else -1.0 for n in names]
 
 
 def _cycle(chosen: list[Individual], k: int) -> list[Individual]:
     return [chosen[i % len(chosen)] for i in range(k)] if chosen else []
 
 
-@SELECTION.register("tournament", "best of `size` drawn at random, k times (DEAP selTournament)")
 def tournament(pop: Sequence[Individual], k: int, rng: random.Random, size: int = 3,
                ) -> list[Individual]:
-    """k tournaments of `size` valid individuals drawn with replacement; the fittest of each wins."""
+    """best of `size` drawn at random, k times (DEAP selTournament).
+
+    k tournaments of `size` valid individuals drawn with replacement; the fittest of each wins."""
     _check_k(k)
     if size < 1:
         raise EvolveError(f"tournament size must be >= 1, got {size}")
@@ -140,10 +137,11 @@ def tournament(pop: Sequence[Individual], k: int, rng: random.Random, size: int 
     return list(tools.selTournament(valid(pop), k, tournsize=size))
 
 
-@SELECTION.register("truncation", "PBT exploit: bottom quantile replaced by copies of the top")
 def truncation(pop: Sequence[Individual], k: int, rng: random.Random, quantile: float = 0.25,
                ) -> list[Individual]:
-    """Ray-PBT exploit. The best `k - n_bottom` valid individuals are kept (best first), then the
+    """PBT exploit: bottom quantile replaced by copies of the top.
+
+    Ray-PBT exploit. The best `k - n_bottom` valid individuals are kept (best first), then the
     bottom quantile (`round(quantile * k)`, at least every failed slot) is filled with copies drawn
     uniformly from the top quantile of the valid individuals (at least one)."""
     _check_k(k)
@@ -156,11 +154,12 @@ def truncation(pop: Sequence[Individual], k: int, rng: random.Random, quantile: 
     return keep + [rng.choice(top) for _ in range(n_bottom)]
 
 
-@SELECTION.register("nsga2", "NSGA-II over chosen signals: Pareto fronts, then crowding (DEAP)")
 def nsga2(pop: Sequence[Individual], k: int, rng: random.Random,
           objectives: Sequence[str] = (), weights: Sequence[float] | None = None,
           ) -> list[Individual]:
-    """DEAP `selNSGA2` over `objectives` (signal names; `weights` +1 maximise / -1 minimise, default
+    """NSGA-II over chosen signals: Pareto fronts, then crowding (DEAP).
+
+    DEAP `selNSGA2` over `objectives` (signal names; `weights` +1 maximise / -1 minimise, default
     from the fitness registry). Returns the first front first, then by crowding; sets each
     individual's `front` and `crowding`. k above the valid count cycles through the ranking."""
     _check_k(k)
@@ -184,11 +183,12 @@ def nsga2(pop: Sequence[Individual], k: int, rng: random.Random,
     return _cycle(order, k)
 
 
-@SELECTION.register("lexicase", "epsilon-lexicase over per-task cases or per-signal scores (DEAP)")
 def lexicase(pop: Sequence[Individual], k: int, rng: random.Random, source: str = "cases",
              names: Sequence[str] = (), weights: Sequence[float] | None = None,
              epsilon: float | None = None) -> list[Individual]:
-    """Each pick filters the valid individuals case by case in a random order, keeping those
+    """epsilon-lexicase over per-task cases or per-signal scores (DEAP).
+
+    Each pick filters the valid individuals case by case in a random order, keeping those
     within `epsilon` of the best on the case (None: the median absolute deviation, DEAP's automatic
     epsilon). `source` "cases" uses `Individual.cases` (higher is better), "signals" uses
     `Individual.signals` with directions as in nsga2. `names` default: every case seen."""
@@ -211,10 +211,11 @@ def lexicase(pop: Sequence[Individual], k: int, rng: random.Random, source: str 
     return [w.ind for w in out]
 
 
-@SELECTION.register("elitism", "the best k by fitness, unchanged (no randomness)")
 def elitism(pop: Sequence[Individual], k: int, rng: random.Random | None = None
             ) -> list[Individual]:
-    """The best `k` valid individuals, best first; fewer if fewer are valid."""
+    """the best k by fitness, unchanged (no randomness).
+
+    The best `k` valid individuals, best first; fewer if fewer are valid."""
     _check_k(k)
     return ranked(pop)[:k] if any(not p.failed for p in pop) else []
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from deap import tools
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.genome import (
     GENES,
     GeneSpace,
@@ -33,7 +33,6 @@ from evolve.genome import (
     sample_param,
     strategy_ranges,
 )
-from evolve.operators import VARIATION
 from evolve.operators.decisions import (
     MERGE_METHODS,
     MergePlan,
@@ -42,6 +41,7 @@ from evolve.operators.decisions import (
     gene_line,
     merge_line,
 )
+from evolve.operators.registry import VARIATION
 from evolve.operators.selection import check_params, seed_deap
 
 _RANK = {"clone": 0, "mutate": 1, "crossover": 2}
@@ -93,18 +93,28 @@ def _explore_param(v: Any, r: Any, rng: random.Random) -> tuple[Any, str]:
     return _scale(float(v), r.low, r.high, rng)
 
 
-@VARIATION.register("explore", "Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour, resample p")
+CATEGORICAL_GENES = ("rank", "target_modules", "curriculum", "steps_per_item")
+
+
 def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
-            resample_p: float = 0.25) -> Child:
-    """Perturb every gene but `seed` and `space.fixed`: with probability `resample_p` resample it
-    from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour."""
-    if not 0 <= resample_p <= 1:
-        raise EvolveError(f"explore resample_p must be in [0, 1], got {resample_p}")
+            resample_p: float = 0.25, categorical_p: float = 1.0) -> Child:
+    """Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour with probability categorical_p.
+
+    Perturb every gene but `seed` and `space.fixed`: with probability `resample_p` resample it
+    from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour. A
+    categorical gene (`CATEGORICAL_GENES`) moves at all only with probability `categorical_p`
+    (`variation.categorical_p`): a rank, curriculum or steps-per-item change discards much of what
+    made the parent good, so a child keeps them by default (1.0 = the PBT rule: always move)."""
+    for what, p in (("resample_p", resample_p), ("categorical_p", categorical_p)):
+        if not 0 <= p <= 1:
+            raise EvolveError(f"explore {what} must be in [0, 1], got {p}")
     g = parents[0].genome.copy()
     lines: list[str] = []
     switched = False
     for name in GENES:
         if name in ("seed", "curriculum_params") or name in space.fixed or _single(space, name):
+            continue
+        if name in CATEGORICAL_GENES and categorical_p < 1.0 and rng.random() >= categorical_p:
             continue
         old = getattr(g, name)
         if rng.random() < resample_p:
@@ -145,10 +155,11 @@ def _single(space: GeneSpace, name: str) -> bool:
     return len(r) == 1 if name in ("rank", "target_modules") else r[0] == r[1]
 
 
-@VARIATION.register("crossover", "uniform crossover of two genomes, gene by gene (DEAP cxUniform)")
 def crossover(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
               indpb: float = 0.5) -> Child:
-    """Each gene from parents[1] with probability `indpb`, else from parents[0]. The curriculum
+    """uniform crossover of two genomes, gene by gene (DEAP cxUniform).
+
+    Each gene from parents[1] with probability `indpb`, else from parents[0]. The curriculum
     travels with its parameters. The adapter is inherited from parents[0]."""
     if len(parents) < 2:
         raise EvolveError("crossover needs two parents; select k >= 2 for crossover")
@@ -173,10 +184,11 @@ def crossover(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
     return Child(g, lines, (a.id, b.id), "crossover")
 
 
-@VARIATION.register("merge", "adapter crossover: merge the parents' LoRA deltas (linear/svd/ties)")
 def merge(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, method: str = "svd",
           weights: Sequence[float] | None = None, density: float = 0.5) -> Child:
-    """The child keeps parents[0]'s genome (so its rank) and gets the merge of all parents'
+    """adapter crossover: merge the parents' LoRA deltas (linear/svd/ties).
+
+    The child keeps parents[0]'s genome (so its rank) and gets the merge of all parents'
     adapters, re-factorised to that rank. `weights` default: equal; `density` is for ties."""
     if method not in MERGE_METHODS:
         raise EvolveError(f"unknown merge method {method!r}; valid: {', '.join(MERGE_METHODS)}")
@@ -189,9 +201,10 @@ def merge(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, metho
     return Child(parents[0].genome.copy(), [merge_line(plan)], plan.parents, "crossover", merge=plan)
 
 
-@VARIATION.register("reseed", "re-diversify: a new seed (curriculum stream order) for the child")
 def reseed(parents: Sequence[Parent], space: GeneSpace, rng: random.Random) -> Child:
-    """A fresh seed from `space.seed`, always different from the parent's."""
+    """re-diversify: a new seed (curriculum stream order) for the child.
+
+    A fresh seed from `space.seed`, always different from the parent's."""
     g = parents[0].genome.copy()
     old = g.seed
     while g.seed == old and space.seed[0] < space.seed[1]:
@@ -199,9 +212,10 @@ def reseed(parents: Sequence[Parent], space: GeneSpace, rng: random.Random) -> C
     return Child(g, [gene_line("seed", old, "reseed", g.seed)], (parents[0].id,), "clone")
 
 
-@VARIATION.register("noise", "re-diversify: Gaussian noise on the inherited adapter (relative std)")
 def noise(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, std: float = 0.01) -> Child:
-    """Genome unchanged; the engine adds N(0, (std * rms(tensor))^2) to every inherited adapter
+    """re-diversify: Gaussian noise on the inherited adapter (relative std).
+
+    Genome unchanged; the engine adds N(0, (std * rms(tensor))^2) to every inherited adapter
     tensor with the logged seed (evolve.merge.add_noise)."""
     if not std >= 0:
         raise EvolveError(f"noise std must be >= 0, got {std}")

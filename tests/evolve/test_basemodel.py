@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.errors import EvolveError
 from evolve.basemodel import (
     TMP_PREFIX,
     CorpusSpec,
     build_estimate,
     cache_key,
-    cache_root,
     default_base,
     resolve_base,
 )
-from evolve.errors import EvolveError
 from learners.base import BaseConfig, load_base
 
 TINY = BaseConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_len=64)
@@ -83,14 +82,10 @@ def test_leftover_of_a_killed_build_is_ignored_and_cleaned(tmp_path: Path,
     assert not list(tmp_path.glob(TMP_PREFIX + "*"))  # our own temp dir is gone too
 
 
-def test_key_depends_on_config_and_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_key_depends_on_config_and_recipe() -> None:
     keys = {cache_key(TINY, RECIPE), cache_key(BaseConfig(), RECIPE),
             cache_key(TINY, CorpusSpec(per_family=200, steps=9, batch_size=16, eval_items=16))}
     assert len(keys) == 3 and cache_key(TINY, RECIPE) == cache_key(TINY, RECIPE)
-    monkeypatch.setenv("EVOLVE_CACHE", str(tmp_path))
-    assert cache_root() == tmp_path
-    monkeypatch.delenv("EVOLVE_CACHE")
-    assert cache_root() == Path.home() / ".cache" / "evolve"
 
 
 def test_resolve_base_validates_a_given_path(built: Path, tmp_path: Path) -> None:

@@ -7,16 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common.errors import EvolveError
 from evolve.config import (
     DEFAULT_CONFIG,
     RunConfig,
     apply_set,
-    derive_seed,
     from_dict,
     load_config,
     resolve_tracking,
 )
-from evolve.errors import EvolveError
 
 
 def test_default_yaml_is_the_embedded_default_and_round_trips(tmp_path: Path) -> None:
@@ -114,12 +113,6 @@ def test_weights_file_replaces_weights(tmp_path: Path) -> None:
     wf.write_text(yaml.safe_dump({"nosuch_signal": 1.0}))
     with pytest.raises(EvolveError, match="unknown signal 'nosuch_signal'"):
         load_config(sets=[f"fitness.weights_file={wf}"])
-
-
-def test_derive_seed_is_stable_and_distinct() -> None:
-    assert derive_seed(0, "gen", 1) == derive_seed(0, "gen", 1)
-    assert len({derive_seed(s, "gen", g) for s in range(5) for g in range(5)}) == 25
-    assert 0 <= derive_seed(123, "x") < 2**31
 
 
 def test_config_is_a_dataclass_with_validation() -> None:

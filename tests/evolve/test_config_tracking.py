@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import EvolveError
 from evolve.config import load_config, tracking_settings
-from evolve.errors import EvolveError
 
 CASES = {
     "env only": (None, [], "sqlite:///env.db"),
@@ -61,13 +61,14 @@ def test_only_the_tracking_section_is_built(tmp_path: Path, monkeypatch: pytest.
 
 def test_ui_flags_go_through_the_same_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evolve.commands import ui
+    from evolve.config import tracking_args, tracking_of_args
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.yaml").write_text("tracking: {experiment: e1}\n")
     p = argparse.ArgumentParser()
-    ui.tracking_args(p)
+    tracking_args(p)
     args = p.parse_args(["--config", "run.yaml", "--set", "tracking.uri=sqlite:///u.db"])
-    assert ui.tracking_settings(args) == tracking_settings("run.yaml", ["tracking.uri=sqlite:///u.db"])
-    assert ui.tracking_settings(args)["experiment"] == "e1"
-    cmd = ui.command(ui.tracking_settings(args), "127.0.0.1", 5001)
+    assert tracking_of_args(args) == tracking_settings("run.yaml", ["tracking.uri=sqlite:///u.db"])
+    assert tracking_of_args(args)["experiment"] == "e1"
+    cmd = ui.command(tracking_of_args(args), "127.0.0.1", 5001)
     assert cmd[cmd.index("--backend-store-uri") + 1] == "sqlite:///u.db"

@@ -57,14 +57,14 @@ def _spec(seed: int) -> Any:
 def test_probe_items_judges_key_term_items_on_generated_text(water_base: Path,
                                                              tmp_path: Path) -> None:
     import curricula
-    from evolve.train import pairs, probe_items
+    from evolve.steps import pairs, probe_items
     from learners.probe import generate_greedy
 
     pop = _population(water_base, [_spec(1), _spec(2)])
     keyed = curricula.FAMILIES.get("jsonl")(path=_write_jsonl(tmp_path / "q.jsonl")).generate(4, 0)
     exact = curricula.FAMILIES.get("modular")().generate(4, 0)
     items = [keyed[0], exact[0], keyed[1], exact[1], *keyed[2:], *exact[2:]]   # mixed order
-    correct, prob = probe_items(pop, items)
+    correct, prob, _ = probe_items(pop, items)
     tf = pop.probe(pairs(items))
     texts = generate_greedy(pop.model, pop.tokenizer, pop.P, [it.prompt for it in items], 32,
                             pop.probe_chunk, pop.device)
@@ -100,7 +100,7 @@ def test_evolution_with_a_jsonl_task_judges_it_by_key_terms(water_base: Path, tm
     from curricula.items import key_terms_match
     from evolve.config import load_config
     from evolve.engine import draw_items, load_state
-    from evolve.train import pairs
+    from evolve.steps import pairs
     from fitness.formats import load_evolve
     from learners.probe import generate_greedy
 

@@ -25,8 +25,8 @@ def test_plots_are_drawn_when_draw_plots_says(mode: str, drawn_after: list[int],
 
 
 def test_draw_plots_default_and_bad_value(make_cfg: Any) -> None:
+    from common.errors import EvolveError
     from evolve.config import load_config
-    from evolve.errors import EvolveError
 
     assert load_config().tracking.draw_plots == "end"
     with pytest.raises(EvolveError, match=r"tracking.draw_plots = 'always' is unknown; set it to "

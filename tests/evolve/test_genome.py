@@ -7,11 +7,11 @@ from typing import Any, ClassVar
 
 import pytest
 
+from common.errors import EvolveError
+from common.registry import Entry
 from curricula.items import ParamRange
 from curricula.registry import STRATEGIES
-from evolve.errors import EvolveError
 from evolve.genome import GeneSpace, Genome, fmt_value, round_sig, sample_genome
-from evolve.registry import Entry
 
 
 def make_strategy(name: str, mutable: dict[str, Any]) -> type:

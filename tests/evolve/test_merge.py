@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.merge import LoraFactors, add_noise, max_delta_error, merge_adapters, resize
 
 TOL = 1e-5

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
+from common.errors import EvolveError
+from common.registry import Entry, UnknownNameError
 from curricula.items import ParamRange
 from curricula.registry import STRATEGIES
-from evolve.errors import EvolveError
 from evolve.genome import GeneSpace, Genome, round_sig, sample_genome
 from evolve.operators import SELECTION, VARIATION, adapter_plan, apply_decisions
 from evolve.operators.selection import Individual, elitism, select
 from evolve.operators.variation import Parent, vary
-from evolve.registry import Entry, UnknownNameError
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    for pkg in ("evolve", "learners", "fitness", "curricula"):
+    for pkg in ("common", "evolve", "learners", "fitness", "curricula"):
         shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
@@ -77,8 +77,8 @@ def test_checkout_configs_paths_still_work() -> None:
 
 
 def test_unknown_config_names_the_shipped_ones(tmp_path: Path) -> None:
+    from common.errors import EvolveError
     from evolve.config import load_config
-    from evolve.errors import EvolveError
 
     with pytest.raises(EvolveError, match=r"nope: no such file; pass an existing YAML file or a "
                                           r"shipped config \(default, smoke, tune\)"):

@@ -157,8 +157,8 @@ def _job(sets: Any, tmp_path: Path, *more: str) -> Any:
 @pytest.mark.ray
 def test_an_error_inside_a_group_reaches_the_driver_as_itself(ray_runtime: Path, sets: Any,
                                                                tmp_path: Path) -> None:
+    from common.errors import EvolveError
     from evolve.backends.ray import RayBackend
-    from evolve.errors import EvolveError
 
     job = _job(sets, tmp_path)
     (tmp_path / "empty").mkdir()
@@ -172,8 +172,8 @@ def test_an_error_inside_a_group_reaches_the_driver_as_itself(ray_runtime: Path,
 @pytest.mark.ray
 def test_cuda_jobs_on_a_cluster_without_gpus_fail_in_one_line(ray_runtime: Path,
                                                                sets: Any, tmp_path: Path) -> None:
+    from common.errors import EvolveError
     from evolve.backends.ray import RayBackend
-    from evolve.errors import EvolveError
 
     job = _job(sets, tmp_path)
     job.device = "cuda"

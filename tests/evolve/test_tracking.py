@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest_server import summary_of, synthetic_generations, tiny_adapter
 
+from common.errors import EvolveError
 from evolve.cli import main as cli_main
-from evolve.errors import EvolveError
 from evolve.records import LearnerRecord, LineageEdge
 from evolve.tracking import Tracker
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evolve.errors import EvolveError
+from common.errors import EvolveError
 from evolve.tracking import Tracker
 
 

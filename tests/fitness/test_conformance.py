@@ -21,10 +21,15 @@ def _cases(make_traj):
         "all correct": make_traj({"a": "1111", "b": "1111"}, baseline={"a": True}),
         "all wrong": make_traj({"a": "0000", "b": "0000"}),
         "failed": make_traj({"a": "0101"}, failed=True),
-        "full": make_traj({f"i{j}": ("01" * K)[j % 2:j % 2 + K] for j in range(6)},
+        # one item trained every 4 checkpoints (so every third has windows), two of them right
+        # at baseline, all wrong at the start (so forward transfer is defined)
+        "full": make_traj({f"i{j}": "." * (4 * j) + ("01" * K)[j % 2:j % 2 + K - 4 * j]
+                           for j in range(6)}, baseline={"i0": True, "i3": True},
+                          initial={f"i{j}": False for j in range(6)},
                           holdout_ids=["h1", "h2"], holdout_baseline=[False, True],
                           holdout_correct=[[k > 12, True] for k in range(K)],
                           holdout_confidence=[[0.3 + 0.02 * k, 0.9] for k in range(K)],
+                          holdout_self_confidence=[[0.6, 0.9] for k in range(K)],
                           spectral=spec),
         "holdout without confidence": make_traj({"a": "011"}, holdout_ids=["h"],
                                                 holdout_baseline=[False],
@@ -66,7 +71,7 @@ def test_registry_entries_are_signals_with_metadata():
 def test_names_other_code_relies_on():
     for name in ("meta_learning_window", "meta_learning_cumulative", "forgetting_half_life",
                  "survival_at_end", "oscillation", "stuck", "stuck_fraction", "holdout_gain",
-                 "grokking", "confidence_gap", "confidence_loop_area", "final_accuracy",
+                 "grokking", "confidence_gap", "confidence_gap_peak", "final_accuracy",
                  "spectral_alpha_distance"):
         assert name in SIGNALS
     assert SIGNALS.get("forgetting_half_life").none_is == "best"
@@ -74,7 +79,7 @@ def test_names_other_code_relies_on():
 
 
 def test_unknown_signal_name_is_a_one_line_error(make_traj):
-    from evolve.registry import UnknownNameError
+    from common.registry import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="valid:.*oscillation") as err:
         compute_signals(make_traj({"a": "01"}), ["oscilation"])

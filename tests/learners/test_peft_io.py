@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from learners.peft_io import export_peft, import_peft
 from learners.population import LearnerSpec, Population
 
 PAIRS = [("12+30=", "42"), ("7+8=", "15"), ("1+1=", "2")]
@@ -52,7 +53,7 @@ def test_export_loads_in_peft_with_the_same_logits(base, tiny_base, tmp_path) ->
     pop = Population(model, tok, specs, target_modules=("q_proj", "v_proj"))
     for _ in range(3):  # B != 0, so the adapter changes the logits
         pop.train_step([PAIRS, PAIRS[:2]])
-    out = pop.export_peft(1, tmp_path / "l1", tiny_base)
+    out = export_peft(pop, 1, tmp_path / "l1", tiny_base)
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == str(tiny_base.resolve())
     assert (cfg["r"], cfg["lora_alpha"], sorted(cfg["target_modules"])) == (4, 6.0, ["o_proj", "q_proj"])
@@ -74,7 +75,7 @@ def test_import_of_an_adapter_made_with_peft(base, tmp_path) -> None:
     pm.save_pretrained(str(tmp_path / "made_by_peft"))
     spec = LearnerSpec(lr=1e-3, weight_decay=0.0, rank=2, alpha=2.0, dropout=0.0, seed=5)
     pop = Population(model, tok, [spec, spec], r_max=4)
-    pop.import_peft(1, tmp_path / "made_by_peft")
+    import_peft(pop, 1, tmp_path / "made_by_peft")
     assert (pop.specs[1].rank, pop.specs[1].alpha, pop.specs[1].lr) == (4, 8.0, 1e-3)
     assert_close(learner_logits(pop, 1, tok), peft_logits(pm, tok), atol=1e-5, rtol=1e-5)
     assert pop.get_state(1).step == 0
@@ -91,6 +92,6 @@ def test_import_above_r_max_is_a_clear_error(base, tmp_path) -> None:
     spec = LearnerSpec(lr=1e-3, weight_decay=0.0, rank=2, alpha=2.0, dropout=0.0, seed=5)
     pop = Population(model, tok, [spec])
     with pytest.raises(ValueError, match="rank 8 > the population's r_max 2"):
-        pop.import_peft(0, tmp_path / "r8")
+        import_peft(pop, 0, tmp_path / "r8")
     with pytest.raises(ValueError, match="not a PEFT adapter directory"):
-        pop.import_peft(0, tmp_path)
+        import_peft(pop, 0, tmp_path)

@@ -195,6 +195,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pilot", type=int, default=4,
                    help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
                         "oracle's effect are computed from them and printed (default 4)")
+    p.add_argument("--planted-pilot", type=int, default=8,
+                   help="the planted control's first N seeds are its pilot: the report gives the "
+                        "verdict on them alone and the seeds they say 80%% power needs (default 8)")
+    p.add_argument("--heritability-baseline", metavar="DIR",
+                   help="an earlier run's --out (e.g. the random arm under the earlier variation "
+                        "rules): its parent-offspring slope goes beside this one's, paired by seed")
     p.add_argument("--seed-order", choices=("up", "down"), default="up",
                    help="run the main seeds in increasing (default) or decreasing order: two "
                         "invocations with the same --out, one up and one down (with "
@@ -248,6 +254,10 @@ def main(args: argparse.Namespace) -> int:
     from evolve.experiments.selection_report import log_summary, write_report
 
     arms, n, n_planted = check_args(args)
+    if args.heritability_baseline and not (Path(args.heritability_baseline)
+                                           / "report.json").is_file():
+        raise EvolveError(f"--heritability-baseline {args.heritability_baseline}: no report.json "
+                          "there; pass the --out of an earlier selection experiment")
     weights = tuned_weights(args.weights, arms)
     cfgs = {a: arm_config(args, a, 0, weights) for a in arms}   # bad settings fail before any run
     if n_planted:
@@ -278,7 +288,8 @@ def main(args: argparse.Namespace) -> int:
             log(pilot_text(runs, args.pilot))
     if args.seed_order == "down":
         runs = {a: rs[::-1] for a, rs in runs.items()}
-    result = analyse(runs, planted, seeds, args.pilot)
+    result = analyse(runs, planted, seeds, args.pilot, args.planted_pilot,
+                     args.heritability_baseline)
     doc = write_report(args, cfgs, arms, seeds, weights, runs, planted, result,
                        time.perf_counter() - t0)
     run_id = log_summary(args.out, cfgs[arms[0]], doc)

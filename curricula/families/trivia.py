@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from curricula.families._common import check_float, check_subset, cycle, distinct_indices, rng_for
-from curricula.families.jsonl import JUDGES, parse_line
+from curricula.families.jsonl import JUDGES, parse_line, read_rows
 from curricula.items import Item, exact_match, key_terms_match
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "trivia.jsonl"
@@ -72,21 +72,7 @@ def _fact(line: str, where: str) -> Fact:
 
 def load_facts(path: str | Path) -> list[Fact]:
     """Every fact of the file in file order; one-line ValueError naming the file and line."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"trivia: no such file {str(p)!r}; set path to an existing trivia JSONL file")
-    facts: list[Fact] = []
-    first: dict[str, int] = {}
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            f = _fact(line, f"{p}:{n}")
-            if f.id in first:
-                raise ValueError(f"{p}:{n}: duplicate id {f.id!r} (first on line {first[f.id]})")
-            first[f.id] = n
-            facts.append(f)
-    return facts
+    return read_rows(path, _fact, "trivia")
 
 
 class _TriviaBase:

@@ -85,3 +85,12 @@ def test_unknown_config_names_the_shipped_ones(tmp_path: Path) -> None:
         load_config("nope")
     with pytest.raises(EvolveError, match="no such file"):
         load_config(tmp_path / "smoke.yaml")     # a path is a path, never a shipped name
+
+
+def test_wheel_ships_the_built_embedded_base(wheel: Path) -> None:
+    """A fresh install needs no 5-minute pretraining: the weights and the manifest are in it."""
+    from evolve import shipped_base
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for f in (*shipped_base.FILES, shipped_base.MANIFEST):
+        assert f"evolve/embedded_base/{f}" in names

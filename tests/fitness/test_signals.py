@@ -197,6 +197,23 @@ def test_grokking_signal_on_a_trajectory(make_traj):
     assert sig(short, "grokking").value is None
 
 
+def test_grokking_signal_on_an_evolutions_six_checkpoints(make_traj):
+    """An evolution probes 6 times a generation: the detector uses windows of 3 probes there."""
+    hold = [[False, False]] * 3 + [[True, True]] * 3
+    late = make_traj({"a": "111111"}, holdout_ids=["h1", "h2"], holdout_baseline=[False, False],
+                     holdout_correct=hold, holdout_confidence=[[0.5, 0.5]] * 6)
+    v = sig(late, "grokking")
+    assert v.value == 1.0 and v.extra["window"] == 3 and v.extra["step"] == late.steps[5]
+    # holdout rising while training accuracy still climbs is learning, not grokking
+    early = make_traj({"a": "011111", "b": "001111"}, holdout_ids=["h1", "h2"],
+                      holdout_baseline=[False, False], holdout_correct=hold,
+                      holdout_confidence=[[0.5, 0.5]] * 6)
+    assert sig(early, "grokking").value == 0.0
+    three = make_traj({"a": "111"}, holdout_ids=["h"], holdout_baseline=[False],
+                      holdout_correct=[[False], [False], [True]], holdout_confidence=[[0.1]] * 3)
+    assert sig(three, "grokking").value is None and "4 checkpoints" in sig(three, "grokking").reason
+
+
 def test_spectral_signals_read_the_trajectory_result(make_traj):
     t = make_traj({"a": "01"})
     assert sig(t, "spectral_alpha_distance").value is None

@@ -225,13 +225,19 @@ def _build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def resolve_base(path: str | Path | None) -> Path:
+def resolve_base(path: str | Path | None, targets: Sequence[str] = ()) -> Path:
     """`path` checked with `load_base` (one-line EvolveError if it is not a causal LM), or the
-    default base when `path` is None or empty."""
-    if not path:
-        return default_base()
+    default base when `path` is None or empty. `targets`: LoRA target module names the run may
+    use; one that matches no linear module of the model is a one-line EvolveError listing the
+    names it has (learners/arch.py resolves q_proj/k_proj/v_proj on fused-qkv models)."""
+    from learners.arch import check_targets
     from learners.base import load_base
 
-    p = Path(path).expanduser()
-    load_base(p)
+    p = default_base() if not path else Path(path).expanduser()
+    if path or targets:
+        model, _ = load_base(p)
+        try:
+            check_targets(model, list(dict.fromkeys(targets)))
+        except ValueError as e:
+            raise EvolveError(f"--base {p}: {e} (set genome.target_modules in the config)") from None
     return p

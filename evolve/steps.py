@@ -19,8 +19,9 @@ def pairs(items: Sequence[Any]) -> list[Pair]:
 
 
 def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Every learner's verdicts `correct` [P, N] bool and answer probabilities `prob` [P, N].
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every learner's verdicts `correct` [P, N] bool, answer probabilities `prob` [P, N] and
+    self-confidence `self_prob` [P, N] (probability of its own greedy answer, `ProbeResult`).
 
     Exact items: the teacher-forced probe (every answer token and eos the argmax = greedy
     decoding's verdict). Key-term items (`exact` False): every learner's greedy continuation of
@@ -28,7 +29,8 @@ def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
     every key term after NFKC + casefolding (`curricula.items.key_terms_match`, the judge of the
     key-term families), so "It is water" answers "H2O" with key term "water". Their `prob` is
     still the teacher-forced probability of the reference answer: a free-form answer has no
-    single probability, and the confidence signals then mean the same for both kinds of item.
+    single probability, and the confidence signals then mean the same for both kinds of item
+    (`self_prob` too: the teacher-forced probability of the greedy reading of the reference).
     """
     from curricula.items import key_terms_match
     from learners.probe import generate_greedy
@@ -43,7 +45,7 @@ def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
         for i, j in enumerate(judged):
             terms = items[j].key_terms or (items[j].answer,)
             correct[:, j] = [key_terms_match(terms, texts[p][i]) for p in range(pop.P)]
-    return correct, prob
+    return correct, prob, np.asarray(res.self_prob, dtype=np.float64)
 
 
 def train_steps(pop: Any, streams: list[list[list[Pair]]], on_step: Callable[[], None] | None = None,

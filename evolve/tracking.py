@@ -197,7 +197,7 @@ class Tracker:
             if rec.adapter_dir is not None and \
                     not (Path(rec.adapter_dir) / "adapter_config.json").is_file():
                 raise EvolveError(f"adapter_dir {rec.adapter_dir} of {rec.learner_id} has no "
-                                  "adapter_config.json; export it with Population.export_peft")
+                                  "adapter_config.json; export it with learners.peft_io.export_peft")
         for rec in records:
             if not rec.parent_run_ids:
                 rec.parent_run_ids = [self._run_ids[p] for p in rec.parents if p in self._run_ids]

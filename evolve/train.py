@@ -86,6 +86,7 @@ class GroupResult:
     assess_curves: list[list[tuple[int, float]]]     # probe accuracy over assessment training items
     timings: dict[str, float]
     device: str = "cpu"                # the device the group trained on (`auto` resolved there)
+    self_prob: np.ndarray | None = None   # [K+1, P, n+H] probability of the learner's own answer
 
 
 def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], batch_size: int,
@@ -162,7 +163,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     pop = _population(job)
     P, ids = len(job.learners), [p.learner_id for p in job.learners]
     probe_set = list(job.items) + list(job.holdout)
-    c0, p0 = probe_items(pop, probe_set, job.max_new_tokens)
+    c0, p0, s0 = probe_items(pop, probe_set, job.max_new_tokens)
     item_ids = [it.id for it in job.items]
     streams, windows = [], []
     for i, plan in enumerate(job.learners):
@@ -175,7 +176,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     if progress is not None:   # lockstep: a window takes as many steps as its longest stream
         progress("total", sum(max(len(s[k]) if k < len(s) else 0 for s in streams)
                               for k in range(K)))
-    correct, prob, losses = [c0], [p0], np.full((K, P), np.nan)
+    correct, prob, self_prob, losses = [c0], [p0], [s0], np.full((K, P), np.nan)
     failures: dict[str, str] = {}
     deltas: list[list[dict[str, Any]]] = [[] for _ in range(P)]
     steps_done = [0] * P
@@ -191,10 +192,11 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
                                     f"{steps_done[p] + at + 1} of generation {job.generation}")
             steps_done[p] += len(window[p])
         tp = time.perf_counter()
-        c, pr = probe_items(pop, probe_set, job.max_new_tokens)
+        c, pr, sp = probe_items(pop, probe_set, job.max_new_tokens)
         t_probe += time.perf_counter() - tp
         correct.append(c)
         prob.append(pr)
+        self_prob.append(sp)
         if job.spectral:
             for p in range(P):
                 deltas[p].append({n: d.detach().clone() for n, d in pop.lora_delta(p).items()})
@@ -218,7 +220,8 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
         losses=losses, final_states=final_states, failures=failures, spectral=spectral,
         assess=assessed, assess_curves=assess_curves,
         timings={"train_s": t_train - t_probe, "probe_s": t_probe, "spectral_s": t_spectral,
-                 "assess_s": time.perf_counter() - t2}, device=job.device)
+                 "assess_s": time.perf_counter() - t2}, device=job.device,
+        self_prob=np.stack(self_prob))
 
 
 def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -34,13 +34,17 @@ def trajectory(res: GroupResult, p: int) -> Any:
         holdout_confidence=[[float(x) for x in res.prob[k + 1, p, n:]] for k in range(K)],
         failed=res.learner_ids[p] in res.failures,
     )
+    if res.self_prob is not None:
+        traj.holdout_self_confidence = [[float(x) for x in res.self_prob[k + 1, p, n:]]
+                                        for k in range(K)]
     if hasattr(traj, "spectral"):
         traj.spectral = res.spectral[p]
     return traj
 
 
 def curves(res: GroupResult, p: int) -> dict[str, list[tuple[int, float]]]:
-    """Per-checkpoint `train_acc`, `holdout_acc`, `holdout_confidence`, `loss` (finite points only)."""
+    """Per-checkpoint `train_acc`, `holdout_acc`, `holdout_confidence`, `loss` and, where probed,
+    `holdout_self_confidence` (finite points only): the confidence-vs-knowledge curve of a run."""
     n, win, has_h = res.n_train, res.windows[p], res.n_train < len(res.item_ids)
     ids = res.item_ids[:n]
     out: dict[str, list[tuple[int, float]]] = {
@@ -53,9 +57,11 @@ def curves(res: GroupResult, p: int) -> dict[str, list[tuple[int, float]]]:
             "holdout_confidence": float(np.mean(res.prob[k + 1, p, n:])) if has_h else math.nan,
             "loss": float(res.losses[k, p]),
         }
+        if res.self_prob is not None and has_h:
+            values["holdout_self_confidence"] = float(np.mean(res.self_prob[k + 1, p, n:]))
         for name, v in values.items():
             if math.isfinite(v):
-                out[name].append((int(step), v))
+                out.setdefault(name, []).append((int(step), v))
     if res.assess_curves[p]:
         out["assess_acc"] = list(res.assess_curves[p])
     return out

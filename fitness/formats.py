@@ -161,7 +161,8 @@ def to_dict(traj: Trajectory) -> dict[str, Any]:
                       "confidence": traj.confidence.get(i, [None] * traj.K)}
                   for i in traj.correct},
         "holdout": {"ids": traj.holdout_ids, "baseline": traj.holdout_baseline,
-                    "correct": traj.holdout_correct, "confidence": traj.holdout_confidence},
+                    "correct": traj.holdout_correct, "confidence": traj.holdout_confidence,
+                    "self_confidence": traj.holdout_self_confidence},
         "spectral": traj.spectral})
 
 
@@ -210,6 +211,7 @@ def _evolve_one(t: Any, j: int, name: str) -> Trajectory:
         holdout_ids=list(hold.get("ids") or []), holdout_baseline=list(hold.get("baseline") or []),
         holdout_correct=[list(r) for r in hold.get("correct") or []],
         holdout_confidence=[list(r) for r in hold.get("confidence") or []],
+        holdout_self_confidence=[list(r) for r in hold.get("self_confidence") or []],
         failed=bool(t.get("failed", False)), spectral=t.get("spectral"))
     try:
         check(traj)

@@ -8,7 +8,7 @@ from common.registry import Registry
 
 SIGNALS: Registry[Any] = Registry("signal", {
     "confidence_gap": "fitness.signals.confidence:confidence_gap",
-    "confidence_loop_area": "fitness.signals.confidence:confidence_loop_area",
+    "confidence_gap_peak": "fitness.signals.confidence:confidence_gap_peak",
     "final_accuracy": "fitness.signals.stability:final_accuracy",
     "forgetting_half_life": "fitness.signals.forgetting:forgetting_half_life",
     "grokking": "fitness.signals.generalisation:grokking",

@@ -30,6 +30,8 @@ class Trajectory:
     holdout_baseline: list[bool] = field(default_factory=list)      # [H]
     holdout_correct: list[list[bool]] = field(default_factory=list)     # [K][H]
     holdout_confidence: list[list[float]] = field(default_factory=list)  # [K][H]
+    # [K][H] self-confidence: probability of the learner's own greedy answer (empty: not probed)
+    holdout_self_confidence: list[list[float | None]] = field(default_factory=list)
     failed: bool = False
     spectral: dict[str, Any] | None = None   # `fitness.spectral.spectral()` output (engine)
 
@@ -119,7 +121,8 @@ def check(traj: Trajectory) -> None:
                              "checkpoints; give one per checkpoint (None = not probed)")
     H = len(traj.holdout_ids)
     for name, rows in (("holdout_correct", traj.holdout_correct),
-                       ("holdout_confidence", traj.holdout_confidence)):
+                       ("holdout_confidence", traj.holdout_confidence),
+                       ("holdout_self_confidence", traj.holdout_self_confidence)):
         if rows and (len(rows) != K or any(len(r) != H for r in rows)):
             raise ValueError(f"{who}: {name} must be [K={K}][H={H}] (or empty)")
     if traj.holdout_baseline and len(traj.holdout_baseline) != H:

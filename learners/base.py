@@ -123,6 +123,14 @@ def _check_causal(path: Path) -> None:
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as e:  # noqa: BLE001 (any parse failure is the user's file)
+        import transformers
+
+        kind = _model_type(path)
+        if kind is not None and "does not recognize this architecture" in str(e):
+            raise EvolveError(f"--base {path}: model_type {kind!r} is an architecture transformers "
+                              f"{transformers.__version__} cannot load; upgrade it (pip install -U "
+                              "transformers) or convert the model to a supported architecture"
+                              ) from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EvolveError(f"--base {path}: unreadable config.json ({first}); {fix}") from None
     kind, archs = config.model_type, list(getattr(config, "architectures", None) or [])
@@ -136,6 +144,22 @@ def _check_causal(path: Path) -> None:
         raise EvolveError(f"--base {path}: {what} is not a causal LM; {fix}")
 
 
+def _model_type(path: Path) -> str | None:
+    """config.json's model_type, or None if it cannot be read."""
+    import json
+
+    try:
+        kind = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+# files one of which a saved tokenizer has (fast, sentencepiece, GPT-2 BPE, WordPiece)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "vocab.txt", "spiece.model")
+
+
 def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a local causal LM and its tokenizer (float32, eager attention, eval mode).
 
@@ -146,6 +170,9 @@ def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
 
     p = Path(path).expanduser()
     _check_causal(p)
+    if not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise EvolveError(f"--base {p}: no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save "
+                          f"the model's tokenizer there with tokenizer.save_pretrained('{p}')")
     try:
         with _quiet_io():
             model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32,

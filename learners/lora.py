@@ -22,11 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-try:  # GPT-2 style fused projections (weight stored [in, out])
-    from transformers.pytorch_utils import Conv1D as _Conv1D
-    CONV1D: tuple[type[nn.Module], ...] = (_Conv1D,)
-except ImportError:  # pragma: no cover - transformers is a dependency
-    CONV1D = ()
+from learners.arch import CONV1D, check_targets, module_matches
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int, bool]:
@@ -166,18 +162,18 @@ class StackedLoRALinear(nn.Module):
 
 def inject(model: nn.Module, target_modules: Sequence[str], P: int, r_max: int
            ) -> dict[str, StackedLoRALinear]:
-    """Replace every module whose name ends with a target (PEFT's suffix rule) by a stacked layer.
+    """Replace every module whose name ends with a target (PEFT's suffix rule; q_proj, k_proj and
+    v_proj also name a fused q/k/v module, see learners/arch.py) by a stacked layer.
 
-    Returns {module name (as in `model.named_modules()`): layer}; raises ValueError if none match.
+    Returns {module name (as in `model.named_modules()`): layer}; raises ValueError (listing the
+    model's linear module names) if a target matches no module.
     """
     targets = tuple(target_modules)
+    check_targets(model, targets)
     found = [
         (name, mod) for name, mod in model.named_modules()
         if module_matches(name, targets) and not isinstance(mod, StackedLoRALinear)
     ]
-    if not found:
-        raise ValueError(f"no module of the model matches target_modules {list(targets)}; "
-                         "pass names such as q_proj, v_proj (Llama) or c_attn (GPT-2)")
     layers: dict[str, StackedLoRALinear] = {}
     for name, mod in found:
         parent_name, _, child = name.rpartition(".")
@@ -186,11 +182,6 @@ def inject(model: nn.Module, target_modules: Sequence[str], P: int, r_max: int
         setattr(parent, child, layer)
         layers[name] = layer
     return layers
-
-
-def module_matches(name: str, targets: Sequence[str]) -> bool:
-    """PEFT's suffix rule: `model.layers.0.self_attn.q_proj` matches `q_proj`."""
-    return any(name == t or name.endswith("." + t) for t in targets)
 
 
 __all__ = ["StackedLoRALinear", "inject", "module_matches", "peft_init_A", "linear_dims"]

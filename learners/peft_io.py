@@ -17,6 +17,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from learners.arch import leaf
 from learners.population import LearnerState, Population
 
 PREFIX = "base_model.model."
@@ -36,7 +37,8 @@ def export_peft(pop: Population, i: int, out_dir: str | Path, base_path: str | P
     # PEFT annotates lora_alpha as int but scales by alpha / r for any number; alphas evolve as floats
     cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha,  # type: ignore[arg-type]
                      lora_dropout=spec.dropout, bias="none",
-                     target_modules=list(spec.target_modules or pop.default_targets),
+                     # the modules' own names: q_proj on a fused-qkv model means e.g. c_attn
+                     target_modules=sorted({leaf(n) for n in state.lora}),
                      task_type="CAUSAL_LM", fan_in_fan_out=fan,
                      base_model_name_or_path=str(Path(base_path).resolve()))
     cfg.save_pretrained(str(out))

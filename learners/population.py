@@ -8,7 +8,6 @@ whose loss or gradients become NaN/inf is frozen (never updated again) and marke
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from learners import probe as probing
+from learners.arch import lm_logits, shared_copy
 from learners.encoding import as_codec, encode_pairs, predicting
 from learners.fastpath import FastLlama
 from learners.lora import StackedLoRALinear, inject, module_matches
@@ -64,7 +64,14 @@ def dropout_seed(seed: int) -> int:
 
 
 class Population:
-    """P stacked LoRA learners on a private copy of `model` (the caller's model is not modified)."""
+    """P stacked LoRA learners on one frozen `model`, shared: the population's model is a copy of
+    the module tree over the caller's weights (learners/arch.shared_copy), never a copy of the
+    weights, and the caller's model is not modified.
+
+    `target_modules` (and each spec's): module names by PEFT's suffix rule, where q_proj, k_proj
+    and v_proj also name a fused q/k/v module (GPT-2's c_attn, GPT-NeoX's query_key_value, Phi-3's
+    qkv_proj; learners/arch.py). A name that matches nothing raises ValueError listing the
+    model's linear module names."""
 
     def __init__(self, model: nn.Module, tokenizer: object, specs: Sequence[LearnerSpec],
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
@@ -81,9 +88,7 @@ class Population:
             union += [t for t in (s.target_modules or ()) if t not in union]
         self.r_max = max([s.rank for s in self.specs] + [r_max or 0])
         self.device = torch.device(device)
-        self.model: Any = copy.deepcopy(model).to(self.device)   # a transformers causal LM
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model: Any = shared_copy(model).to(self.device)   # a transformers causal LM
         self.tokenizer = tokenizer
         self.layers: dict[str, StackedLoRALinear] = inject(self.model, union, self.P, self.r_max)
         self.names = list(self.layers)
@@ -205,7 +210,7 @@ class Population:
         finally:
             for layer in self.layers.values():
                 layer.span, layer.rows = (0, self.P), None
-        logits = self.model.get_output_embeddings()(h).float()   # [K, V]
+        logits = lm_logits(self.model, h)                        # [K, V]
         ce = nn.functional.cross_entropy(logits, target[sel], reduction="none")  # [K]
         owner = (torch.arange(ids.shape[0], device=ids.device) // B)[:, None].expand_as(sel)[sel]
         total = torch.zeros(G, device=ids.device).index_add(0, owner, ce)
@@ -224,6 +229,13 @@ class Population:
         T = max((len(p) + len(a) for b in batches for p, a in b), default=0) + 2
         return max(1, min(self.P, self.group_tokens // max(1, B * T)))
 
+    def _train_mode(self, on: bool) -> None:
+        """Training mode for the adapters only (their dropout is the learner's gene): the frozen
+        base stays in eval mode, so its own dropout (GPT-2's resid/attn/embd_pdrop...) is off, as
+        for any frozen feature extractor, and no learner's step draws from a shared RNG."""
+        for layer in self.layers.values():
+            layer.train(on)
+
     def train_step(self, batches: Sequence[Sequence[Pair]],
                    active: Sequence[bool] | None = None) -> np.ndarray:
         """One AdamW step of every learner on its own batch; returns [P] loss (NaN: failed/idle).
@@ -240,7 +252,7 @@ class Population:
         out = np.full(self.P, np.nan)
         if not act.any():
             return out
-        self.model.train()
+        self._train_mode(True)
         self.opt.zero_grad()
         todo = [b if a else [] for b, a in zip(batches, act, strict=True)]
         size = self._group(todo)
@@ -263,7 +275,7 @@ class Population:
         else:
             updated = act
         self.opt.zero_grad()
-        self.model.eval()
+        self._train_mode(False)
         out[~updated] = np.nan
         return out
 

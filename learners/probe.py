@@ -5,6 +5,11 @@ answer token and the eos token is the argmax. So a probe is one batched forward 
 (learner, item) — the items repeated once per learner block `[P*n, T]` — not a sampling loop. The
 `generate()` path is kept to prove the two give the same verdicts.
 
+Every probe also returns the model's confidence in its *own* answer (DESIGN.md, self-confidence):
+`self_prob`, the probability of its greedy answer, and `self_margin`, the first answer token's
+margin (top logit minus the runner-up). The probability of the true answer cannot exceed accuracy
+when the model is wrong; this one can, which is what the confidence gap measures.
+
 Items without a single exact answer (key-term judged question sets) need the text itself:
 `generate_greedy` returns every learner's greedy continuation of every prompt, from one batched
 `generate()` per chunk (left padding, KV cache), for a judge to read.
@@ -19,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from learners.arch import lm_logits
 from learners.encoding import (
-    answer_verdicts,
     as_codec,
     encode_pairs,
     predicting,
@@ -37,11 +42,36 @@ class ProbeResult:
     correct: greedy decoding reproduces the answer exactly (then eos).
     prob:    probability of the whole answer incl. eos, teacher-forced.
     margin:  min over answer tokens (and eos) of logit(target) - max other logit (>0 iff correct).
+    self_prob:   probability of the model's own greedy answer (incl. its eos): the product of the
+                 top softmax probability at each answer position. Equal to `prob` where correct.
+                 Teacher-forced it is exact up to and including the first position where the
+                 greedy answer leaves the true one (so for every item whose greedy answer is right
+                 or wrong only in its last token); later positions are read on the true prefix.
+                 `probe_generate` gives it exactly, along the generated path.
+    self_margin: first answer token's top logit minus the runner-up (>= 0; the greedy answer's
+                 first-token margin, exact in both probes).
     """
 
     correct: np.ndarray
     prob: np.ndarray
     margin: np.ndarray
+    self_prob: np.ndarray
+    self_margin: np.ndarray
+
+
+def self_verdicts(lg: torch.Tensor, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(self_prob, self_margin), each [R], from the logits lg [K, V] at the K positions sel [R, L]
+    marks (row-major, as `verdicts_at` takes them): see `ProbeResult`."""
+    R = sel.shape[0]
+    row = torch.arange(R, device=lg.device)[:, None].expand_as(sel)[sel]   # [K] owner row
+    top = lg.topk(min(2, lg.shape[1]), dim=1).values                        # [K, 2]
+    logp = top[:, 0] - torch.logsumexp(lg, 1)
+    self_prob = torch.zeros(R, device=lg.device).index_add(0, row, logp).exp()
+    first = torch.ones_like(row, dtype=torch.bool)
+    first[1:] = row[1:] != row[:-1]                                         # each row's first
+    gap = top[:, 0] - top[:, -1] if top.shape[1] > 1 else torch.zeros_like(top[:, 0])
+    self_margin = torch.zeros(R, device=lg.device).index_copy(0, row[first], gap[first])
+    return self_prob, self_margin
 
 
 def _chunk(P: int, T: int, V: int, budget: int) -> int:
@@ -59,7 +89,7 @@ def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[
     marks only (the population's fused forward, learners/fastpath.py); then only those positions
     go through the LM head. None: the model's own forward, logits at every position."""
     N = len(pairs)
-    out = [np.zeros((P, N), dtype=bool), np.zeros((P, N)), np.zeros((P, N))]
+    out = [np.zeros((P, N), dtype=bool)] + [np.zeros((P, N)) for _ in range(4)]
     if N == 0:
         return ProbeResult(*out)
     was_training = model.training
@@ -72,14 +102,15 @@ def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[
         k = enc.input_ids.shape[0]
         ids = enc.input_ids.to(device).repeat(P, 1)        # [P*k, T], learner-major
         mask = enc.attention_mask.to(device).repeat(P, 1)
+        sel, target = predicting(enc.labels.to(device).repeat(P, 1))  # [P*k, L]
+        L = sel.shape[1]
         if hidden is not None:
-            sel, target = predicting(enc.labels.to(device).repeat(P, 1))  # [P*k, L]
-            L = sel.shape[1]
             h = hidden(ids[:, :L], mask[:, :L], sel, P)     # [K, H]
-            verdicts = verdicts_at(model.get_output_embeddings()(h).float(), target, sel)
+            lg = lm_logits(model, h)   # [K, V] only the scored positions
         else:
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()  # [P*k, T, V]
-            verdicts = answer_verdicts(logits, enc)         # each [P*k]
+            logits = model(input_ids=ids, attention_mask=mask).logits  # [P*k, T, V]
+            lg = logits[:, :L][sel].float()
+        verdicts = (*verdicts_at(lg, target, sel), *self_verdicts(lg, sel))   # each [P*k]
         for dst, src in zip(out, verdicts, strict=True):
             dst[:, lo:lo + k] = src.reshape(P, k).cpu().numpy()
     model.train(was_training)
@@ -92,12 +123,15 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
     """Verdicts [P, N] from greedy `generate()` on left-padded prompts with a KV cache.
 
     prob and margin come from the generation scores where the verdict is correct (the generated
-    path is then the teacher-forced one) and are NaN where it is not.
+    path is then the teacher-forced one) and are NaN where it is not. self_prob is the probability
+    of the generated path up to and including its eos (or its last token, the answer's length
+    being the budget); self_margin is the first generated token's top-two logit gap.
     """
     N = len(pairs)
     correct, prob, margin = np.zeros((P, N), dtype=bool), np.full((P, N), np.nan), np.full((P, N), np.nan)
+    self_prob, self_margin = np.zeros((P, N)), np.zeros((P, N))
     if N == 0:
-        return ProbeResult(correct, prob, margin)
+        return ProbeResult(correct, prob, margin, self_prob, self_margin)
     was_training = model.training
     model.eval()
     pad = getattr(tokenizer, "pad_token_id", None) or 0
@@ -117,9 +151,15 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
             eos_token_id=eos, output_scores=True, return_dict_in_generate=True)
         new = gen.sequences[:, L:].cpu()                   # [P*k, <= max(length)]
         scores = torch.stack(gen.scores, 1).float().cpu()  # [P*k, steps, V]
+        top = scores.topk(min(2, V), dim=2).values         # [P*k, steps, 2]
+        top_logp = top[..., 0] - torch.logsumexp(scores, 2)  # [P*k, steps]
         for p in range(P):
             for j in range(k):
                 row = p * k + j
+                toks = new[row].tolist()
+                end = toks.index(eos) + 1 if eos in toks else len(toks)
+                self_prob[p, lo + j] = float(top_logp[row, :end].sum().exp())
+                self_margin[p, lo + j] = float(top[row, 0, 0] - top[row, 0, -1])
                 target = enc.input_ids[j, start[j]:start[j] + length[j]]
                 got = new[row, :length[j]]
                 if got.shape[0] == length[j] and torch.equal(got, target):
@@ -131,7 +171,7 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
                     other = s.scatter(1, target[:, None], float("-inf")).max(1).values
                     margin[p, lo + j] = float((tl - other).min())
     model.train(was_training)
-    return ProbeResult(correct, prob, margin)
+    return ProbeResult(correct, prob, margin, self_prob, self_margin)
 
 
 def _left_pad(ids: torch.Tensor, start: Sequence[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.resume:
         from evolve.basemodel import resolve_base
 
-        resolve_base(cfg.base)  # a path that is not a causal LM fails before the store is touched
+        # a path that is not a causal LM, or target modules it lacks, fail before the store is touched
+        resolve_base(cfg.base, [t for ts in cfg.gene_space().target_modules for t in ts])
     # the backend first: `--backend ray` without Ray fails before the store is touched
     backend = make_backend(cfg.backend, address=args.ray_address, progress=not args.quiet)
     tracker = None

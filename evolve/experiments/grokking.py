@@ -137,6 +137,7 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
     layer_rows: list[dict[str, float | None]] = []
     val_correct: list[list[bool]] = []
     val_prob: list[list[float]] = []
+    val_self: list[list[float]] = []
     t0, held, load0 = time.perf_counter(), 0, round(os.getloadavg()[0], 1)
 
     def probe(step: int) -> None:
@@ -153,6 +154,7 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
                     hist["val_maxprob"].append(probs.max(-1).values.mean().item())
                     val_correct.append(correct.tolist())
                     val_prob.append(p_true.tolist())
+                    val_self.append(probs.max(-1).values.tolist())   # own greedy answer
             hist["weight_norm"].append(math.sqrt(sum(float((w * w).sum())
                                                      for w in model.parameters())))
         mean_alpha, layers = spectral_alpha(model)
@@ -179,7 +181,7 @@ def train(cfg: GrokConfig, log: Any = None) -> dict[str, Any]:
     names = sorted({n for row in layer_rows for n in row})   # aligned with the probes
     layer_alpha = {n: [row.get(n) for row in layer_rows] for n in names}
     return {"history": hist, "layer_alpha": layer_alpha, "val_correct": val_correct,
-            "val_prob": val_prob, "stopped_early": step < cfg.steps, "last_step": step,
+            "val_prob": val_prob, "val_self": val_self, "stopped_early": step < cfg.steps, "last_step": step,
             "load_average": [load0, round(os.getloadavg()[0], 1)],
             "parameters": sum(w.numel() for w in model.parameters()),
             "train_size": len(ytr), "val_size": len(yva)}
@@ -208,19 +210,13 @@ def detect(train_acc: list[float], val_acc: list[float], cfg: GrokConfig) -> tup
     return (None if idx is None else int(idx)), "fitness.signals.generalisation.detect_grokking"
 
 
-def confidence_gap(run: dict[str, Any]) -> tuple[list[float | None], float | None, str]:
-    """(per-probe validation confidence gap, loop area, source) from the fitness package's
-    `confidence_gap` / `confidence_loop_area` signals on a holdout-only trajectory."""
-    hist = run["history"]
-    try:
-        from fitness.signals.confidence import confidence_gap_series, confidence_loop_area_of
-    except ImportError:
-        # the definition (DESIGN.md): mean holdout confidence - holdout accuracy, per probe
-        gap = [c - a for c, a in zip(hist["val_conf"], hist["val_acc"], strict=True)]
-        return gap, None, "computed here (fitness.signals.confidence is missing)"
-    gap = confidence_gap_series(run["val_correct"], run["val_prob"])
-    area = confidence_loop_area_of(run["val_correct"], run["val_prob"])
-    return gap, area, "fitness.signals.confidence"
+def confidence_gap(run: dict[str, Any]) -> tuple[list[float | None], None, str]:
+    """(per-probe validation confidence gap, None, source): mean self-confidence (probability of
+    the model's own answer) minus accuracy, from `fitness.signals.confidence_gap_series`."""
+    from fitness.signals.confidence import confidence_gap_series
+
+    gap = confidence_gap_series(run["val_correct"], run["val_self"])
+    return gap, None, "fitness.signals.confidence"
 
 
 def analyse(run: dict[str, Any], cfg: GrokConfig) -> dict[str, Any]:
@@ -347,7 +343,7 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
                    f"accuracy reached 100% (and {fmt(_diff(s['detector_step'], s['onset_step']))} "
                    f"steps after the onset: it confirms a jump, it cannot foresee one). "
                    f"Validation accuracy ended at {fmt(s['val_final'])}.")
-    names = {"alpha": "mean layer alpha", "confidence_gap": "confidence gap (P(answer) - acc)",
+    names = {"alpha": "mean layer alpha", "confidence_gap": "confidence gap (self-conf. - acc)",
              "overconfidence": "max prob - acc", "val_conf": "validation P(answer)",
              "weight_norm": "weight norm (L2)", "val_acc": "validation accuracy (reference)"}
     names.update({k: f"alpha of {k[6:]}" for k in sig if k.startswith("alpha_")})
@@ -390,9 +386,8 @@ def write_report(out: Path, cfg: GrokConfig, run: dict[str, Any], result: dict[s
           f"window={w}) over the probes; it fires at the first probe j whose last-{w}-probe "
           "mean beats the previous window's by more than the threshold, after train accuracy "
           "plateaued; 'before' / 'after' are those two windows' means.",
-          f"- Confidence gap: mean validation P(answer) minus validation accuracy "
-          f"({result['confidence_gap_source']}); loop area {fmt(s['loop_area'])}. "
-          "'max prob - acc' uses the model's confidence in its own answer instead.",
+          f"- Confidence gap: mean validation self-confidence (max prob, the model's own answer) "
+          f"minus validation accuracy ({result['confidence_gap_source']}).",
           "- Alpha: weightwatcher power-law exponent of the embedding, fc1 and fc2 matrices "
           "(fitness.spectral), mean over layers.",
           f"- Moved by onset: |value at onset - value at train 100%| / (max - min after train "

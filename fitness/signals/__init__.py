@@ -1,22 +1,18 @@
 """Every fitness signal, one small module per signal or related group (listed in `fitness.registry`).
 
 Also the plain helpers other code calls directly: `detect_grokking`, `confidence_gap_series`,
-`confidence_loop_area_of`, `lives`, `kaplan_meier`, `transitions`, `acceleration`.
+`branch_area` (hysteresis between two sweeps), `lives`, `kaplan_meier`, `transitions`, `acceleration`.
 """
 
 from __future__ import annotations
 
-from fitness.signals.confidence import (
-    confidence_gap_series,
-    confidence_loop_area_of,
-    shoelace,
-)
+from fitness.signals.confidence import branch_area, confidence_gap_series
 from fitness.signals.forgetting import kaplan_meier, lives
 from fitness.signals.generalisation import detect_grokking, plateau_index
 from fitness.signals.meta import acceleration
 from fitness.signals.spectra import NO_SPECTRAL
 from fitness.signals.stability import stuck_items, transitions
 
-__all__ = ["NO_SPECTRAL", "acceleration", "confidence_gap_series", "confidence_loop_area_of",
-           "detect_grokking", "kaplan_meier", "lives", "plateau_index", "shoelace", "stuck_items",
+__all__ = ["NO_SPECTRAL", "acceleration", "branch_area", "confidence_gap_series",
+           "detect_grokking", "kaplan_meier", "lives", "plateau_index", "stuck_items",
            "transitions"]

@@ -56,8 +56,14 @@ def test_small_evolution_records_every_learner(make_cfg: Any, run_evo: Any) -> N
         assert r.operator in ("clone", "mutate", "crossover")
     for r in records:
         assert math.isfinite(r.fitness) and not r.failed
-        assert set(r.curves) >= {"train_acc", "holdout_acc", "holdout_confidence", "loss"}
+        assert set(r.curves) >= {"train_acc", "holdout_acc", "holdout_confidence", "loss",
+                                 "holdout_self_confidence"}
         assert len(r.curves["holdout_acc"]) >= 3           # >= 3 checkpoints per learner
+        # self-confidence (own answer) >= P(true answer); the confidence gap is a signal
+        own, true = r.curves["holdout_self_confidence"], r.curves["holdout_confidence"]
+        assert all(a[1] >= b[1] - 1e-9 for a, b in zip(own, true, strict=True))
+        gap = r.signals["confidence_gap"]
+        assert gap is not None and -1.0 <= gap <= 1.0
         assert 0.0 <= r.signals["assess_auc"] <= 1.0 and r.signals["assess_learned_per_100"] >= 0
     # the summary is what the records say: champion = best fitness of the last generation
     best = max(by_gen[G - 1], key=lambda r: r.fitness)
@@ -185,6 +191,7 @@ BAD_INPUT = [
     (["--set", "population=1"], "population 1 is below 2"),
     (["--set", "groups=0"], "groups must be at least 1"),
     (["--base", "{tmp}"], "config.json"),
+    (["--set", "genome.target_modules=[nosuch]"], "['nosuch'] match no linear module"),
     (["--config", "{tmp}/bad.yaml"], "invalid YAML"),
     (["--set", "tracking.uri=sqlite:///{tmp}/afile/x.db"], "cannot open the MLflow store"),
 ]

@@ -64,7 +64,7 @@ def test_probe_items_judges_key_term_items_on_generated_text(water_base: Path,
     keyed = curricula.FAMILIES.get("jsonl")(path=_write_jsonl(tmp_path / "q.jsonl")).generate(4, 0)
     exact = curricula.FAMILIES.get("modular")().generate(4, 0)
     items = [keyed[0], exact[0], keyed[1], exact[1], *keyed[2:], *exact[2:]]   # mixed order
-    correct, prob = probe_items(pop, items)
+    correct, prob, _ = probe_items(pop, items)
     tf = pop.probe(pairs(items))
     texts = generate_greedy(pop.model, pop.tokenizer, pop.P, [it.prompt for it in items], 32,
                             pop.probe_chunk, pop.device)

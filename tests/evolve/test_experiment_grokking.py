@@ -50,7 +50,7 @@ def test_report_numbers_are_read_from_the_history(quick: tuple[Path, dict[str, A
     assert s["last_step"] == steps[-1] and s["val_final"] == va[-1]
     assert s["val_95_step"] == steps[next(i for i, a in enumerate(va) if a >= 0.95)]
     assert hist["confidence_gap"] == pytest.approx(
-        [c - a for c, a in zip(hist["val_conf"], va, strict=True)], abs=1e-6)
+        [c - a for c, a in zip(hist["val_maxprob"], va, strict=True)], abs=1e-6)
     i = s["detector_index"]
     assert i is not None and s["detector"] == "fitness.signals.generalisation.detect_grokking"
     assert s["detector_step"] == steps[i] and s["val_after"] - s["val_before"] > 0.2

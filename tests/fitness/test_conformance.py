@@ -25,6 +25,7 @@ def _cases(make_traj):
                           holdout_ids=["h1", "h2"], holdout_baseline=[False, True],
                           holdout_correct=[[k > 12, True] for k in range(K)],
                           holdout_confidence=[[0.3 + 0.02 * k, 0.9] for k in range(K)],
+                          holdout_self_confidence=[[0.6, 0.9] for k in range(K)],
                           spectral=spec),
         "holdout without confidence": make_traj({"a": "011"}, holdout_ids=["h"],
                                                 holdout_baseline=[False],
@@ -66,7 +67,7 @@ def test_registry_entries_are_signals_with_metadata():
 def test_names_other_code_relies_on():
     for name in ("meta_learning_window", "meta_learning_cumulative", "forgetting_half_life",
                  "survival_at_end", "oscillation", "stuck", "stuck_fraction", "holdout_gain",
-                 "grokking", "confidence_gap", "confidence_loop_area", "final_accuracy",
+                 "grokking", "confidence_gap", "confidence_gap_peak", "final_accuracy",
                  "spectral_alpha_distance"):
         assert name in SIGNALS
     assert SIGNALS.get("forgetting_half_life").none_is == "best"

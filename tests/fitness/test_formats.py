@@ -17,6 +17,7 @@ def rich(make_traj):
                      holdout_ids=["h"], holdout_baseline=[False],
                      holdout_correct=[[False], [True], [True], [False]],
                      holdout_confidence=[[0.1], [0.7], [math.nan], [0.4]],
+                     holdout_self_confidence=[[0.9], [0.7], [0.8], [0.6]],
                      spectral={"alpha_distance": 0.0, "layers": {"q": {"alpha": 3.1}}})
 
 
@@ -29,10 +30,11 @@ def test_evolve_round_trip_keeps_every_field(rich, tmp_path):
     assert back.window == rich.window and back.confidence["a"] == [0.2, None, 0.8, 0.9]
     assert back.holdout_correct == rich.holdout_correct
     assert back.holdout_confidence[2] == [None]       # NaN is written as null (valid JSON)
+    assert back.holdout_self_confidence == rich.holdout_self_confidence
     assert back.spectral == rich.spectral and not back.failed
     json.loads(p.read_text())   # strict JSON: no NaN tokens
-    ours = {n: v.value for n, v in compute_signals(rich).items() if n != "confidence_loop_area"}
-    theirs = {n: v.value for n, v in compute_signals(back).items() if n != "confidence_loop_area"}
+    ours = {n: v.value for n, v in compute_signals(rich).items()}
+    theirs = {n: v.value for n, v in compute_signals(back).items()}
     assert ours == theirs
 
 

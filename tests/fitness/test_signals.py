@@ -99,23 +99,37 @@ def test_final_accuracy_over_items_probed_at_the_end(make_traj):
     assert sig(t, "final_accuracy").value == approx(2 / 3)   # d was not probed at the end
 
 
-def _holdout(make_traj, correct, conf, baseline):
+def _holdout(make_traj, correct, conf, baseline, self_conf=None):
     K = len(correct)
     return make_traj({"a": "1" * K}, holdout_ids=["h1", "h2"], holdout_baseline=baseline,
-                     holdout_correct=correct, holdout_confidence=conf)
+                     holdout_correct=correct, holdout_confidence=conf,
+                     holdout_self_confidence=self_conf or [])
 
 
-def test_confidence_gap_and_square_loop(make_traj):
-    # points (acc, conf): (0,0) (1,0) (1,1) (0,1): a unit square
-    t = _holdout(make_traj, [[0, 0], [1, 1], [1, 1], [0, 0]],
-                 [[0, 0], [0, 0], [1, 1], [1, 1]], [False, False])
+def test_confidence_gap_uses_self_confidence_and_its_peak(make_traj):
+    # wrong but sure of its own answer (0.8 while P(true answer) is 0.01), then right
+    t = _holdout(make_traj, [[0, 0], [0, 0], [1, 0], [1, 1]], [[0.01, 0.01]] * 4, [False, False],
+                 self_conf=[[0.2, 0.2], [0.8, 0.8], [0.9, 0.5], [0.95, 0.95]])
     gap = sig(t, "confidence_gap")
-    assert gap.value == approx(1.0) and gap.extra["series"] == approx([0, -1, 0, 1])
-    assert sig(t, "confidence_loop_area").value == approx(1.0)
-    # the same path back and forth encloses nothing
-    flat = _holdout(make_traj, [[0, 0], [1, 0], [1, 1], [1, 0]],
-                    [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9], [0.5, 0.5]], [False, False])
-    assert sig(flat, "confidence_loop_area").value == approx(0.0)
+    assert gap.value == approx(0.95 - 1) and gap.extra["series"] == approx([0.2, 0.8, 0.2, -0.05])
+    peak = sig(t, "confidence_gap_peak")
+    assert peak.value == approx(0.8) and peak.extra["step"] == t.steps[1]
+    # without self-confidences (older trajectory files) there is no gap, not a wrong one
+    old = _holdout(make_traj, [[0, 0], [1, 1]], [[0.1, 0.1], [0.9, 0.9]], [False, False])
+    assert sig(old, "confidence_gap").value is None
+    assert "self-confidence" in sig(old, "confidence_gap").reason
+
+
+def test_branch_area_is_zero_without_hysteresis():
+    from fitness.signals import branch_area
+
+    x = [0.0, 0.5, 1.0, 1.5]
+    assert branch_area(x, [0, 0.2, 0.9, 1], [0, 0.2, 0.9, 1]) == approx(0.0)
+    # the down-sweep stays high down to 0.5: gaps 0, 0.8, 0.1, 0 -> trapezoids 0.2 + 0.225 + 0.025
+    assert branch_area(x, [0, 0.2, 0.9, 1], [0, 1.0, 1.0, 1]) == approx(0.45)
+    assert branch_area(x[::-1], [1, 0.9, 0.2, 0], [1, 1.0, 1.0, 0]) == approx(0.45)  # any order
+    with pytest.raises(ValueError, match="one value of each branch"):
+        branch_area(x, [0, 1], [0, 1, 1, 1])
 
 
 def test_holdout_gain(make_traj):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -93,7 +94,11 @@ def test_load_errors_are_one_line_naming_path_and_fix(tmp_path: Path) -> None:
     save_base(build_base(TINY, tok, 0), tok, tmp_path / "notok")
     for f in ("tokenizer.json", "tokenizer_config.json"):
         (tmp_path / "notok" / f).unlink()
-    _one_line_error(tmp_path / "notok", "tokenizer")
+    _one_line_error(tmp_path / "notok", "no tokenizer", "tokenizer.save_pretrained")
+    (tmp_path / "alien").mkdir()
+    cfg = json.loads((tmp_path / "noweights" / "config.json").read_text())
+    (tmp_path / "alien" / "config.json").write_text(json.dumps({**cfg, "model_type": "frobnitz"}))
+    _one_line_error(tmp_path / "alien", "'frobnitz'", "cannot load", "pip install -U transformers")
 
 
 def test_any_local_causal_lm_loads(tmp_path: Path) -> None:

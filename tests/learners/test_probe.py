@@ -55,3 +55,22 @@ def test_probe_chunks_do_not_change_results(trained: Population) -> None:
         trained.probe_chunk = budget
     np.testing.assert_array_equal(whole.correct, one.correct)
     np.testing.assert_allclose(whole.prob, one.prob, rtol=1e-5)
+
+
+def test_self_confidence_is_the_probability_of_the_models_own_answer(trained: Population) -> None:
+    """self_prob is the greedy answer's probability: the true answer's where greedy is right, above
+    it where wrong (so it can exceed accuracy); the first-token margin agrees with generate()."""
+    items = TRAIN + UNSEEN
+    fast = trained.probe(items)
+    slow = trained.probe_generate(items)
+    right, wrong = fast.correct, ~fast.correct
+    assert right.any() and wrong.any()
+    for res in (fast, slow):
+        np.testing.assert_allclose(res.self_prob[right], fast.prob[right], rtol=1e-4)
+        assert ((res.self_prob > 0) & (res.self_prob <= 1 + 1e-6)).all()
+        assert (res.self_margin >= 0).all()
+    assert (fast.self_prob[wrong] > fast.prob[wrong]).all()
+    # the first answer token sees the same prompt in both probes: same top-two gap
+    np.testing.assert_allclose(fast.self_margin, slow.self_margin, rtol=1e-4, atol=1e-5)
+    # on a right answer the first-token margin is at least the answer's (min over tokens) margin
+    assert (fast.self_margin[right] >= fast.margin[right] - 1e-5).all()

@@ -224,7 +224,8 @@ class RunConfig:
     base: str | None = _f(None, "base model directory; null = the embedded default base")
     tasks: list[TaskConfig] = _f([], "task families: [{family, n, holdout, probe, ...params}]",
                                  nested=TaskConfig)
-    genome: dict[str, Any] = _f({}, "gene space overrides (evolve.genome.GeneSpace fields)")
+    genome: dict[str, Any] = _f({}, "gene space: overrides of evolve.genome.GeneSpace's ranges "
+                                "(after validation: every range)")
     training: TrainingConfig = _f(TrainingConfig, "training schedule", nested=TrainingConfig)
     selection: SelectionConfig = _f(SelectionConfig, "selection", nested=SelectionConfig)
     variation: VariationConfig = _f(VariationConfig, "variation", nested=VariationConfig)
@@ -247,7 +248,7 @@ class RunConfig:
         _need(self.backend in ("local", "ray"), f"unknown backend {self.backend!r}; valid: local, ray")
         _need(self.groups >= 1, "groups must be at least 1")
         _need(self.selection.elitism < self.population, "selection.elitism must be below population")
-        self.gene_space()
+        self.genome = self.gene_space().to_dict()   # every range, so MLflow records them all
 
     def gene_space(self) -> Any:
         """The `evolve.genome.GeneSpace` this config describes."""

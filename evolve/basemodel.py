@@ -226,14 +226,17 @@ def _build_lock(path: Path) -> Iterator[None]:
 
 
 def resolve_base(path: str | Path | None, targets: Sequence[str] = ()) -> Path:
-    """`path` checked with `load_base` (one-line EvolveError if it is not a causal LM), or the
-    default base when `path` is None or empty. `targets`: LoRA target module names the run may
-    use; one that matches no linear module of the model is a one-line EvolveError listing the
-    names it has (learners/arch.py resolves q_proj/k_proj/v_proj on fused-qkv models)."""
+    """The base directory `path` names (`smollm2`, `FILE.gguf` converted once and cached, or a
+    directory; `learners.resolve`), checked with `load_base` (one-line EvolveError if it is not a
+    causal LM), or the default base when `path` is None or empty. `targets`: LoRA target module
+    names the run may use; one that matches no linear module of the model is a one-line
+    EvolveError listing the names it has (learners/arch.py resolves q_proj/k_proj/v_proj on
+    fused-qkv models)."""
     from learners.arch import check_targets
     from learners.base import load_base
+    from learners.resolve import resolve
 
-    p = default_base() if not path else Path(path).expanduser()
+    p = default_base() if not path else resolve(path)
     if path or targets:
         model, _ = load_base(p)
         try:

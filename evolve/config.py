@@ -66,7 +66,7 @@ def _f(default: Any, help: str, nested: type | None = None) -> Any:
 
 
 def _copy(v: Any) -> Any:
-    return yaml.safe_load(yaml.safe_dump(v))
+    return yaml.safe_load(yaml.safe_dump(v, sort_keys=False))   # keep the declared order
 
 
 def _need(ok: bool, msg: str) -> None:

@@ -204,6 +204,7 @@ def noise(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, std: 
 Step = tuple[str, dict[str, Any]]   # (variation operator name, its params; `p` = probability)
 
 
+
 def plan_child(j: int, chosen: Sequence[str], rng: random.Random, cfg: VariationConfig,
                lamarckian: bool) -> tuple[str | None, list[Step]]:
     """Which variation steps make child `j` of the selected parents `chosen` (ids, in selection
@@ -211,7 +212,8 @@ def plan_child(j: int, chosen: Sequence[str], rng: random.Random, cfg: Variation
     and genome crossover (+ adapter merge when Lamarckian), else PBT explore with probability
     `explore_p`; then reseed and adapter noise as configured. Returns (mate id or None, steps)."""
     others = [c for c in chosen if c != chosen[j]]
-    mate, steps = None, []
+    mate: str | None = None
+    steps: list[Step] = []
     if others and rng.random() < cfg.crossover_p:
         mate = others[(j + rng.randrange(len(others))) % len(others)]
         steps.append(("crossover", {}))

@@ -25,6 +25,7 @@ from typing import Any
 
 PARAM_KINDS = ("float", "log", "int", "ordered", "choice")
 CHOICE_KINDS = ("ordered", "choice")
+SCALED_KINDS = ("float", "log")   # explored by x1.2 / x0.8; the others step to a neighbour
 SIG_DIGITS = 6   # 6 significant digits: 1e-6 relative, far below any lr/alpha effect we can measure
 
 

@@ -42,9 +42,18 @@ def normalise_text(s: str) -> str:
 
 
 def key_terms_match(key_terms: Sequence[str], output: str) -> bool:
-    """Correct iff every key term, normalised, occurs in the normalised output."""
+    """Correct iff every key term, normalised, occurs in the normalised output.
+
+    A term may list accepted variants separated by ``|`` (``"Kyiv|Kiev"``, ``"8|eight"``): one of
+    them occurring is enough for that term.
+    """
     out = normalise_text(output)
-    return all(normalise_text(t) in out for t in key_terms)
+    return all(any(v in out for v in term_variants(t)) for t in key_terms)
+
+
+def term_variants(term: str) -> list[str]:
+    """The normalised, non-empty variants of one key term (``"Kyiv|Kiev"`` -> ``["kyiv", "kiev"]``)."""
+    return [v for v in (normalise_text(x) for x in term.split("|")) if v]
 
 
 def exact_match(item: Item, output: str) -> bool:

@@ -18,6 +18,8 @@ FAMILIES: Registry[Any] = Registry("task family", {
     "parens": "curricula.families.parens:Parens",
     "rpn": "curricula.families.rpn:RPN",
     "strings": "curricula.families.strings:Strings",
+    "trivia": "curricula.families.trivia:Trivia",
+    "trivia_counterfactual": "curricula.families.trivia:TriviaCounterfactual",
 })
 STRATEGIES: Registry[Any] = Registry("curriculum strategy", {
     "adversarial": "curricula.strategies.adversarial:Adversarial",

@@ -4,8 +4,17 @@ After a generation's training (its final states already saved), every learner of
 trained on the run's fixed never-trained probe items for a fixed budget of `steps` optimiser steps,
 all learners on the same seeded order, probed before and at `checkpoints` evenly spaced points. The
 population is thrown away afterwards, so the assessment never leaks into evolution. Per learner it
-records (signal names are stable; `evolve tune` and the selection experiment read them):
+records (signal names are stable; `evolve tune` and the selection experiment read them).
 
+The outcome is learning, not knowing (DESIGN.md, "Outcome, controls and heritability"): the gain
+and the share learned never mix in what the learner knew before the assessment trained it, which
+is reported beside them as `assess_initial_accuracy`.
+
+- `assess_gain`: area under accuracy(t) - accuracy(0) over the budget, trapezoid rule, divided by
+  the budget (= `assess_auc` - `assess_initial_accuracy`): how much it learned, and how soon.
+- `assess_learned_share`: share of the items wrong before the assessment that are right at its
+  end (None when none was wrong).
+- `assess_initial_accuracy`: probe accuracy before the assessment trains (what it already knew).
 - `assess_auc`: area under the probe-accuracy curve over the budget, trapezoid rule, divided by the
   budget: 0..1, higher = learned more, sooner. The point before training counts.
 - `assess_learned_per_100`: probe items wrong before and right at the end, per 100 optimiser steps.
@@ -26,9 +35,12 @@ import numpy as np
 
 from evolve.steps import pairs, probe_items, train_steps
 
-NAMES = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
+NAMES = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
+         "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
 # (higher_is_better, how fitness.combine ranks None): a None half-life means "never forgot"
-META = {"assess_auc": (True, "worst"), "assess_learned_per_100": (True, "worst"),
+META = {"assess_gain": (True, "worst"), "assess_learned_share": (True, "worst"),
+        "assess_initial_accuracy": (True, "worst"), "assess_auc": (True, "worst"),
+        "assess_learned_per_100": (True, "worst"),
         "assess_half_life": (True, "best"), "assess_final_accuracy": (True, "worst")}
 
 
@@ -64,8 +76,13 @@ def summarise(correct: np.ndarray, steps: list[int], batch_size: int, item_ids: 
         confidence={i: [None] * (len(steps) - 1) for i in item_ids},
     )
     half = compute_signals(traj, ["forgetting_half_life"])["forgetting_half_life"].value
+    wrong0 = int(np.sum(~correct[0]))
+    area = auc(steps, acc)
     return {
-        "assess_auc": auc(steps, acc),
+        "assess_gain": area - float(acc[0]),
+        "assess_learned_share": learned / wrong0 if wrong0 else None,
+        "assess_initial_accuracy": float(acc[0]),
+        "assess_auc": area,
         "assess_learned_per_100": 100.0 * learned / steps[-1],
         "assess_half_life": None if half is None else float(half),
         "assess_final_accuracy": float(acc[-1]),

@@ -52,7 +52,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 MERGE_METHODS = ("svd", "linear", "ties", "none")
 DRAW_PLOTS = ("end", "every")
-ASSESS_SIGNALS = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
+ASSESS_SIGNALS = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
+                  "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
 
 
 def _f(default: Any, help: str, nested: type | None = None) -> Any:
@@ -137,12 +138,19 @@ class SelectionConfig:
     operator: str = _f("tournament", "selection operator (`evolve ls`): tournament, truncation, ...")
     params: dict[str, Any] = _f({"size": 3}, "the operator's parameters, e.g. {size: 3}")
     elitism: int = _f(1, "best k learners kept unchanged (clone with full state)")
+    basis: str = _f("fitness", "what selection and elitism rank: fitness, shuffled (fitness permuted "
+                 "within the generation), random (a fresh random value per learner) or outcome "
+                 "(assess_gain: the oracle); evolve/arms.py")
 
     def __post_init__(self) -> None:
+        from evolve.arms import BASES, check
         from evolve.operators.registry import SELECTION
 
         SELECTION.get(self.operator)
         _need(self.elitism >= 0, "selection.elitism must be >= 0")
+        _need(self.basis in BASES, f"unknown selection.basis {self.basis!r}; valid: {', '.join(BASES)}")
+        problem = check(self.basis, self.operator)
+        _need(problem is None, problem or "")
 
 
 @dataclass
@@ -153,13 +161,20 @@ class VariationConfig:
     merge: str = _f("svd", "adapter merge for crossover children: svd, linear, ties or none")
     weight_noise: float = _f(0.0, "std of Gaussian noise added to inherited adapters; 0 = off")
     reseed: bool = _f(True, "a new curriculum seed for every child (re-diversification)")
+    categorical_p: float = _f(0.25, "per categorical gene (rank, target_modules, curriculum, "
+                              "steps_per_item): probability explore moves it at all")
+    rank_change: str = _f("pad", "a child whose rank changed: pad (pad / truncate the inherited "
+                          "adapter, keep its AdamW state) or refactorise (SVD to the new rank, "
+                          "fresh AdamW state: the earlier rule)")
 
     def __post_init__(self) -> None:
-        for name in ("explore_p", "resample_p", "crossover_p"):
+        for name in ("explore_p", "resample_p", "crossover_p", "categorical_p"):
             _prob(f"variation.{name}", getattr(self, name))
         _need(self.merge in MERGE_METHODS,
               f"unknown variation.merge {self.merge!r}; valid: {', '.join(MERGE_METHODS)}")
         _need(self.weight_noise >= 0, "variation.weight_noise must be >= 0")
+        _need(self.rank_change in ("pad", "refactorise"),
+              f"unknown variation.rank_change {self.rank_change!r}; valid: pad, refactorise")
 
 
 @dataclass
@@ -248,6 +263,9 @@ class RunConfig:
         _need(self.backend in ("local", "ray"), f"unknown backend {self.backend!r}; valid: local, ray")
         _need(self.groups >= 1, "groups must be at least 1")
         _need(self.selection.elitism < self.population, "selection.elitism must be below population")
+        _need(self.selection.basis != "outcome" or (self.assess.every == 1 and self.assess.steps > 0),
+              "selection.basis=outcome selects on assess_gain, measured every generation: set "
+              "assess.every=1 and assess.steps > 0")
         self.genome = self.gene_space().to_dict()   # every range, so MLflow records them all
 
     def gene_space(self) -> Any:

@@ -25,6 +25,7 @@ from evolve.generation import (
     select_and_vary,
 )
 from evolve.records import LearnerRecord
+from evolve.response import generation_metrics, rows_of
 from evolve.resume import (
     Saved,
     load_run_config,
@@ -80,9 +81,13 @@ def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
     cfg, members, history = run.cfg, run.members, run.history
     items = draw_items(cfg)
     bar = _bar(progress, run.start, cfg.generations)
+    prev = _parents_of(cfg, run.run_id, run.start)
     for g in range(run.start, cfg.generations):
         gen = run_generation(cfg, backend, run.base, members, items, g)
         history.append(gen.row)
+        if prev is not None:     # heritability and response to selection (evolve/response.py)
+            gen.row["metrics"].update(generation_metrics(rows_of(prev), rows_of(gen.records)))
+        prev = gen.records
         export_champion(run.base, state_dir(cfg, run.run_id), gen)
         save_state(cfg, run.run_id, Saved(g, gen.records, gen.states, gen.cases, gen.ranks,
                                           history), gen.trajectories)
@@ -134,6 +139,12 @@ def open_run(cfg: RunConfig, tracker: Any, resume: bool | str) -> Run:
     else:
         members = next_members(cfg, saved)
     return Run(cfg, run_id, base, saved.generation + 1, members, saved.history)
+
+
+def _parents_of(cfg: RunConfig, run_id: str, start: int) -> list[LearnerRecord] | None:
+    """The records of generation `start` - 1 (a resumed run's parents), None at generation 0."""
+    saved = load_state(cfg, run_id) if start > 0 else None
+    return None if saved is None else list(saved.records)
 
 
 def draw_plots(cfg: RunConfig, generation: int) -> bool:

@@ -244,7 +244,8 @@ def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
     mean = float(np.mean([r.fitness for r in ok]))
     metrics = {"champion_fitness": float(champ.fitness or 0.0), "mean_fitness": mean,
                "failed_learners": float(len(records) - len(ok)), **timings}
-    for name in ("assess_auc", "assess_learned_per_100"):
+    for name in ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
+                 "assess_learned_per_100"):
         vals = [r.signals.get(name) for r in ok if r.signals.get(name) is not None]
         if vals:
             metrics[f"{name}_mean"] = float(np.mean(vals))  # type: ignore[arg-type]
@@ -258,6 +259,7 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
                     states: list[Any], cases: list[dict[str, float]], generation: int,
                     ranks: dict[str, tuple[int, float]]) -> list[Member]:
     """The next generation: elites (full state), then selected parents varied (and inherited)."""
+    from evolve import arms
     from evolve.operators.selection import Individual, elitism, select
     from evolve.operators.variation import Parent, plan_child, vary
 
@@ -266,6 +268,7 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
                       signals=dict(r.signals), front=ranks.get(r.learner_id, (None, None))[0],
                       crowding=ranks.get(r.learner_id, (None, None))[1], cases=c)
            for r, c in zip(records, cases, strict=True)]
+    pop = arms.basis(cfg.selection.basis, pop, random.Random(derive_seed(cfg.seed, "basis", generation)))
     by_id = {r.learner_id: (Genome.from_params(r.genome), s) for r, s in zip(records, states,
                                                                                strict=True)}
     nxt = generation + 1
@@ -293,9 +296,10 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
 
 def inherit(cfg: RunConfig, child: Any, parent_states: dict[str, Any]) -> Any:
     """The child's starting state: None (Darwinian), the merged adapters of its parents, or its
-    first parent's full state (adapter AND AdamW state); rank changes re-factorise the adapter."""
+    first parent's full state (adapter AND AdamW state); a rank change pads or truncates it."""
     if cfg.inheritance != "lamarckian":
         return None
     from evolve.train import child_state
 
-    return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states)
+    return child_state(child.genome, list(child.parents), child.merge, child.noise, parent_states,
+                       refactorise=cfg.variation.rank_change == "refactorise")

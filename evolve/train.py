@@ -161,9 +161,11 @@ def _population(job: GroupJob) -> Any:
 
     from learners.base import load_base
     from learners.population import Population
+    from learners.resolve import base_dtype
 
     torch.manual_seed(job.seed)
     model, tok = load_base(job.base)
+    model = model.to(base_dtype(job.device))   # bfloat16 on a CUDA GPU that has it, else float32
     specs = [dataclasses.replace(p.spec, max_grad_norm=job.max_grad_norm) for p in job.learners]
     targets: list[str] = []
     for s in specs:
@@ -264,18 +266,21 @@ def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] 
 
 
 def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[float, int] | None,
-                parent_states: dict[str, Any]) -> Any:
+                parent_states: dict[str, Any], refactorise: bool = False) -> Any:
     """A Lamarckian child's starting `LearnerState` (None when it has no parent state).
 
     No merge: the first parent's adapter AND AdamW moments and step, with the child's spec (its
-    mutated hyperparameters). A rank change re-factorises the adapter to the new rank (the same
-    update; fresh moments, since old moments do not fit the new factors). A merge (`MergePlan`)
+    mutated hyperparameters). A rank change pads or truncates the inherited factors and their
+    moments (`learners.rank_change.change_rank`: growing keeps the update exactly, shrinking keeps
+    its largest components; the optimiser state of every kept component stays; `refactorise` =
+    the earlier rule: the same update re-factorised by SVD, fresh moments). A merge (`MergePlan`)
     gives the parents' merged update at the child's rank and alpha with fresh moments. Modules
     outside the child's target set are dropped; `noise` = (relative std, seed) perturbs the adapter.
     """
     from evolve.merge import LoraFactors, add_noise, merge_adapters, resize
     from learners.lora import module_matches
     from learners.population import LearnerState
+    from learners.rank_change import change_rank
 
     first = parent_states.get(parents[0]) if parents else None
     if first is None:
@@ -290,9 +295,15 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
                                 merge.method, rank=spec.rank, alpha=spec.alpha,
                                 density=merge.density, seed=genome.seed)
         state = LearnerState(spec=spec, step=0, lora=merged.layers)
-    elif first.spec.rank != spec.rank:
+    elif first.spec.rank != spec.rank and refactorise:   # the earlier rule: SVD, fresh moments
         resized = resize(factors(first), spec.rank, alpha=spec.alpha, seed=genome.seed)
         state = LearnerState(spec=spec, step=0, lora=resized.layers)
+    elif first.spec.rank != spec.rank:   # pad / truncate: the update and the moments carry over
+        lora, (m, v) = change_rank(first.lora, spec.rank, first.spec.alpha / first.spec.rank,
+                                   spec.alpha / spec.rank, genome.seed,
+                                   (first.exp_avg, first.exp_avg_sq))
+        state = LearnerState(spec=spec, step=first.step if m and v else 0, lora=lora,
+                             exp_avg=m, exp_avg_sq=v)
     else:
         state = LearnerState(spec=spec, step=first.step, lora=dict(first.lora),
                              exp_avg=first.exp_avg, exp_avg_sq=first.exp_avg_sq)

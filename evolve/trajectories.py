@@ -2,6 +2,8 @@
 
 An item is `None` (not probed, in the Trajectory's sense) at the checkpoints before the window that
 trained it: the signals' "items trained so far" then fall out of the data with no extra bookkeeping.
+Its baseline is its verdict at the last probe before its window (DESIGN.md), its `initial` state
+the verdict before any training of the generation (forward transfer compares the two).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def trajectory(res: LearnerResult) -> Any:
                   for j, i in enumerate(ids)}
     traj = Trajectory(
         learner_id=res.learner_id, steps=list(res.steps),
-        baseline={i: bool(res.correct[0, j]) for j, i in enumerate(ids)},
+        baseline={i: bool(res.correct[win[i], j]) for j, i in enumerate(ids)},
+        initial={i: bool(res.correct[0, j]) for j, i in enumerate(ids)},
         window=dict(win), correct=correct, confidence=confidence,
         holdout_ids=list(res.item_ids[n:]),
         holdout_baseline=[bool(x) for x in res.correct[0, n:]],

@@ -2,7 +2,8 @@
 
 The objective never depends on the weights being tuned (else the study would optimise its own
 definition of fitness). It is an *outcome* the engine measures independently of fitness — by
-default `assess_auc`, how fast a learner learns the never-trained probe items (`evolve/assess.py`):
+default `assess_gain`, how much a learner learns of the never-trained probe items over a fixed
+budget, what it knew before excluded (`evolve/assess.py`):
 - `offline` (default): replay evolutions recorded in MLflow. A trial's weights turn each recorded
   generation's signals into fitness with `fitness.combine` (the combiner `evolve run` uses); the
   score is the Spearman rank correlation between the parents' fitness and the mean outcome of their
@@ -27,7 +28,8 @@ import optuna
 from common.errors import EvolveError
 from evolve.records import LearnerRecord
 
-OBJECTIVES = {"speed": "assess_auc", "forgetting": "survival_at_end"}   # alias -> outcome signal
+OBJECTIVES = {"speed": "assess_gain", "gain": "assess_gain", "auc": "assess_auc",
+              "forgetting": "survival_at_end"}   # alias -> outcome signal
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 MIN_PARENTS = 3   # a rank correlation over 2 points is always +-1: no evidence
 CHUNK = 250       # offline trials run in memory, then go to the storage in one add_trials per chunk

@@ -157,6 +157,7 @@ def to_dict(traj: Trajectory) -> dict[str, Any]:
     return _clean({
         "learner_id": traj.learner_id, "steps": list(traj.steps), "failed": bool(traj.failed),
         "items": {i: {"baseline": bool(traj.baseline.get(i, False)), "window": traj.window.get(i),
+                      **({"initial": bool(traj.initial[i])} if i in traj.initial else {}),
                       "correct": traj.correct[i],
                       "confidence": traj.confidence.get(i, [None] * traj.K)}
                   for i in traj.correct},
@@ -212,7 +213,9 @@ def _evolve_one(t: Any, j: int, name: str) -> Trajectory:
         holdout_correct=[list(r) for r in hold.get("correct") or []],
         holdout_confidence=[list(r) for r in hold.get("confidence") or []],
         holdout_self_confidence=[list(r) for r in hold.get("self_confidence") or []],
-        failed=bool(t.get("failed", False)), spectral=t.get("spectral"))
+        failed=bool(t.get("failed", False)), spectral=t.get("spectral"),
+        initial={i: bool(it["initial"]) for i, it in items.items()
+                 if isinstance(it.get("initial"), bool)})
     try:
         check(traj)
     except ValueError as exc:

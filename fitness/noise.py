@@ -15,6 +15,7 @@ meta-learning, later judged to be within binomial noise: `evolve score` on it sa
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,18 +53,28 @@ def _indicators(traj: Trajectory) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _accel(counts: np.ndarray) -> np.ndarray:
-    """[B] acceleration from [4, B, K] state counts (improved, retained, regressed, stuck)."""
+    """[B] acceleration from [4, B, K] state counts (improved, retained, regressed, stuck); a rate
+    over an empty denominator is undefined (NaN), each third averages its defined rates, a term
+    counts when both its thirds are defined, NaN when neither is (as `fitness.signals.meta`)."""
     imp_den, fgt_den = counts[0] + counts[3], counts[1] + counts[2]
-    imp = np.divide(counts[0], imp_den, out=np.zeros_like(imp_den), where=imp_den > 0)
-    fgt = np.divide(counts[2], fgt_den, out=np.zeros_like(fgt_den), where=fgt_den > 0)
+    nan = np.full_like(imp_den, np.nan)
+    imp = np.divide(counts[0], imp_den, out=nan.copy(), where=imp_den > 0)
+    fgt = np.divide(counts[2], fgt_den, out=nan.copy(), where=fgt_den > 0)
     t = counts.shape[-1] // 3
-    return (imp[:, -t:].mean(1) - imp[:, :t].mean(1)) + (fgt[:, :t].mean(1) - fgt[:, -t:].mean(1))
+    with warnings.catch_warnings():     # a third of all-NaN rates: "Mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        terms = np.stack([np.nanmean(imp[:, -t:], 1) - np.nanmean(imp[:, :t], 1),
+                          np.nanmean(fgt[:, :t], 1) - np.nanmean(fgt[:, -t:], 1)])
+    out = np.nansum(terms, axis=0)
+    out[np.isnan(terms).all(axis=0)] = np.nan
+    return out
 
 
 def bootstrap_meta(traj: Trajectory, kind: str = "window", n_boot: int = 1000, seed: int = 0,
                    level: float = 0.95) -> dict[str, Any] | None:
     """Percentile bootstrap of meta-learning acceleration ("window" or "cumulative" rates):
-    {lo, hi, std, n_boot}; None under 3 checkpoints or without items."""
+    {lo, hi, std, n_boot (the resamples with a defined acceleration)}; None under 3 checkpoints,
+    without items, or with fewer than 2 defined resamples."""
     if kind not in ("window", "cumulative"):
         raise ValueError(f"unknown meta-learning kind {kind!r}; valid: window, cumulative")
     ind, win = _indicators(traj)
@@ -81,9 +92,12 @@ def bootstrap_meta(traj: Trajectory, kind: str = "window", n_boot: int = 1000, s
         col += len(members)
     counts = ind[:, idx, :].sum(axis=2)            # [4, B, K]
     acc = _accel(counts)
+    acc = acc[np.isfinite(acc)]
+    if acc.size < 2:
+        return None
     q = (1 - level) / 2
     return {"lo": float(np.quantile(acc, q)), "hi": float(np.quantile(acc, 1 - q)),
-            "std": float(acc.std(ddof=1)), "n_boot": n_boot}
+            "std": float(acc.std(ddof=1)), "n_boot": int(acc.size)}
 
 
 def spread(values: Mapping[str, float | None],

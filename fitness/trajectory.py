@@ -1,10 +1,13 @@
 """A learner's trajectory: per checkpoint and per item, right / wrong and a confidence.
 
 Item states (DESIGN.md, "Item states and the signals") compare an item's verdict at a checkpoint
-with its baseline `b_i` (correct before it was trained): improved = wrong→right, retained =
-right→right, regressed = right→wrong, stuck = wrong→wrong. Cumulative rates at checkpoint k use
-every item probed at k; window rates only the items whose window is k (trained since the previous
-checkpoint). `None` in `correct` means "not probed at that checkpoint" (typically: not trained yet).
+with its baseline `b_i` (its state at the last probe before the window that trains it):
+improved = wrong→right, retained = right→right, regressed = right→wrong, stuck = wrong→wrong.
+`initial` is its state at the start of the generation, before any training; an item wrong there
+and right at its baseline turned right before it was trained (forward transfer). Cumulative rates
+at checkpoint k use every item probed at k; window rates only the items whose window is k (trained
+since the previous checkpoint). A rate whose denominator is 0 is undefined (None), not 0. `None` in
+`correct` means "not probed at that checkpoint" (typically: not trained yet).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Trajectory:
     holdout_self_confidence: list[list[float | None]] = field(default_factory=list)
     failed: bool = False
     spectral: dict[str, Any] | None = None   # `fitness.spectral.spectral()` output (engine)
+    initial: dict[str, bool] = field(default_factory=dict)   # item id -> correct before any
+    # training this generation ({} = unknown, e.g. a file that records only the baseline)
 
     @property
     def K(self) -> int:
@@ -70,17 +75,22 @@ def counts(states: dict[str, str]) -> dict[str, int]:
     return out
 
 
-def rates(states: dict[str, str]) -> tuple[float, float]:
+Rates = tuple[float | None, float | None]
+
+
+def rates(states: dict[str, str]) -> Rates:
     """(improvement, forgetting): improved / (improved + stuck), regressed / (retained + regressed),
-    0 when the denominator is 0 (DESIGN.md)."""
+    None when the denominator is 0 (DESIGN.md: a window with no wrong item has no improvement rate;
+    reading it as 0 would make curricula that order items by difficulty or by baseline correctness
+    fix the acceleration mechanically)."""
     n = counts(states)
     imp_den = n["improved"] + n["stuck"]
     fgt_den = n["retained"] + n["regressed"]
-    return (n["improved"] / imp_den if imp_den else 0.0,
-            n["regressed"] / fgt_den if fgt_den else 0.0)
+    return (n["improved"] / imp_den if imp_den else None,
+            n["regressed"] / fgt_den if fgt_den else None)
 
 
-def cumulative_rates(traj: Trajectory) -> list[tuple[float, float]]:
+def cumulative_rates(traj: Trajectory) -> list[Rates]:
     """[K] (improvement, forgetting) over all items probed at each checkpoint."""
     return [rates(item_states(traj, k)) for k in range(traj.K)]
 
@@ -90,7 +100,7 @@ def window_items(traj: Trajectory, k: int) -> list[str]:
     return [i for i, w in traj.window.items() if w == k and i in traj.correct]
 
 
-def window_rates(traj: Trajectory) -> list[tuple[float, float]]:
+def window_rates(traj: Trajectory) -> list[Rates]:
     """[K] (improvement, forgetting) at checkpoint k over only the items of window k."""
     return [rates(item_states(traj, k, window_items(traj, k))) for k in range(traj.K)]
 

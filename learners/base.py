@@ -160,6 +160,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
                    "vocab.txt", "spiece.model")
 
 
+# transformers builds a model on the meta device under a process-global context before loading
+# the weights: two threads loading at once (the local backend's groups) left a tied lm_head on meta
+# ("Cannot copy out of meta tensor" from the population's copy). One load at a time.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a local causal LM and its tokenizer (float32, eager attention, eval mode).
 
@@ -174,7 +180,7 @@ def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
         raise EvolveError(f"--base {p}: no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save "
                           f"the model's tokenizer there with tokenizer.save_pretrained('{p}')")
     try:
-        with _quiet_io():
+        with _quiet_io(), _LOAD_LOCK:
             model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32,
                                                          attn_implementation="eager")
     except Exception as e:  # noqa: BLE001

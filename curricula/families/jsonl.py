@@ -8,8 +8,9 @@ One object per line: ``{"id", "question", "answer", "key_terms", "category", "di
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from curricula.families._common import distinct_indices, rng_for
 from curricula.items import Item, exact_match, key_terms_match
@@ -50,21 +51,35 @@ def parse_line(line: str, where: str, family: str, exact: bool) -> Item:
 
 def load_jsonl(path: str | Path, family: str = "jsonl", exact: bool = False) -> list[Item]:
     """Every item of the file, in file order; one-line ValueError for a missing file or bad line."""
+    return read_rows(path, lambda line, where: parse_line(line, where, family, exact), "jsonl")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_HasId)
+
+
+def read_rows(path: str | Path, parse: Callable[[str, str], R], family: str) -> list[R]:
+    """`parse(line, "path:LINE")` of every non-blank line, in file order; a missing file or a
+    repeated id is a one-line ValueError naming the file (and both lines)."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"jsonl: no such file {str(p)!r}; set path to an existing JSONL file")
-    items: list[Item] = []
+        raise ValueError(f"{family}: no such file {str(p)!r}; set path to an existing JSONL file")
+    rows: list[R] = []
     first_line: dict[str, int] = {}
     with p.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            item = parse_line(line, f"{p}:{n}", family, exact)
-            if item.id in first_line:
-                raise ValueError(f"{p}:{n}: duplicate id {item.id!r} (first on line {first_line[item.id]})")
-            first_line[item.id] = n
-            items.append(item)
-    return items
+            row = parse(line, f"{p}:{n}")
+            if row.id in first_line:
+                raise ValueError(f"{p}:{n}: duplicate id {row.id!r} (first on line {first_line[row.id]})")
+            first_line[row.id] = n
+            rows.append(row)
+    return rows
 
 
 class JSONL:

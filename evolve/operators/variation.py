@@ -22,7 +22,7 @@ from typing import Any
 from deap import tools
 
 from common.errors import EvolveError
-from common.ranges import ParamRange, round_sig
+from common.ranges import SCALED_KINDS, ParamRange, round_sig
 from evolve.config import VariationConfig
 from evolve.genome import (
     GENE_TABLE,
@@ -87,25 +87,36 @@ def _scale(v: float, lo: float, hi: float, rng: random.Random) -> tuple[float, s
 def move(v: Any, r: ParamRange, rng: random.Random) -> tuple[Any, str]:
     """One PBT explore step of value `v` in range `r`, by the range's kind: floats x1.2 / x0.8
     (clipped), ints and choices to a neighbour. The one place a gene or strategy parameter moves."""
-    if r.kind in ("float", "log"):
+    if r.kind in SCALED_KINDS:
         return _scale(float(v), r.low, r.high, rng)
     return _ordered(v, r.steps(), rng)
 
 
+# The genes that take steps rather than scale: int, ordered and choice ranges (rank, target_modules,
+# curriculum, steps_per_item; seed is never explored).
+CATEGORICAL_GENES = tuple(g.name for g in GENE_TABLE if g.explore and g.kind not in SCALED_KINDS)
+
+
 def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
-            resample_p: float = 0.25) -> Child:
-    """Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour, resample p.
+            resample_p: float = 0.25, categorical_p: float = 1.0) -> Child:
+    """Ray-PBT perturb: floats x1.2/x0.8, choices to a neighbour with probability categorical_p.
 
     Perturb every gene but `seed` and `space.fixed`: with probability `resample_p` resample it
-    from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour."""
-    if not 0 <= resample_p <= 1:
-        raise EvolveError(f"explore resample_p must be in [0, 1], got {resample_p}")
+    from `space`, else floats x1.2 or x0.8 (clipped to the range) and choices to a neighbour. A
+    categorical gene (`CATEGORICAL_GENES`) moves at all only with probability `categorical_p`
+    (`variation.categorical_p`): a rank, curriculum or steps-per-item change discards much of what
+    made the parent good, so a child keeps them by default (1.0 = the PBT rule: always move)."""
+    for what, p in (("resample_p", resample_p), ("categorical_p", categorical_p)):
+        if not 0 <= p <= 1:
+            raise EvolveError(f"explore {what} must be in [0, 1], got {p}")
     g = parents[0].genome.copy()
     lines: list[str] = []
     switched = False
     for gene in GENE_TABLE:
         name, r = gene.name, space.range(gene.name)
         if not gene.explore or name in space.fixed or r.single:
+            continue
+        if r.kind not in SCALED_KINDS and categorical_p < 1.0 and rng.random() >= categorical_p:
             continue
         old = getattr(g, name)
         if rng.random() < resample_p:
@@ -220,7 +231,8 @@ def plan_child(j: int, chosen: Sequence[str], rng: random.Random, cfg: Variation
         if lamarckian and cfg.merge != "none":
             steps.append(("merge", {"method": cfg.merge}))
     else:
-        steps.append(("explore", {"p": cfg.explore_p, "resample_p": cfg.resample_p}))
+        steps.append(("explore", {"p": cfg.explore_p, "resample_p": cfg.resample_p,
+                                  "categorical_p": cfg.categorical_p}))
     if cfg.reseed:
         steps.append(("reseed", {}))
     if lamarckian and cfg.weight_noise > 0:

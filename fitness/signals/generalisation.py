@@ -9,6 +9,7 @@ from fitness.trajectory import Trajectory, holdout_accuracy, train_accuracy
 
 GROK_THRESHOLD = 0.2   # DESIGN.md: a window-mean jump of more than 0.2 ...
 GROK_WINDOW = 10       # ... over a window of 10 probes
+MIN_WINDOW = 2         # shorter trajectories (an evolution's 6 checkpoints) use K // 2 probes
 PLATEAU_TOL = 0.05     # train accuracy "plateaued": it moved <= 0.05 within one window
 
 
@@ -53,18 +54,25 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
     return None
 
 
+def grok_window(K: int) -> int:
+    """The detector's window for K probes: 10, or K // 2 when fewer than 20 (at least 2)."""
+    return min(GROK_WINDOW, K // 2)
+
+
 @signal("grokking", higher_is_better=True,
         description="1 if holdout accuracy's window mean jumped > 0.2 after train accuracy "
-                    "plateaued (window 10 probes), else 0")
+                    "plateaued (window 10 probes, K // 2 below 20 checkpoints), else 0")
 def grokking(traj: Trajectory) -> SignalValue:
     if not traj.holdout_ids:
         return none("no holdout items")
-    if traj.K < 2 * GROK_WINDOW:
-        return none(f"needs at least {2 * GROK_WINDOW} checkpoints (2 windows), has {traj.K}")
-    j = detect_grokking(train_accuracy(traj), holdout_accuracy(traj))
+    w = grok_window(traj.K)
+    if w < MIN_WINDOW:
+        return none(f"needs at least {2 * MIN_WINDOW} checkpoints (2 windows of "
+                    f"{MIN_WINDOW}), has {traj.K}")
+    j = detect_grokking(train_accuracy(traj), holdout_accuracy(traj), window=w)
     if j is None:
-        return value(0.0, index=None, step=None)
-    return value(1.0, index=j, step=traj.steps[j])
+        return value(0.0, index=None, step=None, window=w)
+    return value(1.0, index=j, step=traj.steps[j], window=w)
 
 
 @signal("holdout_gain", higher_is_better=True,

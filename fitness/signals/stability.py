@@ -26,21 +26,23 @@ def oscillation(traj: Trajectory) -> SignalValue:
 
 
 def stuck_items(traj: Trajectory) -> tuple[list[str], int]:
-    """(trained items probed at least once and never correct, how many items were probed)."""
+    """(trained items wrong at baseline, probed at least once and never correct; how many items
+    were probed). An item right at baseline and never right again is regressed, not stuck."""
     probed = {i: traj.probed(i) for i in traj.correct}
     seen = [i for i, p in probed.items() if p]
-    return [i for i in seen if not any(ok for _, ok in probed[i])], len(seen)
+    return [i for i in seen if not traj.baseline.get(i, False)
+            and not any(ok for _, ok in probed[i])], len(seen)
 
 
 @signal("stuck", higher_is_better=False,
-        description="number of trained items never correct at any checkpoint")
+        description="number of trained items wrong at baseline and never correct at any checkpoint")
 def stuck(traj: Trajectory) -> SignalValue:
     items, n = stuck_items(traj)
     return value(len(items), items=sorted(items), probed=n)
 
 
 @signal("stuck_fraction", higher_is_better=False,
-        description="fraction of the probed trained items never correct at any checkpoint")
+        description="fraction of the probed trained items wrong at baseline and never correct since")
 def stuck_fraction(traj: Trajectory) -> SignalValue:
     items, n = stuck_items(traj)
     if n == 0:

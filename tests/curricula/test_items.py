@@ -59,3 +59,10 @@ def test_normalise_text_nfkc_casefold_whitespace() -> None:
     assert normalise_text("ﬁle") == "file"          # NFKC expands the ligature
     assert key_terms_match(["H₂O"], "it is h2o")
     assert not key_terms_match(["H₂O", "ice"], "it is h2o")
+
+
+def test_key_term_variants_separated_by_a_bar() -> None:
+    assert key_terms_match(["Kyiv|Kiev"], "the capital is KIEV") and key_terms_match(["Kyiv|Kiev"], "Kyiv")
+    assert key_terms_match(["8|eight", "legs"], "Eight legs")
+    assert not key_terms_match(["8|eight", "legs"], "eight arms")    # every term, one variant each
+    assert not key_terms_match(["|"], "anything")                    # empty variants never match

@@ -1,15 +1,21 @@
-"""`evolve experiment grokking --quick`: the report is produced, its numbers are the run's, the run
-is deterministic from the seed and logged to a real SQLite MLflow store."""
+"""`evolve experiment grokking`: the report is produced with the issue's keys, its numbers are the
+runs', the warning rules read only the past, the sweep is warm-started, and the run is logged to a
+real SQLite MLflow store. The studies are shrunk (fewer seeds, shorter budgets) through their own
+plan functions (the command then takes about a minute on a quiet core; marked slow)."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evolve.cli import main as cli
+from evolve.experiments.grokking import hysteresis, meta, warning
+from evolve.experiments.grokking.setting import SMALL, GrokConfig, Trainer
+from evolve.experiments.grokking.stats import bootstrap_median, spearman, trailing_median
 
 
 def _run(out: Path, *flags: str) -> dict[str, Any]:
@@ -18,65 +24,73 @@ def _run(out: Path, *flags: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Path]:
-    """The quick setting, seed 0, logged to a fresh SQLite store: (out dir, report.json, tmp)."""
+def small_plans() -> Any:
+    mp = pytest.MonkeyPatch()
+    mp.setattr(warning, "grid", lambda quick: ([0, 1], [(0.7, 1.0)], [(0.3, 1.0)], 400))
+    mp.setattr(hysteresis, "plan", lambda quick: {"levels": [0.3, 3.0], "segment": 60,
+                                                  "seeds": [0, 1], "train_fraction": 0.7})
+    mp.setattr(meta, "plan", lambda quick: {"seeds": [0, 1], "budget": 300, "grid": [1.0],
+                                            "train_fraction": 0.7})
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def quick(small_plans: Any, tmp_path_factory: pytest.TempPathFactory
+          ) -> tuple[Path, dict[str, Any], Path]:
+    """The watched run (300 steps) and every study, shrunk, logged to a fresh SQLite store."""
     tmp = tmp_path_factory.mktemp("grok")
-    doc = _run(tmp / "out", "--seed", "0", "--set", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+    doc = _run(tmp / "out", "--seed", "0", "--steps", "300",
+               "--set", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
                "--set", "tracking.experiment=grok-test",
                "--set", f"tracking.artifact_location={tmp}/artifacts")
     return tmp / "out", doc, tmp
 
 
-def test_quick_run_writes_report_and_plots(quick: tuple[Path, dict[str, Any], Path]) -> None:
+@pytest.mark.slow
+def test_report_has_the_issue_keys_and_every_plot(quick: tuple[Path, dict[str, Any], Path]) -> None:
     out, doc, _ = quick
-    for name in ("report.md", "report.json", "accuracy.png", "confidence_loop.png", "alpha.png"):
-        assert (out / name).stat().st_size > 1000 or name == "report.json", name
-    hist = doc["history"]
-    n = len(hist["step"])
-    assert n >= 30 and all(len(v) == n for v in hist.values())
-    assert hist["step"] == sorted(hist["step"]) and hist["step"][0] == 0
-    # the quick setting memorises, then generalises long after: the phenomenon, not just a file
-    s = doc["summary"]
-    assert s["memorised_step"] is not None and s["val_at_memorised"] < 0.1
-    assert s["val_95_step"] is not None and s["val_95_step"] > 5 * s["memorised_step"]
-
-
-def test_report_numbers_are_read_from_the_history(quick: tuple[Path, dict[str, Any], Path]) -> None:
-    out, doc, _ = quick
-    hist, s, w = doc["history"], doc["summary"], doc["config"]["window"]
-    steps, tr, va = hist["step"], hist["train_acc"], hist["val_acc"]
-    mem = next(i for i, a in enumerate(tr) if a >= 1.0)
-    assert s["memorised_step"] == steps[mem] and s["val_at_memorised"] == va[mem]
-    assert s["last_step"] == steps[-1] and s["val_final"] == va[-1]
-    assert s["val_95_step"] == steps[next(i for i, a in enumerate(va) if a >= 0.95)]
-    assert hist["confidence_gap"] == pytest.approx(
-        [c - a for c, a in zip(hist["val_maxprob"], va, strict=True)], abs=1e-6)
-    i = s["detector_index"]
-    assert i is not None and s["detector"] == "fitness.signals.generalisation.detect_grokking"
-    assert s["detector_step"] == steps[i] and s["val_after"] - s["val_before"] > 0.2
-    assert s["val_before"] == pytest.approx(sum(va[i - 2 * w + 1:i - w + 1]) / w)
-    assert s["val_after"] == pytest.approx(sum(va[i - w + 1:i + 1]) / w)
+    for name in ("accuracy.png", "confidence_knowledge.png", "alpha.png", "dunning_kruger.png",
+                 "early_warning.png", "hysteresis.png", "meta_optimizer.png"):
+        assert (out / name).stat().st_size > 1000, name
+    for rule in warning.RULES:
+        r = doc["early_warning"][rule]
+        assert {"lead_time_median", "lead_time_ci", "spearman", "false_alarm_rate", "split"} <= set(r)
+        assert set(r["split"]["fit"]).isdisjoint(r["split"]["test"])
+    assert {"loop_area", "ci", "seeds"} <= set(doc["hysteresis"])
+    for arm in ("adamw_wd1", "adamw_best", "adam", "sgd", "controller"):
+        assert {"time_to_generalise_median", "ci", "runs"} <= set(doc["meta_optimizer"][arm])
+    assert all({"peak_gap_step", "onset_step"} <= set(d) for d in doc["dunning_kruger"])
     md = (out / "report.md").read_text()
-    assert f"| training accuracy reached 100% | {steps[mem]} |" in md
-    assert f"| end of the run | {steps[-1]} |" in md
-    assert f"over {w} probes) | {s['detector_step']} |" in md
-    assert f"`evolve experiment grokking --quick --seed 0 --out {out}`" in md
+    assert f"`evolve experiment grokking --quick --seed 0 --out {out} --steps 300`" in md
 
 
-def test_same_seed_same_history_other_seed_differs(quick: tuple[Path, dict[str, Any], Path],
-                                                   tmp_path: Path) -> None:
-    _, doc0, _ = quick
-    # 200 steps (6 probes) is enough to compare: the prefix of a run does not depend on its length
-    same = _run(tmp_path / "a", "--seed", "0", "--steps", "200", "--no-mlflow")["history"]
-    other = _run(tmp_path / "b", "--seed", "1", "--steps", "200", "--no-mlflow")["history"]
-    keys = [k for k in same if k != "seconds"]
-    k = len(same["step"])
-    assert k == 6
-    for key in keys:
-        assert same[key] == doc0["history"][key][:k], key
-    assert other["val_acc"] != same["val_acc"] and other["train_loss"] != same["train_loss"]
+@pytest.mark.slow
+def test_numbers_are_read_from_the_runs(quick: tuple[Path, dict[str, Any], Path]) -> None:
+    _, doc, _ = quick
+    hist, s = doc["history"], doc["summary"]
+    assert hist["confidence_gap"] == pytest.approx(
+        [c - a for c, a in zip(hist["val_self"], hist["val_acc"], strict=True)], abs=1e-6)
+    # self-confidence (own answer) is never below P(true answer)
+    assert all(o >= t - 1e-6 for o, t in zip(hist["val_self"], hist["val_conf"], strict=True))
+    mem = next(i for i, a in enumerate(hist["train_acc"]) if a >= 0.99)
+    assert s["memorised_step"] == hist["step"][mem]
+    k = max(range(len(hist["step"])), key=lambda i: hist["confidence_gap"][i])
+    assert s["peak_gap_step"] == hist["step"][k]
+    for run in doc["warning_runs"]:
+        h = run["history"]
+        onset = next((st for st, v in zip(h["step"], h["val_acc"], strict=True) if v >= 0.5), None)
+        assert run["onset"] == onset
+    # tf 0.7 groks within 400 steps, tf 0.3 does not: both kinds are in the test half
+    ew = doc["early_warning"]["val_acc_twice_chance"]
+    assert ew["test_grokking"] == 1 and ew["test_never"] == 1
+    hy = doc["hysteresis"]
+    assert hy["loop_area"] == pytest.approx(sum(r["area"] for r in hy["per_seed"]) / 2)
+    ctl = doc["meta_optimizer"]["controller"]
+    assert ctl["runs"] == 2 and len(ctl["times"]) == 2
 
 
+@pytest.mark.slow
 def test_run_is_logged_to_mlflow(quick: tuple[Path, dict[str, Any], Path]) -> None:
     from evolve.tracking import Tracker
 
@@ -84,12 +98,67 @@ def test_run_is_logged_to_mlflow(quick: tuple[Path, dict[str, Any], Path]) -> No
     tracker = Tracker(f"sqlite:///{tmp}/mlflow.db", "grok-test", create=False)
     runs = tracker.client.search_runs([tracker.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["evolve.kind"] == "experiment.grokking"
-    assert runs[0].info.status == "FINISHED"
-    pts = tracker.client.get_metric_history(runs[0].info.run_id, "val_acc")
+    pts = tracker.client.get_metric_history(runs[0].info.run_id, "val_self")
     assert [p.value for p in sorted(pts, key=lambda p: p.step)] == \
-        pytest.approx(doc["history"]["val_acc"])
-    assert {a.path for a in tracker.client.list_artifacts(runs[0].info.run_id, "report")} >= \
-        {"report/report.md", "report/accuracy.png"}
+        pytest.approx(doc["history"]["val_self"])
+    assert "hysteresis.loop_area" in runs[0].data.metrics
+
+
+def test_warning_statistics_use_only_the_past() -> None:
+    tr = Trainer(GrokConfig(**dict(SMALL, train_fraction=0.7, probe_every=25, alpha_every=2)))
+    tr.advance(400)
+    full = tr.hist
+    n = len(full["step"])
+    for rule, (_, stat, _) in warning.RULES.items():
+        whole = stat(full)
+        for cut in (3, n // 2, n - 1):
+            part = {k: v[:cut] for k, v in full.items()}
+            assert stat(part) == whole[:cut], rule
+
+
+def test_thresholds_are_fitted_on_one_half_and_tested_on_the_other() -> None:
+    def fake(seed: int, onset: int | None, drop_at: int) -> dict[str, Any]:
+        steps = list(range(0, 2000, 50))
+        acc = [0.0 if onset is None or s < onset else 1.0 for s in steps]
+        return {"id": f"s{seed}-{onset}", "seed": seed, "p": 31, "onset": onset,
+                "history": {"step": steps, "val_acc": acc, "val_self": [0.5] * len(steps),
+                            "val_loss": [3.0] * len(steps), "alpha": [3.0] * len(steps),
+                            "weight_norm": [10.0 if s < drop_at else 5.0 for s in steps]}}
+    # the weight norm halves 300 steps before the onset, and never in the runs that never grok
+    runs = [fake(seed, onset, onset - 300) for seed in (0, 1) for onset in (600, 900, 1200)]
+    runs += [fake(seed, None, 10 ** 6) for seed in (0, 1)]
+    res = warning.evaluate(runs)["weight_norm_fall"]
+    assert res["split"]["fit"] == [r["id"] for r in runs if r["seed"] == 0]
+    assert res["lead_time_median"] == pytest.approx(300 - 50)   # trailing median: 1 probe late
+    assert res["false_alarm_rate"] == 0.0 and res["spearman"] == pytest.approx(1.0)
+
+
+def test_sweep_is_warm_started_and_area_is_between_the_branches() -> None:
+    res = hysteresis.sweep([0.3, 3.0], 50, seed=0, train_fraction=0.7)
+    assert res["steps"] == 150                 # up: 2 levels, down: 1 more, one model throughout
+    assert res["history"]["weight_decay"][-1] == pytest.approx(0.3)
+    from fitness.signals import branch_area
+
+    assert res["area"] == pytest.approx(branch_area([math.log10(0.3), 0.0 + math.log10(3.0)],
+                                                    res["up"], res["down"]))
+    assert res["down"][-1] == res["up"][-1]    # the top level is shared
+
+
+def test_controller_follows_the_confidence_gap() -> None:
+    wrong_but_sure = {"val_self": [0.6] * 3, "val_acc": [0.0] * 3}
+    right = {"val_self": [0.99] * 3, "val_acc": [0.99] * 3}
+    assert meta.gap_controller(wrong_but_sure)["weight_decay"] == pytest.approx(meta.W_HI)
+    assert meta.gap_controller(right)["weight_decay"] == pytest.approx(meta.W_LO)
+
+
+def test_statistics_helpers() -> None:
+    from scipy import stats
+
+    x, y = [3.0, 1.0, 2.0, 5.0, 4.0], [30.0, 12.0, 11.0, 50.0, 45.0]
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+    med, (lo, hi) = bootstrap_median([1.0, 2.0, 3.0, 4.0, math.inf])
+    assert med == 3.0 and lo <= med <= hi
+    assert trailing_median([1.0, 5.0, 2.0, None, 9.0]) == [1.0, 3.0, 2.0, 3.5, 5.5]
 
 
 @pytest.mark.parametrize("flags, fragment", [

@@ -23,19 +23,27 @@ from evolve.operators.selection import Individual
 EXP = "selection-test"
 
 
+ARMS = ["fitness", "random", "shuffled", "oracle"]
+
+
+def _cli(tiny_base: Path, tmp: Path, *extra: str) -> int:
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    return cli(["experiment", "selection", "--quick", "--out", str(tmp / "out"),
+                "--set", f"base={tiny_base}", "--set", f"tracking.uri={uri}",
+                "--set", f"tracking.experiment={EXP}", "--set", f"state_dir={tmp}/state",
+                "--set", f"tracking.artifact_location={tmp}/artifacts", *extra])
+
+
 @pytest.fixture(scope="module")
 def quick(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Any]:
-    """The quick setting (2 seeds x fitness / random / none) on the tiny base: (out, JSON, tracker)."""
+    """The quick setting (2 seeds x fitness / random / shuffled / oracle, and the planted control
+    over 2 seeds) on the tiny base: (out, JSON, tracker)."""
     from evolve.tracking import Tracker
 
     tmp = tmp_path_factory.mktemp("selection")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    assert cli(["experiment", "selection", "--quick", "--out", str(tmp / "out"), "--weights", "none",
-                "--set", f"base={tiny_base}", "--set", f"tracking.uri={uri}",
-                "--set", f"tracking.experiment={EXP}", "--set", f"state_dir={tmp}/state",
-                "--set", f"tracking.artifact_location={tmp}/artifacts"]) == 0
+    assert _cli(tiny_base, tmp) == 0
     doc = json.loads((tmp / "out" / "report.json").read_text())
-    return tmp / "out", doc, Tracker(uri, EXP, create=False)
+    return tmp / "out", doc, Tracker(f"sqlite:///{tmp}/mlflow.db", EXP, create=False)
 
 
 def _value(learner: dict[str, Any], metric: str) -> float | None:
@@ -48,11 +56,22 @@ def _value(learner: dict[str, Any], metric: str) -> float | None:
     return v
 
 
-def test_quick_run_writes_report_and_plots(quick: tuple[Path, dict[str, Any], Any]) -> None:
+def test_quick_run_writes_the_promised_report(quick: tuple[Path, dict[str, Any], Any]) -> None:
     out, doc, _ = quick
     for name in ("report.md", "learning_curves.png", "generations.png", "paired_differences.png"):
         assert (out / name).stat().st_size > 1000, name
-    assert list(doc["arms"]) == ["fitness", "random", "none"] and doc["seeds"] == [0, 1]
+    assert list(doc["arms"]) == ARMS and doc["seeds"] == [0, 1]
+    assert doc["primary_outcome"]["name"] == "assess_gain" and doc["base"]
+    for key in ("heritability", "selection_response", "power"):
+        assert doc[key], key
+    assert {"parent_offspring_slope", "ci"} <= set(doc["heritability"])
+    planted = doc["controls"]["planted"]
+    assert planted["ran"] and planted["seeds"] == [0, 1] and planted["arms"] == ARMS
+    fields = {"a", "b", "outcome", "mean_diff", "ci", "p_t", "p_signflip", "d_z"}
+    for c in doc["contrasts"] + planted["contrasts"]:
+        assert fields <= set(c) and c["outcome"] == "assess_gain"
+    assert [(c["a"], c["b"]) for c in doc["contrasts"]] == [
+        ("fitness", "random"), ("oracle", "random"), ("shuffled", "random"), ("fitness", "shuffled")]
     for arm, runs in doc["runs"].items():
         assert [r["seed"] for r in runs] == [0, 1]
         for r in runs:
@@ -60,6 +79,11 @@ def test_quick_run_writes_report_and_plots(quick: tuple[Path, dict[str, Any], An
             assert all(len(g["learners"]) == 4 for g in r["generations"])
             assert all(x["curve"] and x["curve"][0][0] == 0 for g in r["generations"]
                        for x in g["learners"]), arm
+    # the planted control varies lr only
+    for runs in doc["planted_runs"].values():
+        for r in runs:
+            learners = r["generations"][0]["learners"]
+            assert len({x["rank"] for x in learners}) == 1 and len({x["lr"] for x in learners}) == 4
 
 
 def test_report_numbers_are_the_runs_numbers(quick: tuple[Path, dict[str, Any], Any]) -> None:
@@ -67,7 +91,7 @@ def test_report_numbers_are_the_runs_numbers(quick: tuple[Path, dict[str, Any], 
     md = (out / "report.md").read_text()
     arms = list(doc["arms"])
     for arm in arms:
-        for metric in ("assess_auc", "assess_learned_per_100", "assess_half_life"):
+        for metric in ("assess_gain", "assess_initial_accuracy", "assess_half_life"):
             raw = []
             for run in doc["runs"][arm]:
                 vals = [v for v in (_value(x, metric) for x in run["generations"][-1]["learners"])
@@ -75,14 +99,19 @@ def test_report_numbers_are_the_runs_numbers(quick: tuple[Path, dict[str, Any], 
                 raw.append(sum(vals) / len(vals))
             assert doc["per_seed"][arm][metric] == pytest.approx(raw), (arm, metric)
             assert doc["summary"][arm][metric]["mean"] == pytest.approx(sum(raw) / len(raw))
-    for t in doc["tests"]:
-        a, b = doc["per_seed"][t["a"]][t["metric"]], doc["per_seed"][t["b"]][t["metric"]]
-        assert t["diffs"] == pytest.approx([x - y for x, y in zip(a, b, strict=True)])
+        for run in doc["runs"][arm]:   # gain = area - accuracy before, per learner
+            for x in run["generations"][-1]["learners"]:
+                if not x["failed"]:
+                    assert x["assess_gain"] == pytest.approx(
+                        x["assess_auc"] - x["assess_initial_accuracy"])
+    for c in doc["contrasts"]:
+        a, b = doc["per_seed"][c["a"]][c["outcome"]], doc["per_seed"][c["b"]][c["outcome"]]
+        assert c["diffs"] == pytest.approx([x - y for x, y in zip(a, b, strict=True)])
     for i, seed in enumerate(doc["seeds"]):   # the per-seed table shows the JSON's raw values
-        cells = [fmt(doc["per_seed"][a]["assess_auc"][i]) for a in arms]
-        cells.append(fmt(doc["generation0_per_seed"]["assess_auc"][i]))
+        cells = [fmt(doc["per_seed"][a]["assess_gain"][i]) for a in arms]
+        cells.append(fmt(doc["generation0_per_seed"]["assess_gain"][i]))
         assert f"| {seed} | " + " | ".join(cells) + " |" in md
-    for v in doc["verdicts"]:
+    for v in doc["verdicts"] + doc["controls"]["planted"]["verdicts"]:
         assert v["text"] in md
     assert f"`{doc['command']}`" in md and doc["command"].startswith(
         "evolve experiment selection --quick")
@@ -99,38 +128,43 @@ def test_json_matches_what_mlflow_recorded(quick: tuple[Path, dict[str, Any], An
                 for x in g["learners"]:
                     rec = recs[x["id"]]
                     assert rec.fitness == pytest.approx(x["fitness"])
-                    for m in ("assess_auc", "assess_learned_per_100", "assess_final_accuracy"):
+                    for m in ("assess_gain", "assess_auc", "assess_initial_accuracy"):
                         assert rec.signals[m] == pytest.approx(x[m]), (arm, x["id"], m)
+            # the evolution itself carries its heritability and response per generation
+            hist = tracker.client.get_metric_history(run["run_id"], "response/observed")
+            assert [m.step for m in hist] == [1]
+            assert hist[0].value == pytest.approx(
+                run["generations"][1]["metrics"]["response/observed"])
     kinds = [r.data.tags.get("evolve.kind") for r in
              tracker.client.search_runs([tracker.experiment_id])]
-    assert kinds.count("experiment.selection") == 1 and kinds.count("evolution") == 6
+    assert kinds.count("experiment.selection") == 1 and kinds.count("evolution") == 16
 
 
-def test_arms_differ_only_in_how_the_next_generation_is_made(
+def test_arms_share_generation_zero_and_keep_the_same_elitism(
         quick: tuple[Path, dict[str, Any], Any]) -> None:
     _, doc, tracker = quick
     assert doc["generation0_max_gap"] == 0.0   # generation 0 is the same in every arm of a seed
     for i in range(len(doc["seeds"])):
         fits = [[x["fitness"] for x in doc["runs"][a][i]["generations"][0]["learners"]]
                 for a in doc["arms"]]
-        assert fits[0] == fits[1] == fits[2]
+        assert all(f == fits[0] for f in fits)
+    for arm in doc["arms"]:   # every arm keeps one unmutated clone (random: a random learner)
+        for run in doc["runs"][arm]:
+            recs = [r for r in tracker.load_records(run["run_id"], curves=False)
+                    if r.generation == 1]
+            assert sum("elite clone" in line for r in recs for line in r.decisions) == 1, arm
 
-    def genomes(run: dict[str, Any], g: int) -> list[dict[str, Any]]:
-        recs = [r for r in tracker.load_records(run["run_id"], curves=False) if r.generation == g]
-        return [r.genome for r in recs]
 
-    for run in doc["runs"]["none"]:   # generation 0's genomes again, each once, fresh seeds
-        g0, g1 = genomes(run, 0), genomes(run, 1)
-        strip = lambda gs: sorted(json.dumps({k: v for k, v in g.items() if k != "seed"},  # noqa: E731
-                                             sort_keys=True) for g in gs)
-        assert strip(g0) == strip(g1)
-        assert not {g["seed"] for g in g0} & {g["seed"] for g in g1}
-    for run in doc["runs"]["random"]:  # no elite: nobody is carried over by fitness
-        recs = [r for r in tracker.load_records(run["run_id"], curves=False) if r.generation == 1]
-        assert not any("elite" in line for r in recs for line in r.decisions)
-    for run in doc["runs"]["fitness"]:
-        recs = [r for r in tracker.load_records(run["run_id"], curves=False) if r.generation == 1]
-        assert any("elite clone" in line for r in recs for line in r.decisions)
+def test_rerun_reuses_finished_runs(quick: tuple[Path, dict[str, Any], Any], tiny_base: Path,
+                                    ) -> None:
+    out, doc, tracker = quick
+    tmp = out.parent
+    before = len(tracker.client.search_runs([tracker.experiment_id], "tags.`evolve.kind` = 'evolution'"))
+    assert _cli(tiny_base, tmp) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert [r["run_id"] for r in again["runs"]["oracle"]] == [r["run_id"] for r in doc["runs"]["oracle"]]
+    after = len(tracker.client.search_runs([tracker.experiment_id], "tags.`evolve.kind` = 'evolution'"))
+    assert after == before
 
 
 def test_paired_statistics_against_scipy() -> None:
@@ -159,7 +193,11 @@ def test_uniform_selection_ignores_fitness_and_skips_failed() -> None:
 
 @pytest.mark.parametrize("flags, fragment", [
     (["--seeds", "1"], "--seeds 1"),
-    (["--weights", "missing.yaml"], "--weights missing.yaml"),
+    (["--arms", "fitness,random,fitness-tuned", "--weights", "missing.yaml"],
+     "--weights missing.yaml"),
+    (["--arms", "fitness,lucky"], "'lucky'"),
+    (["--arms", "fitness,oracle"], "include random"),
+    (["--planted-seeds", "1"], "--planted-seeds 1"),
     (["--set", "population=1"], "population 1"),
 ])
 def test_bad_flags_are_one_line_errors(flags: list[str], fragment: str, tmp_path: Path,

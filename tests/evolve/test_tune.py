@@ -21,7 +21,7 @@ SIGNALS = ",".join((X, *NOISE))
 
 
 def synthetic(seed: int, generations: int = 5, population: int = 8) -> list[list[LearnerRecord]]:
-    """Generations where a child's `assess_auc` is a monotone function of its parents' X plus noise,
+    """Generations where a child's `assess_gain` is a monotone function of its parents' X plus noise,
     its `survival_at_end` one of its parents' `holdout_gain`, and the rest is uniform noise."""
     rng = np.random.default_rng(seed)
     gens: list[list[LearnerRecord]] = []
@@ -35,7 +35,7 @@ def synthetic(seed: int, generations: int = 5, population: int = 8) -> list[list
             signals: dict[str, float | None] = {s: float(rng.uniform()) for s in (X, *NOISE)}
             speed = np.mean([np.sqrt(p.signals[X]) for p in parents]) if parents else 0.5  # type: ignore[arg-type]
             keep = np.mean([p.signals["holdout_gain"] for p in parents]) if parents else 0.5  # type: ignore[arg-type]
-            signals["assess_auc"] = float(speed + rng.normal(0, 0.03))
+            signals["assess_gain"] = float(speed + rng.normal(0, 0.03))
             signals["survival_at_end"] = float(keep + rng.normal(0, 0.03))
             op = "init" if not parents else ("crossover" if len(parents) == 2 else "mutate")
             recs.append(LearnerRecord(f"g{g}-l{i}", g, {"lr": 1e-3}, [p.learner_id for p in parents],
@@ -95,7 +95,7 @@ def test_replay_ranks_parents_by_the_predictive_signal(store: dict[str, Any]) ->
     from evolve import tuning
 
     tracker = tracker_for(store["uri"], store["dir"] / "artifacts")
-    replay = tuning.load_replay(tracker, None, [X, *NOISE], ["assess_auc"])
+    replay = tuning.load_replay(tracker, None, [X, *NOISE], ["assess_gain"])
     assert replay.runs == store["runs"] and len(replay.blocks) == 2 * 3   # g0..g2 have children
     assert replay.score({X: 1.0})[0] > 0.8
     for noise in NOISE:
@@ -122,7 +122,7 @@ def test_offline_study_finds_the_predictive_weight_dominant(store: dict[str, Any
     weights = offline["doc"]["weights"]
     assert set(weights) == {X, *NOISE}
     assert weights[X] > 2 * sum(weights[n] for n in NOISE), weights
-    assert offline["doc"]["tuned"]["objectives"]["assess_auc"] > 0.8
+    assert offline["doc"]["tuned"]["objectives"]["assess_gain"] > 0.8
     study = optuna.load_study(study_name="find", storage=f"sqlite:///{store['dir']}/optuna.db")
     assert len(study.trials) == 60
     # the tune run sits beside the replayed runs: best weights as params, objective per trial
@@ -132,7 +132,7 @@ def test_offline_study_finds_the_predictive_weight_dominant(store: dict[str, Any
     run = next(r for r in runs if r.data.params["study"] == "find")
     assert float(run.data.params[f"weight.{X}"]) == pytest.approx(weights[X])
     assert set(run.data.tags["evolve.tune_runs"].split(",")) == set(store["runs"])
-    hist = tracker.client.get_metric_history(run.info.run_id, "objective.assess_auc")
+    hist = tracker.client.get_metric_history(run.info.run_id, "objective.assess_gain")
     assert sorted(m.step for m in hist) == list(range(60))
 
 
@@ -172,7 +172,7 @@ def test_two_objectives_print_the_pareto_front(store: dict[str, Any], tmp_path: 
     front = [ln for ln in text.splitlines() if ln.strip().startswith("trial ")]
     assert front
     doc = yaml.safe_load(out.read_text())
-    assert set(doc["tuned"]["objectives"]) == {"assess_auc", "survival_at_end"}
+    assert set(doc["tuned"]["objectives"]) == {"assess_gain", "survival_at_end"}
 
 
 @pytest.mark.parametrize("case", ["no_experiment", "no_evolution", "unknown_signal",
@@ -220,15 +220,15 @@ def test_online_reports_every_generation_and_prunes(store: dict[str, Any], tmp_p
     study = optuna.create_study(direction="maximize",
                                 pruner=optuna.pruners.ThresholdPruner(lower=-0.1))
     trial = study.ask()
-    rep = _Reporter(tracker, trial, ["assess_auc"], {"evolve.tune_trial": "0"}, prune=True)
+    rep = _Reporter(tracker, trial, ["assess_gain"], {"evolve.tune_trial": "0"}, prune=True)
     gens = synthetic(3, generations=3, population=4)
     for g, auc in ((0, 0.5), (1, 0.6)):
         for r in gens[g]:
-            r.signals["assess_auc"] = auc
+            r.signals["assess_gain"] = auc
         rep.log_generation(g, gens[g], {})
     assert rep.values == [pytest.approx(0.1)]
     for r in gens[2]:
-        r.signals["assess_auc"] = 0.3
+        r.signals["assess_gain"] = 0.3
     with pytest.raises(optuna.TrialPruned):
         rep.log_generation(2, gens[2], {})
     frozen = study._storage.get_trial(trial._trial_id)

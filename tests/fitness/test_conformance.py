@@ -21,7 +21,11 @@ def _cases(make_traj):
         "all correct": make_traj({"a": "1111", "b": "1111"}, baseline={"a": True}),
         "all wrong": make_traj({"a": "0000", "b": "0000"}),
         "failed": make_traj({"a": "0101"}, failed=True),
-        "full": make_traj({f"i{j}": ("01" * K)[j % 2:j % 2 + K] for j in range(6)},
+        # one item trained every 4 checkpoints (so every third has windows), two of them right
+        # at baseline, all wrong at the start (so forward transfer is defined)
+        "full": make_traj({f"i{j}": "." * (4 * j) + ("01" * K)[j % 2:j % 2 + K - 4 * j]
+                           for j in range(6)}, baseline={"i0": True, "i3": True},
+                          initial={f"i{j}": False for j in range(6)},
                           holdout_ids=["h1", "h2"], holdout_baseline=[False, True],
                           holdout_correct=[[k > 12, True] for k in range(K)],
                           holdout_confidence=[[0.3 + 0.02 * k, 0.9] for k in range(K)],

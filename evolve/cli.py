@@ -17,7 +17,8 @@ from common.errors import EvolveError
 from common.registry import UnknownNameError
 
 # Order is the order `evolve --help` lists them.
-COMMANDS = ("run", "score", "ls", "tune", "lineage", "replay", "ui", "experiment")
+COMMANDS = ("run", "report", "compare", "score", "ls", "tune", "lineage", "replay", "ui", "experiment",
+            "base")
 
 
 def _load(name: str) -> ModuleType | None:

@@ -29,6 +29,7 @@ from mlflow.entities import Metric, Param, ViewType
 from mlflow.tracking import MlflowClient
 
 from common.errors import EvolveError
+from evolve import tracking_view as view
 from evolve.records import LearnerRecord, LineageEdge
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Tracker:
         self._run_id: str | None = None
         self._records: list[LearnerRecord] = []
         self._run_ids: dict[str, str] = {}      # learner id -> run id, this evolution
+        self.run_name: str | None = None         # the next evolution's name (`evolve run` sets it)
         remote = uri.startswith(("http://", "https://"))
         if remote:
             _check_server(uri)
@@ -122,12 +124,14 @@ class Tracker:
                                   "(`mlflow experiments restore`) or set tracking.experiment")
             if exp is None:
                 self._experiment_id = self._client.create_experiment(
-                    experiment, artifact_location=_artifact_location(artifact_location, remote))
+                    experiment, artifact_location=_artifact_location(artifact_location, remote),
+                    tags=view.experiment_tags())
             else:
                 self._experiment_id = exp.experiment_id
                 if create:  # prove the store takes writes now, not after a generation of training
                     self._client.set_experiment_tag(self._experiment_id, "evolve.opened_ms",
                                                     str(_now_ms()))
+                    self._label_experiment(exp.tags)
         except EvolveError:
             raise
         except Exception as exc:  # MlflowException, OSError, sqlalchemy errors: all one line
@@ -148,9 +152,12 @@ class Tracker:
     # --- the evolution run -------------------------------------------------------------------
     def start_evolution(self, config: dict[str, Any], run_name: str | None = None) -> str:
         """Create the parent run; log the config as params (short values) and `config.yaml`."""
+        run_name = run_name or self.run_name or view.evolution_name(
+            self.experiment, int(config.get("seed", 0)))
         run = self._client.create_run(self._experiment_id, run_name=run_name,
                                       tags={KIND: "evolution", COMPLETED: "-1"})
         self._run_id, self._records, self._run_ids = run.info.run_id, [], {}
+        self.describe_evolution()
         params = [Param(k, _param_value(v)) for k, v in flatten(config).items()
                   if len(_param_value(v)) <= _PARAM_MAX]
         for chunk in _chunks(params, _BATCH_TAGS):
@@ -250,15 +257,37 @@ class Tracker:
         except MlflowException:
             self._client.create_registered_model(
                 name, description="Champion LoRA adapters of `evolve` (PEFT format).")
+        evolution = self._run_id or str(run.data.tags.get(PARENT, ""))
+        chain = [(e.child, e.operator, e.parents) for e in
+                 ancestry({r.learner_id: edge_of(r) for r in self._records}, record.learner_id)]
         mv = self._client.create_model_version(
             name, source=f"runs:/{record.run_id}/adapter", run_id=record.run_id,
-            tags={"evolve.learner_id": record.learner_id,
-                  "evolve.fitness": str(record.fitness)})
+            tags={"evolve.learner_id": record.learner_id, "evolve.fitness": str(record.fitness),
+                  "evolve.evolution_run_id": evolution,
+                  "evolve.lineage": " > ".join(c for c, _, _ in chain)[:_TAG_MAX]},
+            description=view.champion_note(record.learner_id, record.fitness,
+                                           self._experiment_id, evolution, chain))
         if self._run_id:
             self._client.set_tag(self._run_id, "evolve.champion", record.learner_id)
             self._client.set_tag(self._run_id, "evolve.champion_run_id", record.run_id)
             self._client.set_tag(self._run_id, "evolve.champion_model", f"{name}/{mv.version}")
+            self.describe_evolution()
         return str(mv.version)
+
+    def describe_evolution(self, run_id: str | None = None) -> None:
+        """(Re)write the evolution run's Markdown description (`tracking_view.evolution_note`):
+        links to the family tree, plots, report and champion, from the run's tags and artifacts."""
+        run = self._get_run(run_id or self._require_run())
+        tags, rid = run.data.tags, run.info.run_id
+        champion = None
+        if "evolve.champion_model" in tags:
+            model, version = tags["evolve.champion_model"].rsplit("/", 1)
+            champion = {"learner_id": tags["evolve.champion"], "model": model,
+                        "version": version, "run_id": tags["evolve.champion_run_id"],
+                        "fitness": float(run.data.metrics.get("champion_fitness", math.nan))}
+        report = any(a.path == "report.html" for a in self._client.list_artifacts(rid))
+        self._client.set_tag(rid, view.NOTE, view.evolution_note(
+            run.info.experiment_id, rid, champion, report=report))
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the evolution run with `status` (FINISHED, FAILED or KILLED)."""
@@ -329,6 +358,13 @@ class Tracker:
         return runs[0].info.run_id
 
     # --- internals ---------------------------------------------------------------------------
+    def _label_experiment(self, tags: Mapping[str, str]) -> None:
+        """An experiment made before these tags existed gets them; a kind or description
+        someone set by hand is kept. The shared view state (columns) is always evolve's."""
+        for k, v in view.experiment_tags().items():
+            if k == view.SHARE_TAG or k not in tags:
+                self._client.set_experiment_tag(self._experiment_id, k, v)
+
     def _require_run(self) -> str:
         if not self._run_id:
             raise EvolveError("no evolution run; call start_evolution() or resume_evolution()")

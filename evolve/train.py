@@ -129,9 +129,11 @@ def _population(job: GroupJob) -> Any:
 
     from learners.base import load_base
     from learners.population import Population
+    from learners.resolve import base_dtype
 
     torch.manual_seed(job.seed)
     model, tok = load_base(job.base)
+    model = model.to(base_dtype(job.device))   # bfloat16 on a CUDA GPU that has it, else float32
     specs = [dataclasses.replace(p.spec, max_grad_norm=job.max_grad_norm) for p in job.learners]
     targets: list[str] = []
     for s in specs:

@@ -69,6 +69,10 @@ def build_base(cfg: BaseConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -
     return model.eval()
 
 
+# transformers 5 loads into meta tensors and ties embeddings afterwards; two loads on two threads
+# at once left a tied lm_head on the meta device ("Cannot copy out of meta tensor" later): one
+# load at a time per process (the local backend starts its groups' loads side by side)
+_LOAD_LOCK = threading.Lock()
 _QUIET_LOCK = threading.Lock()
 _QUIET = {"depth": 0, "was": False}  # nesting across threads: the bars' switch is process-global
 
@@ -160,6 +164,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
                    "vocab.txt", "spiece.model")
 
 
+# transformers builds a model on the meta device under a process-global context before loading
+# the weights: two threads loading at once (the local backend's groups) left a tied lm_head on meta
+# ("Cannot copy out of meta tensor" from the population's copy). One load at a time.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a local causal LM and its tokenizer (float32, eager attention, eval mode).
 
@@ -174,13 +184,17 @@ def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
         raise EvolveError(f"--base {p}: no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save "
                           f"the model's tokenizer there with tokenizer.save_pretrained('{p}')")
     try:
-        with _quiet_io():
+        with _quiet_io(), _LOAD_LOCK:
             model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32,
                                                          attn_implementation="eager")
     except Exception as e:  # noqa: BLE001
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise EvolveError(f"--base {p}: cannot load the model weights ({first}); save them with "
                           "model.save_pretrained into that directory") from None
+    meta = [n for n, t in model.named_parameters() if t.is_meta]
+    if meta:
+        raise EvolveError(f"--base {p}: weights {meta[:3]} were not in the checkpoint nor tied to "
+                          "one; save the whole model with model.save_pretrained into that directory")
     try:
         tokenizer = AutoTokenizer.from_pretrained(p)
     except Exception as e:  # noqa: BLE001

@@ -1,17 +1,32 @@
 """(prompt, answer) pairs to tensors, and exact-match verdicts from teacher-forced logits.
 
-Shared by training, probing and pretraining. A sequence is `<bos> prompt answer <eos>` (no `<bos>`
-when the tokenizer has none), right-padded to the batch's LONGEST sequence: padding every batch to a
-fixed 32 tokens made probes 2-3x slower (NOTES.md).
+Shared by training, probing and pretraining. A sequence is the prompt as the model expects it, the
+answer, and the token that ends the answer, right-padded to the batch's LONGEST sequence (padding
+every batch to a fixed 32 tokens made probes 2-3x slower, NOTES.md):
+
+- a tokenizer with a chat template: the template's rendering of one user turn (the prompt) with the
+  generation prompt (`<|im_start|>assistant\n` ...), then the answer, then the template's end-of-turn
+  token (`<|im_end|>`, `<|eot_id|>`; the eos when the template writes none);
+- otherwise `<bos> prompt answer <eos>` (no `<bos>` when the tokenizer has none).
+
+Subword (BPE) boundaries: the answer's tokens are those of `rendered prompt + answer` tokenised
+TOGETHER past the rendered prompt's own tokens, so an answer whose first token would merge with a
+space or newline is tokenised as the model saw such text in pretraining. When the joint
+tokenisation does not start with the prompt's tokens (a merge across the boundary) the answer is
+tokenised alone after them: generation always starts from the prompt's own tokens, so that is the
+only sequence greedy decoding can produce from there. The char codec is unaffected (one token per
+character).
 
 Labels follow the Hugging Face causal-LM convention: `labels` is `input_ids` with every position
 that is not an answer token or the final eos set to -100, NOT shifted; the model shifts internally
 (logits at t predict labels at t+1), so `model(input_ids, attention_mask, labels=labels).loss` is the
 mean cross-entropy over the answer tokens and eos.
 
-Greedy decoding reproduces the answer exactly iff, teacher-forced, every answer token and the eos is
-the argmax of the logits one position before it; `answer_verdicts` computes that verdict, the
-probability of the answer and the logit margin from ONE forward pass.
+Greedy decoding reproduces the answer exactly (its tokens, then the end-of-turn / eos token) iff,
+teacher-forced, every answer token and the end token is the argmax of the logits one position
+before it; `answer_verdicts` computes that verdict, the probability of the answer and the logit
+margin from ONE forward pass. (Greedy decoding that spells the answer with OTHER tokens, or ends it
+with the eos where the template writes a distinct end-of-turn token, counts as wrong in both.)
 """
 
 from __future__ import annotations
@@ -43,9 +58,8 @@ class Codec(Protocol):
 
 
 class TokenizerCodec:
-    """A codec over any Hugging Face tokenizer (subword ones too), memoising strings it has seen.
-
-    Prompt and answer are tokenised separately, so the answer's tokens are the same in every prompt.
+    """A codec over any Hugging Face tokenizer (subword ones too, with or without a chat template),
+    memoising the strings and pairs it has seen. `encode_pair` lays out one sequence (module doc).
     """
 
     MAX_CACHE = 1 << 16  # curricula repeat a few thousand distinct strings; bound memory anyway
@@ -61,9 +75,14 @@ class TokenizerCodec:
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id: int | None = eos if pad is None else pad
         self._cache: dict[str, list[int]] = {}
+        self._pairs: dict[Pair, tuple[list[int], int]] = {}
+        template = getattr(tokenizer, "chat_template", None)
+        self.chat = isinstance(template, str) and bool(template.strip())
+        self.end_id: int = self._end_of_turn() if self.chat else eos
+        self.stop_ids: tuple[int, ...] = tuple(dict.fromkeys((self.end_id, eos)))
 
     def encode(self, s: str) -> list[int]:
-        """Token ids of `s` without special tokens."""
+        """Token ids of `s` without special tokens added (special tokens IN `s` are parsed)."""
         got = self._cache.get(s)
         if got is None:
             got = list(self.tokenizer.encode(s, add_special_tokens=False))  # type: ignore[attr-defined]
@@ -71,6 +90,69 @@ class TokenizerCodec:
                 self._cache.clear()
             self._cache[s] = got
         return got
+
+    def render(self, prompt: str) -> str:
+        """The prompt as the model expects it: one user turn through the chat template, ending
+        with the generation prompt; the prompt itself without a template."""
+        if not self.chat:
+            return prompt
+        return str(self.tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True))
+
+    def _end_of_turn(self) -> int:
+        """The token the template writes right after an assistant answer, if it is a special
+        token (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`), else the eos."""
+        eos = int(self.eos_token_id)  # type: ignore[arg-type]
+        try:
+            head = self.render("Q")
+            full = str(self.tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+                [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A1"}],
+                tokenize=False))
+        except Exception:  # noqa: BLE001 (a template that cannot render a plain turn: use eos)
+            return eos
+        if not full.startswith(head + "A1"):
+            return eos
+        tail = self.encode(full[len(head) + 2:])
+        special = set(getattr(self.tokenizer, "all_special_ids", ()) or ())
+        return tail[0] if tail and tail[0] in special else eos
+
+    def encode_pair(self, prompt: str, answer: str) -> tuple[list[int], int]:
+        """(ids, start): the whole sequence (rendered prompt, answer, end token) and the position of
+        the first answer token; ids[start:] are the labelled tokens."""
+        key = (prompt, answer)
+        got = self._pairs.get(key)
+        if got is not None:
+            return got
+        text = self.render(prompt)
+        head = [] if self.chat or self.bos_token_id is None else [self.bos_token_id]
+        p = head + self.encode(text)
+        a: list[int] = []
+        if answer:
+            joint = head + list(self.tokenizer.encode(  # type: ignore[attr-defined]
+                text + answer, add_special_tokens=False))
+            a = joint[len(p):] if joint[:len(p)] == p else self.encode(answer)
+        got = (p + a + [self.end_id], len(p))
+        if len(self._pairs) >= self.MAX_CACHE:
+            self._pairs.clear()
+        self._pairs[key] = got
+        return got
+
+
+def pair_ids(codec: Codec, prompt: str, answer: str) -> tuple[list[int], int]:
+    """(ids, start) of one sequence: the codec's own layout (`TokenizerCodec.encode_pair`), else
+    `<bos> prompt answer <eos>` (the char codec); ids[start:] are the answer tokens and the end."""
+    encode_pair = getattr(codec, "encode_pair", None)
+    if encode_pair is not None:
+        return encode_pair(prompt, answer)  # type: ignore[no-any-return]
+    head = [] if codec.bos_token_id is None else [codec.bos_token_id]
+    p = head + codec.encode(prompt)
+    return p + codec.encode(answer) + [codec.eos_token_id], len(p)  # type: ignore[list-item]
+
+
+def stop_ids(codec_or_tokenizer: object) -> list[int]:
+    """The tokens that end an answer in generation: the end-of-turn token and the eos."""
+    codec = as_codec(codec_or_tokenizer)
+    return list(getattr(codec, "stop_ids", (codec.eos_token_id,)))
 
 
 _CODECS: weakref.WeakKeyDictionary[object, Codec] = weakref.WeakKeyDictionary()
@@ -100,11 +182,12 @@ def as_codec(codec_or_tokenizer: object) -> Codec:
 class Batch:
     """Right-padded (prompt, answer) batch. All tensors `[B, T]` long unless stated.
 
-    input_ids:      `<bos> prompt answer <eos> <pad>...`
+    input_ids:      `<bos> prompt answer <eos> <pad>...` (a chat template's layout: module doc)
     attention_mask: 1 on real tokens, 0 on padding.
-    labels:         input_ids on the answer tokens and eos, -100 elsewhere (unshifted, HF style).
+    labels:         input_ids on the answer tokens and the end token (eos / end of turn), -100
+                    elsewhere (unshifted, HF style).
     answer_start:   `[B]` position of the first answer token (of eos for an empty answer).
-    answer_len:     `[B]` number of labelled tokens = answer tokens + 1 (eos).
+    answer_len:     `[B]` number of labelled tokens = answer tokens + 1 (the end token).
     """
 
     input_ids: torch.Tensor
@@ -126,17 +209,15 @@ def encode_pairs(codec_or_tokenizer: object, pairs: Sequence[Pair],
                  device: str | torch.device = "cpu") -> Batch:
     """Encode `pairs` as one right-padded batch `[B, T]`, T = the longest sequence (see Batch)."""
     codec = as_codec(codec_or_tokenizer)
-    bos, eos = codec.bos_token_id, codec.eos_token_id
-    if eos is None:
+    if codec.eos_token_id is None:
         raise ValueError("encode_pairs needs an eos token id (answers end with eos)")
     pad = codec.pad_token_id or 0
-    head: list[int] = [] if bos is None else [bos]
     rows, starts, lens = [], [], []
     for prompt, answer in pairs:
-        p, a = codec.encode(prompt), codec.encode(answer)
-        rows.append(head + p + a + [eos])
-        starts.append(len(head) + len(p))
-        lens.append(len(a) + 1)
+        seq, start = pair_ids(codec, prompt, answer)
+        rows.append(seq)
+        starts.append(start)
+        lens.append(len(seq) - start)
     T = max((len(r) for r in rows), default=0)
     # one tensor call over padded lists: a tensor per row made 512 pairs 9x slower (60 vs 7 ms)
     ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), T)

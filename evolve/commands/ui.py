@@ -33,6 +33,21 @@ def command(settings: dict[str, Any], host: str, port: int) -> list[str]:
     return cmd
 
 
+def landing_url(settings: dict[str, Any], host: str, port: int) -> str:
+    """The experiment's runs table with evolve's columns (its shared view state), or the UI's
+    front page when the store has no such experiment yet."""
+    from common.errors import EvolveError
+    from evolve.tracking import Tracker
+    from evolve.tracking_view import experiment_url
+
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        exp = Tracker(settings["uri"], settings["experiment"], create=False).experiment_id
+    except EvolveError:
+        return base
+    return experiment_url(base, exp)
+
+
 def main(args: argparse.Namespace) -> int:
     from common.errors import EvolveError
 
@@ -44,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise EvolveError(f"--port {args.port} is not a TCP port; pass 1-65535 (default 5000)")
     print(f"MLflow UI for {uri} (experiment {settings['experiment']!r}) at "
-          f"http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+          f"{landing_url(settings, args.host, args.port)}  (Ctrl-C stops it)", flush=True)
     # exec, not a child: Ctrl-C and a signal to this process group reach the server's workers
     # too (a child in its own group would outlive a killed `evolve ui`)
     cmd = command(settings, args.host, args.port)

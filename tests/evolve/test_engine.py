@@ -191,6 +191,8 @@ BAD_INPUT = [
     (["--set", "population=1"], "population 1 is below 2"),
     (["--set", "groups=0"], "groups must be at least 1"),
     (["--base", "{tmp}"], "config.json"),
+    (["--base", "{tmp}/missing.gguf"], "no such GGUF file"),
+    (["--base", "{tmp}/junk.gguf"], "not a readable GGUF model"),
     (["--set", "genome.target_modules=[nosuch]"], "['nosuch'] match no linear module"),
     (["--config", "{tmp}/bad.yaml"], "invalid YAML"),
     (["--set", "tracking.uri=sqlite:///{tmp}/afile/x.db"], "cannot open the MLflow store"),
@@ -205,6 +207,7 @@ def test_bad_input_is_one_line_nonzero_and_loses_nothing(
 
     (tmp_path / "bad.yaml").write_text("population: 4\ntasks: [\n")
     (tmp_path / "afile").write_text("a file, not a directory")
+    (tmp_path / "junk.gguf").write_bytes(b"not a GGUF file")
     sets = sets_for(tmp_path)
     cfg = load_config(None, sets)
     before = Tracker(cfg.tracking.uri, cfg.tracking.experiment)

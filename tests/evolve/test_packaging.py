@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = {"default", "smoke", "tune"}
+SHIPPED = {"default", "smoke", "tune", "real"}
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,16 @@ def test_wheel_ships_the_configs(wheel: Path) -> None:
 
 def test_installed_copy_loads_its_shipped_configs(wheel: Path, tmp_path: Path) -> None:
     """The wheel unpacked as site-packages would hold it, imported ahead of the editable checkout,
-    run from a directory with no configs/: load_config finds default, smoke and tune."""
+    run from a directory with no configs/: load_config finds default, smoke, real (with the trivia
+    data it names) and tune."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     work = tmp_path / "elsewhere"
     work.mkdir()
     code = (
         "import json, evolve, evolve.config as c, evolve.commands.tune as t\n"
-        "cfgs = {n: c.load_config(None if n == 'default' else n) for n in ('default', 'smoke')}\n"
+        "cfgs = {n: c.load_config(None if n == 'default' else n)\n"
+        "        for n in ('default', 'smoke', 'real')}\n"
         "print(json.dumps({'evolve': evolve.__file__, 'default': str(c.DEFAULT_CONFIG),\n"
         "  'online': str(t.ONLINE_CONFIG), 'shipped': c.shipped_configs(),\n"
         "  'population': {n: x.population for n, x in cfgs.items()},\n"
@@ -65,7 +67,7 @@ def test_installed_copy_loads_its_shipped_configs(wheel: Path, tmp_path: Path) -
     assert Path(got["evolve"]).is_relative_to(site)        # the wheel's copy, not the checkout
     assert Path(got["default"]).is_relative_to(site) and Path(got["online"]).is_relative_to(site)
     assert set(got["shipped"]) == SHIPPED
-    assert got["population"] == {"default": 8, "smoke": 4} and got["tune"] == 6
+    assert got["population"] == {"default": 8, "smoke": 4, "real": 8} and got["tune"] == 6
 
 
 def test_checkout_configs_paths_still_work() -> None:
@@ -81,7 +83,16 @@ def test_unknown_config_names_the_shipped_ones(tmp_path: Path) -> None:
     from evolve.config import load_config
 
     with pytest.raises(EvolveError, match=r"nope: no such file; pass an existing YAML file or a "
-                                          r"shipped config \(default, smoke, tune\)"):
+                                          r"shipped config \(default, real, smoke, tune\)"):
         load_config("nope")
     with pytest.raises(EvolveError, match="no such file"):
         load_config(tmp_path / "smoke.yaml")     # a path is a path, never a shipped name
+
+
+def test_wheel_ships_the_built_embedded_base(wheel: Path) -> None:
+    """A fresh install needs no 5-minute pretraining: the weights and the manifest are in it."""
+    from evolve import shipped_base
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for f in (*shipped_base.FILES, shipped_base.MANIFEST):
+        assert f"evolve/embedded_base/{f}" in names

@@ -44,11 +44,15 @@ def test_teacher_forced_verdicts_equal_generate(trained: Population) -> None:
     assert ((fast.prob > 0) & (fast.prob <= 1)).all()
 
 
-def test_probe_chunks_do_not_change_results(trained: Population) -> None:
+def test_probe_chunks_do_not_change_results(trained: Population,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from learners import probe
+
     items = TRAIN + UNSEEN
     whole = trained.probe(items)
     budget = trained.probe_chunk
-    trained.probe_chunk = 1  # one item per chunk
+    trained.probe_chunk = 1  # one item per chunk (no floor of rows per chunk)
+    monkeypatch.setattr(probe, "MIN_ROWS_SCORED", 0)
     try:
         one = trained.probe(items)
     finally:

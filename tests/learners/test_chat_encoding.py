@@ -1,0 +1,144 @@
+"""Prompts as a real model expects them: a byte-level BPE tokenizer with a chat template (built in the
+session), sequences laid out as the template renders them, answers tokenised across the BPE
+boundary, and the teacher-forced verdict equal to greedy generate()'s on a tiny random model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from learners.encoding import TokenizerCodec, as_codec, encode_pairs, stop_ids
+from learners.population import LearnerSpec, Population
+from learners.probe import generate_greedy
+
+# SmolLM2's template, with a shorter default system turn
+TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nBe brief.<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+FACTS = [("Capital of France?", "Paris"), ("Capital of Italy?", "Rome"),
+         ("Largest planet?", "Jupiter"), ("Colour of the sky?", "blue"),
+         ("Opposite of hot?", "cold"), ("Metal of a gold ring?", "gold"),
+         ("Twelve plus thirty?", "42"), ("Author of Hamlet?", "Shakespeare")]
+UNSEEN = [("Capital of Spain?", "Madrid"), ("Colour of grass?", "green"),
+          ("Opposite of up?", "down"), ("Largest ocean?", "Pacific")]
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def bpe_tokenizer(chat: bool) -> PreTrainedTokenizerFast:
+    """A byte-level BPE (GPT-2 style) of a few hundred tokens trained on the items' words."""
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    words = " ".join(f"{q} {a}. The {a} is {a}" for q, a in FACTS + UNSEEN)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=[
+        "<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator([words, "system user assistant Be brief."] * 5, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|im_start|>",
+                                  eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                  unk_token="<|endoftext|>")
+    if chat:
+        tok.chat_template = TEMPLATE
+    return tok
+
+
+@pytest.fixture(scope="module")
+def chat_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama (grouped-query attention) with the chat BPE tokenizer, saved."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = bpe_tokenizer(chat=True)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=128, tie_word_embeddings=False,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("chat_base")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_sequence_is_the_template_rendering_of_prompt_and_answer() -> None:
+    tok = bpe_tokenizer(chat=True)
+    codec = as_codec(tok)
+    assert isinstance(codec, TokenizerCodec) and codec.end_id == tok.convert_tokens_to_ids("<|im_end|>")
+    prompt, answer = FACTS[0]
+    b = encode_pairs(tok, [(prompt, answer), FACTS[6]])
+    full = tok.apply_chat_template([{"role": "user", "content": prompt},
+                                    {"role": "assistant", "content": answer}], tokenize=False)
+    n = int(b.attention_mask[0].sum())
+    ids = b.input_ids[0, :n].tolist()
+    # the template's text up to its end-of-turn token (the newline after it ends the turn, unscored)
+    assert tok.decode(ids) == full[:-1] and full.endswith("<|im_end|>\n")
+    start = int(b.answer_start[0])
+    assert tok.decode(ids[:start]) == tok.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    assert tok.decode(ids[start:-1]) == answer and ids[-1] == codec.end_id
+    assert b.labels[0, :start].eq(-100).all() and b.labels[0, start:n].tolist() == ids[start:]
+    assert stop_ids(tok) == [codec.end_id]          # eos and end of turn are one token here
+
+
+def test_answer_tokens_cross_the_bpe_boundary_as_tokenised_together() -> None:
+    tok = bpe_tokenizer(chat=False)
+    codec = as_codec(tok)
+    assert not getattr(codec, "chat", True)
+    # " Paris" after a space-less prompt: the joint tokenisation ("Ġ"-prefixed word) is used
+    b = encode_pairs(tok, [("Capital of France?", " Paris")])
+    ids, start = b.input_ids[0].tolist(), int(b.answer_start[0])
+    joint = tok.encode("Capital of France? Paris", add_special_tokens=False)
+    assert ids == [tok.bos_token_id] + joint + [tok.eos_token_id]
+    assert ids[start:-1] == joint[len(tok.encode("Capital of France?", add_special_tokens=False)):]
+    assert tok.decode(ids[start:-1]) == " Paris"
+    # a prompt that stops inside a merged token: the prompt keeps its own tokens (generation
+    # starts from them) and the answer is tokenised alone, still spelling the answer
+    word = next(t for t in sorted(tok.get_vocab()) if t.isalpha() and len(t) >= 4
+                and len(tok.encode(t, add_special_tokens=False)) == 1)
+    prompt, answer = word[:2], word[2:]
+    b = encode_pairs(tok, [(prompt, answer)])
+    ids, start = b.input_ids[0].tolist(), int(b.answer_start[0])
+    assert ids[1:start] == tok.encode(prompt, add_special_tokens=False)
+    assert tok.decode(ids[start:-1]) == answer
+
+
+@pytest.fixture(scope="module")
+def chat_population(chat_base: Path) -> Population:
+    """Two learners part-way through memorising FACTS through the chat template."""
+    from learners.base import load_base
+
+    model, tok = load_base(chat_base)
+    specs = [LearnerSpec(lr=3e-2, weight_decay=0.0, rank=8, alpha=16.0, dropout=0.0, seed=s)
+             for s in (1, 2)]
+    pop = Population(model, tok, specs, target_modules=ALL_LINEAR)
+    for t in range(120):
+        pop.train_step([FACTS, FACTS[t % 4:t % 4 + 4]])
+        if t >= 20 and t % 5 == 0 and 0 < pop.probe(FACTS).correct.sum() < 2 * len(FACTS) - 2:
+            break
+    return pop
+
+
+def test_teacher_forced_verdict_equals_greedy_generate_with_a_chat_template(
+        chat_population: Population) -> None:
+    items = FACTS + UNSEEN
+    fast = chat_population.probe(items)
+    slow = chat_population.probe_generate(items)
+    assert fast.correct.any() and not fast.correct.all(), "need a mix of right and wrong answers"
+    np.testing.assert_array_equal(fast.correct, slow.correct)
+    np.testing.assert_allclose(fast.prob[slow.correct], slow.prob[slow.correct], rtol=1e-4)
+    # the key-term path: batched greedy generation through the template, cut at the end of turn,
+    # gives the answer text exactly where the teacher-forced verdict says greedy decoding does
+    texts = generate_greedy(chat_population.model, chat_population.tokenizer, 2,
+                            [q for q, _ in items], 8, chat_population.probe_chunk,
+                            chat_population.device)
+    for p in range(2):
+        for j, (_, answer) in enumerate(items):
+            assert (texts[p][j] == answer) == bool(fast.correct[p, j]), (p, items[j], texts[p][j])

@@ -67,7 +67,7 @@ def _f(default: Any, help: str, nested: type | None = None) -> Any:
 
 
 def _copy(v: Any) -> Any:
-    return yaml.safe_load(yaml.safe_dump(v))
+    return yaml.safe_load(yaml.safe_dump(v, sort_keys=False))   # keep the declared order
 
 
 def _need(ok: bool, msg: str) -> None:
@@ -181,7 +181,9 @@ class VariationConfig:
 class FitnessConfig:
     weights: dict[str, float] = _f(
         {"final_accuracy": 0.31, "learned_per_100": 0.27},
-        "signal name -> weight of its normalised value (signs are handled by the combiner)")
+        "signal name -> weight of its normalised value (signs are handled by the combiner); "
+        "the default: the signals that predicted the children's learning gain in the selection "
+        "experiment (docs/results/selection, signal table)")
     weights_file: str | None = _f(None, "YAML from `evolve tune`; its weights REPLACE `weights`")
     normalise: str = _f("rank", "per-generation normalisation: rank or zscore")
     mode: str = _f("weighted", "weighted (scalar sum) or pareto (non-dominated fronts)")
@@ -238,7 +240,8 @@ class RunConfig:
     base: str | None = _f(None, "base model directory; null = the embedded default base")
     tasks: list[TaskConfig] = _f([], "task families: [{family, n, holdout, probe, ...params}]",
                                  nested=TaskConfig)
-    genome: dict[str, Any] = _f({}, "gene space overrides (evolve.genome.GeneSpace fields)")
+    genome: dict[str, Any] = _f({}, "gene space: overrides of evolve.genome.GeneSpace's ranges "
+                                "(after validation: every range)")
     training: TrainingConfig = _f(TrainingConfig, "training schedule", nested=TrainingConfig)
     selection: SelectionConfig = _f(SelectionConfig, "selection", nested=SelectionConfig)
     variation: VariationConfig = _f(VariationConfig, "variation", nested=VariationConfig)
@@ -264,7 +267,7 @@ class RunConfig:
         _need(self.selection.basis != "outcome" or (self.assess.every == 1 and self.assess.steps > 0),
               "selection.basis=outcome selects on assess_gain, measured every generation: set "
               "assess.every=1 and assess.steps > 0")
-        self.gene_space()
+        self.genome = self.gene_space().to_dict()   # every range, so MLflow records them all
 
     def gene_space(self) -> Any:
         """The `evolve.genome.GeneSpace` this config describes."""

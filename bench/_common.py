@@ -6,7 +6,6 @@ slower when another process is busy on the machine, see NOTES.md).
 
 from __future__ import annotations
 
-import copy
 import json
 import multiprocessing as mp
 import os
@@ -67,6 +66,30 @@ def save_bench_base(out: Path, base: str | None = None, untrained: bool = False,
     return kind
 
 
+def resolve_bench_base(base: str) -> str:
+    """A --base value as a directory: an existing path as it is (a real model is not re-saved), or
+    a name the learners' resolver knows (`smollm2`, a .gguf file), where that resolver exists."""
+    p = Path(base).expanduser()
+    if p.is_dir():
+        return str(p)
+    try:  # "real"'s resolver: smollm2 or a .gguf file -> a cached standard directory
+        from learners.resolve import resolve  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise SystemExit(f"bench: --base {base}: no such directory; pass a saved causal-LM "
+                         "directory") from None
+    return str(resolve(base))
+
+
+def bench_base(tmp: Path, base: str | None = None, untrained: bool = False,
+               hidden: int | None = None) -> tuple[str, str]:
+    """(directory, description) of the benchmark's base: --base as it is, else `save_bench_base`
+    into `tmp`."""
+    if base is not None:
+        path = resolve_bench_base(base)
+        return path, f"saved base {path}"
+    return str(tmp), save_bench_base(tmp, None, untrained, hidden)
+
+
 def add_base_args(ap: Any) -> None:
     """--base / --untrained for both benchmarks."""
     ap.add_argument("--base", default=None, help="a saved base directory (default: the embedded "
@@ -105,26 +128,47 @@ def addition_pairs(n: int, seed: int) -> list[Pair]:
     return [(f"{a}+{b}=", str(a + b)) for a, b in sorted(seen, key=lambda _: rng.random())]
 
 
-def peft_twin(model: Any, pop: Any, i: int) -> Any:
-    """A PEFT LoraModel on a copy of `model` holding learner i of `pop`."""
-    from peft import LoraConfig, get_peft_model
+def lora_config(spec: Any, targets: Sequence[str]) -> Any:
+    """PEFT's LoraConfig for a LearnerSpec on modules `targets` (their own names)."""
+    from peft import LoraConfig
 
-    spec = pop.specs[i]
-    cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=0.0,
-                     target_modules=list(spec.target_modules or pop.default_targets))
-    pm = get_peft_model(copy.deepcopy(model), cfg)
-    state = pop.get_state(i)
-    inner = pm.base_model.model
-    assert isinstance(inner, torch.nn.Module)
-    for name, mod in inner.named_modules():
-        if name in state.lora and hasattr(mod, "lora_A"):
-            mod.lora_A["default"].weight.data.copy_(state.lora[name][0])
-            mod.lora_B["default"].weight.data.copy_(state.lora[name][1])
+    return LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=0.0,
+                      target_modules=list(targets))
+
+
+def peft_adapters(model: Any, pop: Any) -> Any:
+    """ONE PEFT model on `model` (modified in place; never copied) holding every learner of
+    `pop` as an adapter named `l<i>`, as a user holds several adapters: `set_adapter("l3")`."""
+    from peft import get_peft_model
+
+    from learners.arch import leaf
+
+    pm = None
+    for i, spec in enumerate(pop.specs):
+        state = pop.get_state(i)
+        cfg = lora_config(spec, sorted({leaf(n) for n in state.lora}))
+        if pm is None:
+            pm = get_peft_model(model, cfg, adapter_name=f"l{i}")
+        else:
+            pm.add_adapter(f"l{i}", cfg)
+        inner = pm.base_model.model
+        for name, mod in inner.named_modules():
+            if name in state.lora and hasattr(mod, "lora_A") and f"l{i}" in mod.lora_A:
+                mod.lora_A[f"l{i}"].weight.data.copy_(state.lora[name][0])
+                mod.lora_B[f"l{i}"].weight.data.copy_(state.lora[name][1])
     return pm
 
 
 def max_rss_mib() -> float:
-    """Peak resident memory of this process in MiB (Linux reports KiB)."""
+    """Peak resident memory of this process in MiB: VmHWM where /proc has it (getrusage's
+    ru_maxrss survives exec, so a spawned worker would report its parent's peak), else ru_maxrss
+    (Linux reports KiB)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -135,7 +179,9 @@ def _serve(setup: Callable[..., tuple[Callable[[], float], float]], args: tuple,
     res.put(("ready", work))
     while cmd.get() == "go":
         barrier.wait()
-        res.put(("time", rep()))
+        c0 = time.process_time()   # this process's CPU seconds, all its threads
+        wall = rep()
+        res.put(("time", (wall, time.process_time() - c0)))
     res.put(("rss", max_rss_mib()))
 
 
@@ -160,7 +206,7 @@ class Way:
             proc.start()
         self.work = 0.0
 
-    def _take(self, kind: str, n: int) -> list[float]:
+    def _take(self, kind: str, n: int) -> list[Any]:
         out = []
         for _ in range(n):
             while True:
@@ -181,11 +227,15 @@ class Way:
         """Wait until every process has built its part (and warmed up)."""
         self.work = sum(self._take("ready", len(self.cmds)))
 
-    def rate(self) -> float:
-        """One repetition of every process at once: work per second (the slowest bounds it)."""
+    def rate(self) -> tuple[float, float]:
+        """One repetition of every process at once: (work per second, the slowest bounding it;
+        work per CPU-second, summed over the processes and their threads). On a machine shared
+        with other jobs the second counts only the cycles this way got."""
         for q in self.cmds:
             q.put("go")
-        return self.work / max(self._take("time", len(self.cmds)))
+        times = self._take("time", len(self.cmds))
+        return (self.work / max(w for w, _ in times),
+                self.work / max(1e-9, sum(c for _, c in times)))
 
     def close(self) -> float:
         """Stop the processes; their summed peak resident memory in MiB."""
@@ -197,17 +247,22 @@ class Way:
         return rss
 
 
-def interleave(ways: dict[str, Way], reps: int) -> dict[str, list[float]]:
-    """Rates of each way over `reps` rounds; each round times every way once, in an order rotated
-    from round to round. Ways are built in parallel, then timed one at a time."""
+def interleave(ways: dict[str, Way], reps: int
+               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Rates of each way over `reps` rounds, per wall second and per CPU-second (`Way.rate`); each
+    round times every way once, in an order rotated from round to round. Ways are built in
+    parallel, then timed one at a time."""
     for way in ways.values():
         way.ready()
     names = list(ways)
     rates: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(reps):
         for n in names[r % len(names):] + names[:r % len(names)]:
-            rates[n].append(ways[n].rate())
-    return rates
+            wall_rate, cpu_rate = ways[n].rate()
+            rates[n].append(wall_rate)
+            cpu[n].append(cpu_rate)
+    return rates, cpu
 
 
 def timer(step: Callable[[int], Any], steps: int) -> Callable[[], float]:

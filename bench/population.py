@@ -30,9 +30,8 @@ of the peak keep the 4*N*D accounting the targets are stated in.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +39,26 @@ from _common import (
     CORES,
     Way,
     add_base_args,
+    bench_base,
     emit,
     gemm_setup,
     interleave,
     load,
-    peft_twin,
-    save_bench_base,
+    lora_config,
+    peft_adapters,
     timer,
     tmpdir,
     train_pairs,
 )
 
-BATCH, RANK, ALPHA, TARGETS = 16, 8, 16.0, ("q_proj", "v_proj")
+RANK, ALPHA, TARGETS = 8, 16.0, ("q_proj", "v_proj")
+WORK = {"batch": 16, "prompt_len": 24}   # pairs per learner step, characters per prompt (--batch)
 
 
 def stream(learner: int, steps: int) -> list[list[tuple[str, str]]]:
     """Learner `learner`'s batches (distinct per learner and step)."""
-    return [train_pairs(BATCH, seed=learner * 1000 + t) for t in range(steps)]
+    return [train_pairs(WORK["batch"], seed=learner * 1000 + t, prompt_len=WORK["prompt_len"])
+            for t in range(steps)]
 
 
 def specs(first: int, n: int) -> list[Any]:
@@ -67,9 +69,11 @@ def specs(first: int, n: int) -> list[Any]:
 
 
 def batched_setup(path: str, first: int, n: int, steps: int, threads: int, compiled: bool,
-                  fused: bool = True) -> tuple[Callable[[], float], float]:
+                  fused: bool = True, work: dict | None = None) -> tuple[Callable[[], float], float]:
     """Population steps of learners first..first+n-1 (with `threads` torch threads)."""
     from learners.population import Population
+
+    WORK.update(work or {})
 
     model, tok = load(path, threads)
     pop = Population(model, tok, specs(first, n), target_modules=TARGETS, fused=fused)
@@ -85,12 +89,15 @@ def batched_setup(path: str, first: int, n: int, steps: int, threads: int, compi
     return timer(step, steps), n * steps
 
 
-def threaded_setup(path: str, P: int, steps: int) -> tuple[Callable[[], float], float]:
+def threaded_setup(path: str, P: int, steps: int, work: dict | None = None
+                   ) -> tuple[Callable[[], float], float]:
     """One process, one group of learners per core, each stepped on its own Python thread with one
     torch thread: what `evolve run`'s local backend does with `groups` = cores."""
     from concurrent.futures import ThreadPoolExecutor
 
     from learners.population import Population
+
+    WORK.update(work or {})
 
     model, tok = load(path, 1)
     groups = [(Population(model, tok, specs(f, n), target_modules=TARGETS),
@@ -109,33 +116,43 @@ def threaded_setup(path: str, P: int, steps: int) -> tuple[Callable[[], float], 
     return timer(step, steps), P * steps
 
 
-def peft_setup(path: str, first: int, n: int, steps: int, threads: int
+def peft_setup(path: str, first: int, n: int, steps: int, threads: int, work: dict | None = None
                ) -> tuple[Callable[[], float], float]:
-    """One PEFT model per learner, stepped in turn (forward, backward, clip, AdamW)."""
+    """ONE PEFT model holding the n learners' adapters (no copy of the base), trained in turn as a
+    user would: set_adapter, forward, backward, clip, that adapter's AdamW step."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     from learners.encoding import encode_pairs
 
+    WORK.update(work or {})
     model, tok = load(path, threads)
-    cfg = LoraConfig(r=RANK, lora_alpha=int(ALPHA), lora_dropout=0.0, target_modules=list(TARGETS))
+    pm = None
     learners = []
     for j, spec in enumerate(specs(first, n)):
-        pm = get_peft_model(copy.deepcopy(model), cfg)
-        params = [p for p in pm.parameters() if p.requires_grad]
+        cfg = lora_config(spec, TARGETS)
+        if pm is None:
+            pm = get_peft_model(model, cfg, adapter_name=f"l{j}")
+        else:
+            pm.add_adapter(f"l{j}", cfg)
+        params = [p for name, p in pm.named_parameters() if f".l{j}." in name]
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-        learners.append((pm, params, opt, [encode_pairs(tok, b) for b in stream(first + j, steps)]))
+        learners.append((f"l{j}", params, opt, [encode_pairs(tok, b) for b in stream(first + j, steps)]))
+    assert pm is not None
 
-    def one(pm: Any, params: list, opt: Any, enc: Any) -> None:
+    def one(name: str, params: list, opt: Any, enc: Any) -> None:
+        pm.set_adapter(name)
         loss = pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
+    pm.train()
+
     def step(t: int) -> None:
-        for pm, params, opt, encs in learners:
-            one(pm, params, opt, encs[t])
+        for name, params, opt, encs in learners:
+            one(name, params, opt, encs[t])
 
     step(0)
     return timer(step, steps), n * steps
@@ -157,17 +174,19 @@ def max_grad_diff(path: str) -> float:
 
     model, tok = load(path, CORES)
     pop = Population(model, tok, specs(0, 4), target_modules=TARGETS)
+    del model
     g = torch.Generator().manual_seed(0)
     for i in range(pop.P):  # B != 0 so both A and B get gradients
         st = pop.get_state(i)
         st.lora = {k: (a, torch.randn(b.shape, generator=g) * 0.1) for k, (a, b) in st.lora.items()}
         pop.set_state(i, st)
-    batch = train_pairs(BATCH, seed=7)
+    batch = train_pairs(WORK["batch"], seed=7, prompt_len=WORK["prompt_len"])
     pop.losses([batch] * pop.P).sum().backward()
     enc = encode_pairs(tok, batch)
     worst = 0.0
+    pm = peft_adapters(load(path, CORES)[0], pop)   # one PEFT model, the 4 learners' adapters
     for i in range(pop.P):
-        pm = peft_twin(model, pop, i)
+        pm.set_adapter(f"l{i}")
         pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels).loss.backward()
         for name, mod in pm.base_model.model.named_modules():
             if name in pop.layers and hasattr(mod, "lora_A"):
@@ -175,22 +194,29 @@ def max_grad_diff(path: str) -> float:
                 ga, gb = layer.lora_A.grad, layer.lora_B.grad
                 assert ga is not None and gb is not None
                 worst = max(worst,
-                            float((ga[i] - mod.lora_A["default"].weight.grad).abs().max()),
-                            float((gb[i] - mod.lora_B["default"].weight.grad).abs().max()))
+                            float((ga[i] - mod.lora_A[f"l{i}"].weight.grad).abs().max()),
+                            float((gb[i] - mod.lora_B[f"l{i}"].weight.grad).abs().max()))
     return worst
 
 
-def executed_flops(model: Any, enc: Any) -> float:
+def executed_flops(model: Any, enc: Any, pass_tokens: int = 2048) -> float | None:
     """The base's matmul FLOPs the fused forward and backward (learners/fastpath.py) execute for
     one learner step on batch `enc`, counted as 4*N*D counts them (2 per weight and row, forward
     and input gradient), to compare with 4*N*D:
     - every block runs on the first L columns only (`predicting`: later ones reach no label);
-    - block 0's q/k/v come from a per-token table (its [V, H] GEMM, shared by a pass of several
-      learners, is left out) and need no input gradient (the embedding is frozen);
+    - block 0's q/k/v need no input gradient (the embedding is frozen), and where the vocabulary
+      is smaller than a pass (`pass_tokens`) they come from a per-token table (its [V, H] GEMM,
+      shared by a pass of several learners, is left out);
     - the last block's q runs on the positions from the first labelled one on, and its o_proj
       and MLP, and the LM head, on the K labelled positions only;
-    - the embedding lookup is no matmul (its V*H parameters are in N all the same)."""
+    - the embedding lookup is no matmul (its V*H parameters are in N all the same).
+    None where the base does not take the fused path."""
     from learners.encoding import predicting
+    from learners.fastpath import FastLlama
+
+    if not FastLlama.supports(model):
+        return None
+    table = model.get_input_embeddings().weight.shape[0] <= pass_tokens
 
     sel, _ = predicting(enc.labels)
     rows, K = sel.numel(), int(sel.sum())
@@ -202,32 +228,47 @@ def executed_flops(model: Any, enc: Any) -> float:
         q, kv = att.q_proj.weight.numel(), att.k_proj.weight.numel() + att.v_proj.weight.numel()
         tail = att.o_proj.weight.numel() + sum(p.numel() for p in mlp.parameters())
         last = i == len(blocks) - 1
-        total += (0 if i == 0 else 4 * (rows * kv + (queried if last else rows) * q)
+        first = 0 if table else 2 * rows * (q + kv)   # block 0: forward only, or the table
+        total += (first if i == 0 else 4 * (rows * kv + (queried if last else rows) * q)
                   ) + 4 * (K if last else rows) * tail
     return float(total + 4 * K * model.get_output_embeddings().weight.numel())
 
 
-def ways_for(path: str, P: int, steps: int, compiled: bool) -> dict[str, Way]:
-    """Every way of training P learners, and the GEMM peak, as live worker processes."""
+def ways_for(path: str, P: int, steps: int, compiled: bool, work: dict,
+             only: Sequence[str] | None = None) -> dict[str, Way]:
+    """Every way of training P learners (or those named in `only`), and the GEMM peak, as live
+    worker processes. No way copies the base per learner: the PEFT ways hold every learner as an
+    adapter of one PEFT model per process."""
     per_core = split(P, CORES)
-    ways = {
-        "batched_1proc": Way(batched_setup, [(path, 0, P, steps, CORES, False)]),
-        "batched_proc_per_core": Way(batched_setup, [(path, f, n, steps, 1, False) for f, n in per_core]),
-        "batched_thread_per_core": Way(threaded_setup, [(path, P, steps)]),
-        "batched_unfused_proc_per_core": Way(  # the transformers forward
-            batched_setup, [(path, f, n, steps, 1, False, False) for f, n in per_core]),
-        "peft_seq_1thread": Way(peft_setup, [(path, 0, P, steps, 1)]),
+    c = CORES
+    setups: dict[str, tuple[Callable[..., Any], list[tuple]]] = {
+        "batched_1proc": (batched_setup, [(path, 0, P, steps, c, False, True, work)]),
+        "batched_proc_per_core": (batched_setup, [(path, f, n, steps, 1, False, True, work)
+                                                  for f, n in per_core]),
+        "batched_thread_per_core": (threaded_setup, [(path, P, steps, work)]),
+        "batched_unfused_proc_per_core": (  # the transformers forward
+            batched_setup, [(path, f, n, steps, 1, False, False, work) for f, n in per_core]),
+        "peft_seq_1thread": (peft_setup, [(path, 0, P, steps, 1, work)]),
     }
     if compiled:
-        ways["batched_compiled_proc_per_core"] = Way(
-            batched_setup, [(path, f, n, steps, 1, True) for f, n in per_core])
-    if CORES > 1:
-        ways[f"peft_seq_{CORES}threads"] = Way(peft_setup, [(path, 0, P, steps, CORES)])
-        ways["peft_proc_per_core"] = Way(peft_setup, [(path, f, n, steps, 1) for f, n in per_core])
+        setups["batched_compiled_proc_per_core"] = (
+            batched_setup, [(path, f, n, steps, 1, True, True, work) for f, n in per_core])
+    if c > 1:
+        setups[f"peft_seq_{c}threads"] = (peft_setup, [(path, 0, P, steps, c, work)])
+        setups["peft_proc_per_core"] = (peft_setup, [(path, f, n, steps, 1, work) for f, n in per_core])
+    unknown = set(only or ()) - set(setups)
+    if unknown:
+        raise SystemExit(f"bench: unknown --ways {sorted(unknown)}; choose from {sorted(setups)}")
+    ways = {k: Way(fn, args) for k, (fn, args) in setups.items() if only is None or k in only}
     # the peak: a 1024^3 float32 GEMM on one thread, and on one thread per core at once
     ways["gemm_1thread"] = Way(gemm_setup, [()])
     ways["gemm_proc_per_core"] = Way(gemm_setup, [()] * CORES)
     return ways
+
+
+# the ways timed on a --base model by default: each process holds a copy of the base, and a
+# 135M-parameter one with its activations takes 1-2 GB
+REAL_WAYS = ("batched_1proc", "batched_proc_per_core", f"peft_seq_{CORES}threads", "peft_proc_per_core")
 
 
 def main() -> None:
@@ -239,39 +280,57 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None,
                     help="rounds; each times every way once, medians reported (default 5)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd batching")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="pairs per learner step (default 16; 8 with --base)")
+    ap.add_argument("--prompt-len", type=int, default=None,
+                    help="characters per prompt (default 24; 12 with --base)")
+    ap.add_argument("--ways", nargs="+", default=None, metavar="WAY",
+                    help="time only these ways (default: all; with --base: " + " ".join(REAL_WAYS) + ")")
     add_base_args(ap)
     a = ap.parse_args()
     Ps = a.P or ([8] if a.quick else [8, 32])
     steps = a.steps or (3 if a.quick else 8)
     reps = a.reps or (2 if a.quick else 5)
+    real = a.base is not None
+    WORK.update(batch=a.batch or (8 if real else 16), prompt_len=a.prompt_len or (12 if real else 24))
+    only = a.ways or (list(REAL_WAYS) if real else None)
     with tmpdir() as d:
-        path = d
-        kind = save_bench_base(Path(d), a.base, a.untrained, a.hidden)
+        path, kind = bench_base(Path(d), a.base, a.untrained, a.hidden)
         model, tok = load(path, CORES)
         from learners.encoding import encode_pairs
 
         N = sum(p.numel() for p in model.parameters())
         enc = encode_pairs(tok, stream(0, 1)[0])
         D = int(enc.input_ids.numel())
-        executed = executed_flops(model, enc) / (4 * N * D)
+        executed = executed_flops(model, enc)
+        del model
         out: dict[str, Any] = {
             "base": kind, "base_params": N, "tokens_per_learner_step": D, "cores": CORES,
+            "batch": WORK["batch"], "prompt_len": WORK["prompt_len"],
             "rank": RANK, "target_modules": list(TARGETS), "steps": steps, "rounds": reps,
             "max_grad_diff_vs_peft": max_grad_diff(path),
-            "executed_fraction_of_4ND": round(executed, 3), "P": {}}
+            "executed_fraction_of_4ND": None if executed is None else round(executed / (4 * N * D), 3),
+            "P": {}}
         for P in Ps:
-            ways = ways_for(path, P, steps, a.compile)
-            rounds = interleave(ways, reps)
+            ways = ways_for(path, P, steps, a.compile, dict(WORK), only)
+            rounds, cpu = interleave(ways, reps)
             rss = {k: round(w.close(), 1) for k, w in ways.items()}
             peak = rounds.pop("gemm_proc_per_core")
             peak1 = rounds.pop("gemm_1thread")
+            peak_cpu = cpu.pop("gemm_proc_per_core")   # GFLOP per CPU-second: one core's peak
+            cpu.pop("gemm_1thread")
             med = {k: statistics.median(v) for k, v in rounds.items()}
+            med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
             best_b = max((k for k in med if k.startswith("batched") and "unfused" not in k), key=lambda k: med[k])
             best_p = max((k for k in med if k.startswith("peft")), key=lambda k: med[k])
+            cb = max((k for k in med if k.startswith("batched") and "unfused" not in k), key=lambda k: med_cpu[k])
+            cp = max((k for k in med if k.startswith("peft")), key=lambda k: med_cpu[k])
             flop = 4 * N * D / 1e9  # GFLOP per learner step, 4*N*D accounting
             # per round: the two ways and the peak timed minutes apart at most, on the same machine
             ratio = [b / p for b, p in zip(rounds[best_b], rounds[best_p], strict=True)]
             frac = [b * flop / g for b, g in zip(rounds[best_b], peak, strict=True)]
+            ratio_cpu = [b / p for b, p in zip(cpu[cb], cpu[cp], strict=True)]
+            frac_cpu = [b * flop / g for b, g in zip(cpu[cb], peak_cpu, strict=True)]
             out["P"][str(P)] = {
                 "learner_steps_per_s": {k: round(v, 2) for k, v in med.items()},
                 "best_batched": best_b, "strongest_baseline": best_p,
@@ -285,6 +344,14 @@ def main() -> None:
                 "fraction_of_gemm_peak_per_round": [round(x, 3) for x in frac],
                 "gemm_peak_gflops_per_round": [round(x, 1) for x in peak],
                 "median_rate_over_median_peak": round(med[best_b] * flop / statistics.median(peak), 3),
+                # the same per CPU-second each way got (robust to other jobs on the machine)
+                "learner_steps_per_cpu_s": {k: round(v, 3) for k, v in med_cpu.items()},
+                "best_batched_per_cpu_s": cb, "strongest_baseline_per_cpu_s": cp,
+                "speedup_per_cpu_s": round(statistics.median(ratio_cpu), 3),
+                "speedup_per_cpu_s_per_round": [round(x, 3) for x in ratio_cpu],
+                "gemm_peak_gflops_per_cpu_s": round(statistics.median(peak_cpu), 1),
+                "fraction_of_gemm_peak_per_cpu_s": round(statistics.median(frac_cpu), 3),
+                "fraction_of_gemm_peak_per_cpu_s_per_round": [round(x, 3) for x in frac_cpu],
                 "peak_rss_mib": {k: v for k, v in rss.items() if not k.startswith("gemm")},
             }
     emit(out, a.json)

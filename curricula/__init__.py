@@ -6,7 +6,7 @@ list every family and strategy; each module loads on its first lookup (see docs/
 
 from __future__ import annotations
 
-from curricula.items import Item, ParamRange, normalise_text, split_holdout
+from curricula.items import Item, normalise_text, split_holdout
 from curricula.registry import FAMILIES, STRATEGIES
 
-__all__ = ["FAMILIES", "STRATEGIES", "Item", "ParamRange", "normalise_text", "split_holdout"]
+__all__ = ["FAMILIES", "STRATEGIES", "Item", "normalise_text", "split_holdout"]

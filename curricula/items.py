@@ -1,4 +1,4 @@
-"""The unit of data (`Item`), a mutable-parameter range (`ParamRange`) and small shared helpers."""
+"""The unit of data (`Item`) and small shared helpers (holdout split, text judges)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import random
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-PARAM_KINDS = ("float", "log", "int", "choice")
 
 
 @dataclass(frozen=True)
@@ -23,55 +20,6 @@ class Item:
     difficulty: float = 0.0    # in [0, 1], for easy-first / hard-first
     key_terms: tuple[str, ...] = ()   # only for key-term-judged items (JSONL)
     exact: bool = True         # True: exact-match (teacher-forced probe); False: key-term judge
-
-
-@dataclass(frozen=True)
-class ParamRange:
-    """Where evolution may move one strategy parameter.
-
-    `kind`: "float" (uniform in [low, high]), "log" (log-uniform, low > 0), "int" (integers in
-    [low, high]) or "choice" (one of `choices`; low/high unused).
-    """
-
-    low: float = 0.0
-    high: float = 1.0
-    kind: str = "float"
-    choices: tuple[Any, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in PARAM_KINDS:
-            raise ValueError(f"ParamRange kind {self.kind!r} is unknown; use one of {PARAM_KINDS}")
-        if self.kind == "choice":
-            if not self.choices:
-                raise ValueError("ParamRange kind 'choice' needs a non-empty choices tuple")
-            object.__setattr__(self, "choices", tuple(self.choices))
-        elif not self.low <= self.high:
-            raise ValueError(f"ParamRange low {self.low} > high {self.high}; swap them")
-        if self.kind == "log" and self.low <= 0:
-            raise ValueError(f"ParamRange kind 'log' needs low > 0, got {self.low}")
-
-    def contains(self, value: Any) -> bool:
-        """True if `value` lies in the range (is one of the choices)."""
-        if self.kind == "choice":
-            return value in self.choices
-        if self.kind == "int" and (isinstance(value, bool) or int(value) != value):
-            return False
-        return self.low <= value <= self.high
-
-    def check(self, name: str, value: Any) -> Any:
-        """`value` if it is in range, else a one-line ValueError naming `name` and the range."""
-        try:
-            ok = self.contains(value)
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"{name} = {value!r} is out of range; {self.describe()}")
-        return int(value) if self.kind == "int" else value
-
-    def describe(self) -> str:
-        if self.kind == "choice":
-            return f"choose one of {', '.join(map(str, self.choices))}"
-        return f"valid: {self.kind} in [{self.low:g}, {self.high:g}]"
 
 
 def split_holdout(items: Sequence[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:

@@ -67,7 +67,7 @@ def _f(default: Any, help: str, nested: type | None = None) -> Any:
 
 
 def _copy(v: Any) -> Any:
-    return yaml.safe_load(yaml.safe_dump(v))
+    return yaml.safe_load(yaml.safe_dump(v, sort_keys=False))   # keep the declared order
 
 
 def _need(ok: bool, msg: str) -> None:
@@ -239,7 +239,8 @@ class RunConfig:
     base: str | None = _f(None, "base model directory; null = the embedded default base")
     tasks: list[TaskConfig] = _f([], "task families: [{family, n, holdout, probe, ...params}]",
                                  nested=TaskConfig)
-    genome: dict[str, Any] = _f({}, "gene space overrides (evolve.genome.GeneSpace fields)")
+    genome: dict[str, Any] = _f({}, "gene space: overrides of evolve.genome.GeneSpace's ranges "
+                                "(after validation: every range)")
     training: TrainingConfig = _f(TrainingConfig, "training schedule", nested=TrainingConfig)
     selection: SelectionConfig = _f(SelectionConfig, "selection", nested=SelectionConfig)
     variation: VariationConfig = _f(VariationConfig, "variation", nested=VariationConfig)
@@ -265,7 +266,7 @@ class RunConfig:
         _need(self.selection.basis != "outcome" or (self.assess.every == 1 and self.assess.steps > 0),
               "selection.basis=outcome selects on assess_gain, measured every generation: set "
               "assess.every=1 and assess.steps > 0")
-        self.gene_space()
+        self.genome = self.gene_space().to_dict()   # every range, so MLflow records them all
 
     def gene_space(self) -> Any:
         """The `evolve.genome.GeneSpace` this config describes."""

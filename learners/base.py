@@ -69,6 +69,10 @@ def build_base(cfg: BaseConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -
     return model.eval()
 
 
+# transformers 5 loads into meta tensors and ties embeddings afterwards; two loads on two threads
+# at once left a tied lm_head on the meta device ("Cannot copy out of meta tensor" later): one
+# load at a time per process (the local backend starts its groups' loads side by side)
+_LOAD_LOCK = threading.Lock()
 _QUIET_LOCK = threading.Lock()
 _QUIET = {"depth": 0, "was": False}  # nesting across threads: the bars' switch is process-global
 
@@ -187,6 +191,10 @@ def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise EvolveError(f"--base {p}: cannot load the model weights ({first}); save them with "
                           "model.save_pretrained into that directory") from None
+    meta = [n for n, t in model.named_parameters() if t.is_meta]
+    if meta:
+        raise EvolveError(f"--base {p}: weights {meta[:3]} were not in the checkpoint nor tied to "
+                          "one; save the whole model with model.save_pretrained into that directory")
     try:
         tokenizer = AutoTokenizer.from_pretrained(p)
     except Exception as e:  # noqa: BLE001

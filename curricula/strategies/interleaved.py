@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from curricula.items import Item, ParamRange
+from common.ranges import ParamRange
+from curricula.items import Item
 from curricula.strategies._common import rng_for, shuffled
 
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from itertools import accumulate
 from typing import ClassVar
 
-from curricula.items import Item, ParamRange
+from common.ranges import ParamRange
+from curricula.items import Item
 from curricula.strategies._common import rng_for, shuffled
 
 

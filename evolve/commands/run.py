@@ -39,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from evolve.backends import make_backend
     from evolve.config import load_config
-    from evolve.engine import evolve
+    from evolve.engine import evolve, state_dir
     from evolve.tracking import Tracker
     from evolve.tracking_view import evolution_name
 
@@ -66,9 +66,23 @@ def main(args: argparse.Namespace) -> int:
         backend.close()
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    report = _report(tracker, summary.run_id, state_dir(cfg, summary.run_id) / "report.html")
     if not args.quiet:
         print_table(summary, cfg.tracking.uri or "", cfg.tracking.experiment or "evolve")
+        print(f"  report: {report}" if report else "  report: not written (see the warning "
+              f"above); retry with: evolve report {summary.run_id}")
     return 0
+
+
+def _report(tracker: Any, run_id: str, out: Path) -> Path | None:
+    """`evolve report` of the finished run; a failure here must not fail the recorded run."""
+    from evolve.commands.report import write_report
+
+    try:
+        return write_report(tracker, run_id, out)
+    except Exception as exc:  # noqa: BLE001
+        print(f"evolve run: warning: the report failed: {str(exc).strip()[:300]}", file=sys.stderr)
+        return None
 
 
 def _fmt(v: Any) -> str:

@@ -187,4 +187,5 @@ def _print(study: Any, best: Any, outcomes: list[str], signals: list[str], out: 
     print(f"\nweights written to {out}; use them with:\n"
           f"  evolve run --set fitness.weights_file={out}", file=f)
     print(f"MLflow: tune run {where}", file=f)
-    print(f"dashboard: pip install optuna-dashboard; optuna-dashboard {storage}", file=f)
+    print(f"dashboard: optuna-dashboard {storage}  (then http://127.0.0.1:8080/dashboard/; "
+          "pip install -e '.[dashboard]' if missing)", file=f)

@@ -195,11 +195,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pilot", type=int, default=4,
                    help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
                         "oracle's effect are computed from them and printed (default 4)")
+    p.add_argument("--planted-pilot", type=int, default=8,
+                   help="the planted control's first N seeds are its pilot: the report gives the "
+                        "verdict on them alone and the seeds they say 80%% power needs (default 8)")
+    p.add_argument("--heritability-baseline", metavar="DIR",
+                   help="an earlier run's --out (e.g. the random arm under the earlier variation "
+                        "rules): its parent-offspring slope goes beside this one's, paired by seed")
     p.add_argument("--seed-order", choices=("up", "down"), default="up",
-                   help="run the main seeds in increasing (default) or decreasing order: two "
-                        "invocations with the same --out, one up and one down (with "
-                        "--planted-seeds 0), share runs/ and meet in the middle; a last "
-                        "invocation then only reads runs/ and writes the report")
+                   help="run the seeds (planted, then main) in increasing (default) or decreasing "
+                        "order: two invocations with the same --out, one up and one down, share "
+                        "runs/ and meet in the middle; a last invocation then only reads runs/ "
+                        "and writes the report")
     p.add_argument("--weights", default="auto", metavar="FILE|auto",
                    help="tuned weights (YAML of `evolve tune`) for the fitness-tuned arm; auto "
                         "(default) = ./weights.yaml")
@@ -248,6 +254,10 @@ def main(args: argparse.Namespace) -> int:
     from evolve.experiments.selection_report import log_summary, write_report
 
     arms, n, n_planted = check_args(args)
+    if args.heritability_baseline and not (Path(args.heritability_baseline)
+                                           / "report.json").is_file():
+        raise EvolveError(f"--heritability-baseline {args.heritability_baseline}: no report.json "
+                          "there; pass the --out of an earlier selection experiment")
     weights = tuned_weights(args.weights, arms)
     cfgs = {a: arm_config(args, a, 0, weights) for a in arms}   # bad settings fail before any run
     if n_planted:
@@ -260,7 +270,8 @@ def main(args: argparse.Namespace) -> int:
         f"{n_planted} seeds; population {c.population}, {c.generations} generations -> {args.out}")
     t0 = time.perf_counter()
     planted: dict[str, list[dict[str, Any]]] = {a: [] for a in PLANTED_ARMS} if n_planted else {}
-    for seed in [c.seed + i for i in range(n_planted)]:
+    planted_seeds = [c.seed + i for i in range(n_planted)]
+    for seed in planted_seeds if args.seed_order == "up" else planted_seeds[::-1]:
         for a in PLANTED_ARMS:
             run = cached_run(args, a, seed, None, True)
             planted[a].append(run)
@@ -278,7 +289,9 @@ def main(args: argparse.Namespace) -> int:
             log(pilot_text(runs, args.pilot))
     if args.seed_order == "down":
         runs = {a: rs[::-1] for a, rs in runs.items()}
-    result = analyse(runs, planted, seeds, args.pilot)
+        planted = {a: rs[::-1] for a, rs in planted.items()}
+    result = analyse(runs, planted, seeds, args.pilot, args.planted_pilot,
+                     args.heritability_baseline)
     doc = write_report(args, cfgs, arms, seeds, weights, runs, planted, result,
                        time.perf_counter() - t0)
     run_id = log_summary(args.out, cfgs[arms[0]], doc)

@@ -81,23 +81,38 @@ def _verdict(c: dict[str, Any]) -> dict[str, Any]:
     return {"a": c["a"], "b": c["b"], "beat": beat, "significant": sig, "text": text}
 
 
-def planted_section(planted: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The positive control: its contrasts (Holm over them), heritability, and the pass rule:
-    fitness and oracle beat random (Holm sign-flip p < alpha, higher) and shuffled does not."""
-    if not planted:
-        return {"ran": False}
-    per_seed = per_seed_values(planted, METRICS)
-    cs = contrasts(per_seed, [("fitness", "random"), ("oracle", "random"), ("shuffled", "random")],
-                   PRIMARY)
+PLANTED_CONTRASTS = (("fitness", "random"), ("oracle", "random"), ("shuffled", "random"))
+
+
+def _planted_verdicts(per_seed: dict[str, dict[str, list[float | None]]],
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """(contrasts, verdicts, passed): fitness and oracle beat random (Holm sign-flip p < alpha,
+    higher) and shuffled does not."""
+    cs = contrasts(per_seed, PLANTED_CONTRASTS, PRIMARY)
     verdicts = {f"{c['a']}-{c['b']}": _verdict(c) for c in cs}
     beat = {k: bool(v["beat"]) for k, v in verdicts.items()}
     passed = beat.get("fitness-random", False) and beat.get("oracle-random", False) and \
         not beat.get("shuffled-random", False)
-    oracle_ok = beat.get("oracle-random", False) and not beat.get("shuffled-random", False)
+    return cs, list(verdicts.values()), passed
+
+
+def planted_section(planted: dict[str, list[dict[str, Any]]], pilot: int = 8) -> dict[str, Any]:
+    """The positive control: its contrasts (Holm over them), heritability, the pass rule, and the
+    same on its first `pilot` seeds alone with the seeds they say 80% power needs (when more seeds
+    ran than the pilot, the report says the extension was decided from the pilot)."""
+    if not planted:
+        return {"ran": False}
+    per_seed = per_seed_values(planted, METRICS)
+    cs, verdicts, passed = _planted_verdicts(per_seed)
+    n = len(next(iter(planted.values())))
+    k = min(pilot, n)
+    first = {a: {m: v[:k] for m, v in ms.items()} for a, ms in per_seed.items()}
+    pcs, pverdicts, ppassed = _planted_verdicts(first)
     return {"ran": True, "seeds": [r["seed"] for r in next(iter(planted.values()))],
             "arms": list(planted), "per_seed": per_seed, "contrasts": cs,
-            "verdicts": list(verdicts.values()), "passed": passed,
-            "machinery_ok": oracle_ok,
+            "verdicts": verdicts, "passed": passed,
+            "pilot": {"seeds": k, "contrasts": pcs, "verdicts": pverdicts, "passed": ppassed,
+                      "power": power_section(first, k, n, PRIMARY, ALPHA)},
             "heritability": heritability(planted["random"], PRIMARY),
             "lr_last_generation": {a: mean_of([mean_of([x["lr"] for x in r["generations"][-1]
                                                         ["learners"] if not x["failed"]])
@@ -106,8 +121,31 @@ def planted_section(planted: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                                        for r in planted["random"]])}
 
 
+def heritability_baseline(herit: dict[str, Any], seeds: list[int], path: Any,
+                          ) -> dict[str, Any] | None:
+    """The heritability of an earlier run of the random arm (`--heritability-baseline DIR`: its
+    report.json) beside this one's, with the paired per-seed difference (same seeds)."""
+    import json
+    from pathlib import Path
+
+    from evolve.experiments.paired import paired
+
+    if path is None:
+        return None
+    doc = json.loads((Path(path) / "report.json").read_text())
+    before = doc["heritability"]
+    then = dict(zip(doc["seeds"], before["per_seed"], strict=True))
+    now = dict(zip(seeds, herit["per_seed"], strict=True))
+    both = [s for s in seeds if s in then]
+    return {"source": str(path), "command": doc.get("command"), "seeds": doc["seeds"],
+            "parent_offspring_slope": before["parent_offspring_slope"], "ci": before["ci"],
+            "per_seed": before["per_seed"],
+            "after_minus_before": paired([now[s] for s in both], [then[s] for s in both])}
+
+
 def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[str, Any]]],
-            seeds: list[int], pilot: int) -> dict[str, Any]:
+            seeds: list[int], pilot: int, planted_pilot: int = 8,
+            baseline: Any = None) -> dict[str, Any]:
     """The report's numbers (see the module doc)."""
     arms = list(runs)
     per_seed = per_seed_values(runs, METRICS)
@@ -122,6 +160,7 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                  for c in contrasts(per_seed, PRIMARY_CONTRASTS, m)]
     herit = heritability(runs["random"], PRIMARY)
     herit["by_arm"] = {a: heritability(rs, PRIMARY) for a, rs in runs.items()}
+    herit["before"] = heritability_baseline(herit, seeds, baseline)
     by_gen = {a: [{"generation": g["generation"],
                    **t_interval([seed_value(r["generations"][i]["learners"], PRIMARY)
                                  for r in runs[a]])}
@@ -137,7 +176,7 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                                 "alpha": ALPHA},
             "per_seed": per_seed, "generation0_per_seed": gen0, "summary": summary,
             "generation0_max_gap": gap, "contrasts": primary, "secondary_contrasts": secondary,
-            "controls": {"planted": planted_section(planted)},
+            "controls": {"planted": planted_section(planted, planted_pilot)},
             "heritability": herit,
             "selection_response": selection_response(runs, herit["parent_offspring_slope"],
                                                      PRIMARY),

@@ -93,10 +93,19 @@ def markdown(doc: dict[str, Any]) -> str:
           "", "## Verdict", ""]
     md += [f"- {v['text']}." for v in doc["verdicts"]]
     if pl["ran"]:
-        md += ["", f"**Planted positive control ({len(pl['seeds'])} seeds): "
-               + ("passed" if pl["passed"] else "FAILED") + "** (fitness and oracle must beat "
-               "random, shuffled must not):"]
-        md += [f"- {v['text']}." for v in pl["verdicts"]]
+        pp = pl["pilot"]
+        md += ["", f"**Planted positive control, its first {pp['seeds']} seeds (fixed before the "
+               "run): " + ("passed" if pp["passed"] else "FAILED") + "** (fitness and oracle "
+               "must beat random, shuffled must not):"]
+        md += [f"- {v['text']}." for v in pp["verdicts"]]
+        if len(pl["seeds"]) > pp["seeds"]:
+            md += ["", f"**Planted control extended to {len(pl['seeds'])} seeds: "
+                   + ("passed" if pl["passed"] else "FAILED") + f"** (the extension was decided "
+                   f"from the first {pp['seeds']} seeds: their oracle - random d_z "
+                   f"{fmt(pp['power'].get('oracle_random_pilot_d_z'))} needs "
+                   f"{fmt(pp['power'].get('oracle_random_seeds_needed'))} seeds for 80% power; "
+                   "a second look at the same contrasts, so its p values are optimistic):"]
+            md += [f"- {v['text']}." for v in pl["verdicts"]]
     else:
         md += ["", "**The planted positive control was not run** (`--planted-seeds 0`)."]
     md += ["", f"Primary outcome, fixed before the run: {doc['primary_outcome']['definition']}. "
@@ -140,8 +149,14 @@ def markdown(doc: dict[str, Any]) -> str:
            f"**{fmt(h['parent_offspring_slope'])}** [95% CI {fmt(h['ci'][0])}, {fmt(h['ci'][1])}]"
            f" over {h['n_seeds']} seeds. Other arms (biased: their parents were chosen): "
            + ", ".join(f"{k} {fmt(v['parent_offspring_slope'])}" for k, v in h["by_arm"].items())
-           + ".", "",
-           "Per generation g (children g, parents g - 1), means over seeds: S = selection "
+           + ".", ""]
+    if h.get("before"):
+        b, d = h["before"], h["before"]["after_minus_before"]
+        md += [f"Before the variation changes (`{b['command']}`): slope "
+               f"{fmt(b['parent_offspring_slope'])} [95% CI {fmt(b['ci'][0])}, {fmt(b['ci'][1])}]"
+               f"; now minus before, paired by seed: {fmt(d['mean_diff'])} [{fmt(d['ci_lo'])}, "
+               f"{fmt(d['ci_hi'])}], sign-flip p = {fmt(d['p_sign_flip'])} ({d['n']} seeds).", ""]
+    md += ["Per generation g (children g, parents g - 1), means over seeds: S = selection "
            "differential; predicted = h2 x S(outcome) with h2 the random arm's slope; observed = "
            "children's mean minus parents' mean; Price: selection + transmission = observed.", ""]
     rows = [[f"`{arm}`", r["generation"], r["selection_differential/fitness"],

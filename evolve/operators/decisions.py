@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import EvolveError
-from evolve.genome import Genome, fmt_value, parse_gene
+from evolve.genome import GENE, Genome, fmt_value, parse_gene
 
 MERGE_METHODS = ("linear", "svd", "ties")
 _GENE = re.compile(r"^(?P<name>[\w.]+) : (?P<old>.*?) --- \((?P<how>[^)]*)\) --> (?P<new>.*)$")
@@ -80,8 +80,8 @@ def apply_decisions(genome: Genome, lines: Sequence[str]) -> Genome:
             g.curriculum_params[name.split(".", 1)[1]] = parse_gene(name, new, g.curriculum)
         else:
             value = parse_gene(name, new)
-            if name == "curriculum" and value != g.curriculum:
-                g.curriculum_params = {}
+            if name in GENE and GENE[name].strategy and value != getattr(g, name):
+                g.curriculum_params = {}            # a new strategy has its own parameters
             setattr(g, name, value)
     g.__post_init__()
     return g

@@ -22,15 +22,13 @@ from typing import Any
 from deap import tools
 
 from common.errors import EvolveError
+from common.ranges import SCALED_KINDS, ParamRange, round_sig
 from evolve.genome import (
-    GENES,
+    GENE_TABLE,
     GeneSpace,
     Genome,
     fmt_value,
-    round_sig,
     sample_curriculum_params,
-    sample_gene,
-    sample_param,
     strategy_ranges,
 )
 from evolve.operators.decisions import (
@@ -85,15 +83,17 @@ def _scale(v: float, lo: float, hi: float, rng: random.Random) -> tuple[float, s
     return new, f"* {f}"
 
 
-def _explore_param(v: Any, r: Any, rng: random.Random) -> tuple[Any, str]:
-    if r.kind == "choice":
-        return _ordered(v, r.choices, rng)
-    if r.kind == "int":
-        return _ordered(v, range(int(r.low), int(r.high) + 1), rng)
-    return _scale(float(v), r.low, r.high, rng)
+def move(v: Any, r: ParamRange, rng: random.Random) -> tuple[Any, str]:
+    """One PBT explore step of value `v` in range `r`, by the range's kind: floats x1.2 / x0.8
+    (clipped), ints and choices to a neighbour. The one place a gene or strategy parameter moves."""
+    if r.kind in SCALED_KINDS:
+        return _scale(float(v), r.low, r.high, rng)
+    return _ordered(v, r.steps(), rng)
 
 
-CATEGORICAL_GENES = ("rank", "target_modules", "curriculum", "steps_per_item")
+# The genes that take steps rather than scale: int, ordered and choice ranges (rank, target_modules,
+# curriculum, steps_per_item; seed is never explored).
+CATEGORICAL_GENES = tuple(g.name for g in GENE_TABLE if g.explore and g.kind not in SCALED_KINDS)
 
 
 def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
@@ -111,48 +111,34 @@ def explore(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
     g = parents[0].genome.copy()
     lines: list[str] = []
     switched = False
-    for name in GENES:
-        if name in ("seed", "curriculum_params") or name in space.fixed or _single(space, name):
+    for gene in GENE_TABLE:
+        name, r = gene.name, space.range(gene.name)
+        if not gene.explore or name in space.fixed or r.single:
             continue
-        if name in CATEGORICAL_GENES and categorical_p < 1.0 and rng.random() >= categorical_p:
+        if r.kind not in SCALED_KINDS and categorical_p < 1.0 and rng.random() >= categorical_p:
             continue
         old = getattr(g, name)
         if rng.random() < resample_p:
-            new, how = sample_gene(space, name, rng), "resample"
-        elif name in ("lr", "alpha", "weight_decay", "dropout", "rehearsal_ratio"):
-            lo, hi = getattr(space, name)
-            new, how = _scale(old, lo, hi, rng)
-        elif name == "curriculum":
-            new, how = _ordered(old, space.curricula, rng)
-        elif name == "steps_per_item":
-            new, how = _ordered(old, range(space.steps_per_item[0], space.steps_per_item[1] + 1), rng)
+            new, how = r.sample(rng), "resample"
         else:
-            new, how = _ordered(old, getattr(space, name), rng)
+            new, how = move(old, r, rng)
         lines.append(gene_line(name, old, how, new))
         setattr(g, name, new)
-        if name == "curriculum" and new != old:      # a new strategy has its own parameters
+        if gene.strategy and new != old:             # a new strategy has its own parameters
             switched, g.curriculum_params = True, {}
-            for k, v in sample_curriculum_params(new, rng).items():
-                lines.append(gene_line(f"curriculum_params.{k}", None, "resample", v))
-                g.curriculum_params[k] = v
+            for k, val in sample_curriculum_params(new, rng).items():
+                lines.append(gene_line(f"curriculum_params.{k}", None, "resample", val))
+                g.curriculum_params[k] = val
     if "curriculum_params" not in space.fixed and not switched:
         for k, r in sorted(strategy_ranges(g.curriculum).items()):
             old = g.curriculum_params.get(k)
             if old is None or rng.random() < resample_p:
-                new, how = sample_param(r, rng), "resample"
+                new, how = r.sample(rng), "resample"
             else:
-                new, how = _explore_param(old, r, rng)
+                new, how = move(old, r, rng)
             lines.append(gene_line(f"curriculum_params.{k}", old, how, new))
             g.curriculum_params[k] = new
     return Child(g, lines, (parents[0].id,), "mutate")
-
-
-def _single(space: GeneSpace, name: str) -> bool:
-    """True when the space leaves gene `name` one possible value (nothing to explore or log)."""
-    if name == "curriculum":
-        return len(space.curricula) == 1
-    r = getattr(space, name)
-    return len(r) == 1 if name in ("rank", "target_modules") else r[0] == r[1]
 
 
 def crossover(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
@@ -164,18 +150,19 @@ def crossover(parents: Sequence[Parent], space: GeneSpace, rng: random.Random,
     if len(parents) < 2:
         raise EvolveError("crossover needs two parents; select k >= 2 for crossover")
     a, b = parents[0], parents[1]
-    units = [n for n in GENES if n != "curriculum_params"]
+    units = [gene.name for gene in GENE_TABLE]
     va = [getattr(a.genome, n) for n in units]
     vb = [getattr(b.genome, n) for n in units]
     seed_deap(rng.getrandbits(32))
     tools.cxUniform(va, vb, indpb)          # in place: va[i] <-> vb[i] with probability indpb
     g = a.genome.copy()
     lines = [f"parents: {a.id} x {b.id} (uniform crossover)"]
-    for name, new in zip(units, va, strict=True):
-        old = getattr(g, name)
-        if name == "curriculum" and new != old:
+    for gene, new in zip(GENE_TABLE, va, strict=True):
+        name, old = gene.name, getattr(g, gene.name)
+        if gene.strategy and new != old:             # the strategy travels with its parameters
             lines.append(gene_line(name, old, f"from {b.id}", new))
-            g.curriculum, g.curriculum_params = new, dict(b.genome.curriculum_params)
+            setattr(g, name, new)
+            g.curriculum_params = dict(b.genome.curriculum_params)
             for k, v in sorted(g.curriculum_params.items()):
                 lines.append(gene_line(f"curriculum_params.{k}", None, f"from {b.id}", v))
         elif new != old:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from curricula.items import Item, ParamRange, key_terms_match, normalise_text, split_holdout
+from common.ranges import ParamRange
+from curricula.items import Item, key_terms_match, normalise_text, split_holdout
 
 
 def _items(n: int) -> list[Item]:

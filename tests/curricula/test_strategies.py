@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
+from common.ranges import ParamRange
 from curricula import FAMILIES, STRATEGIES
-from curricula.items import Item, ParamRange
+from curricula.items import Item
 
 NAMES = STRATEGIES.names()
 

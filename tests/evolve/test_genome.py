@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 import pytest
 
 from common.errors import EvolveError
+from common.ranges import ParamRange, round_sig
 from common.registry import Entry
-from curricula.items import ParamRange
 from curricula.registry import STRATEGIES
-from evolve.genome import GeneSpace, Genome, fmt_value, round_sig, sample_genome
+from evolve.genome import GeneSpace, Genome, fmt_value, sample_genome
 
 
 def make_strategy(name: str, mutable: dict[str, Any]) -> type:

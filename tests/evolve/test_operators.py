@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from common.errors import EvolveError
+from common.ranges import ParamRange, round_sig
 from common.registry import Entry, UnknownNameError
-from curricula.items import ParamRange
 from curricula.registry import STRATEGIES
-from evolve.genome import GeneSpace, Genome, round_sig, sample_genome
+from evolve.genome import GeneSpace, Genome, sample_genome
 from evolve.operators import SELECTION, VARIATION, adapter_plan, apply_decisions
 from evolve.operators.selection import Individual, elitism, select
 from evolve.operators.variation import Parent, vary

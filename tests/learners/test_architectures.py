@@ -79,7 +79,7 @@ def test_default_targets_resolve_to_the_attention_projections(arch_bases, arch) 
     pop = population(arch_bases[arch], randomise=False)
     assert {leaf(n) for n in pop.names} == ADAPTED[arch]
     assert len(pop.names) == len(ADAPTED[arch]) * 2          # both blocks
-    assert (pop.fast is not None) == (arch == "llama")       # the fused path where it applies
+    assert (pop.fast is not None) == (arch in ("llama", "qwen2"))   # the fused path where it applies
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -204,3 +204,17 @@ def test_targets_that_match_nothing_name_the_modules_the_model_has(arch_bases, a
     for name in linear_names(model):
         assert name in msg
     assert "lm_head" not in msg and "embed_out" not in msg
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_loads_on_threads_at_once_keep_tied_embeddings(arch_bases, arch) -> None:
+    """The local backend loads the base on one thread per group at once: transformers' loading
+    left a tied lm_head on the meta device then ("Cannot copy out of meta tensor")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        models = [m for m, _ in pool.map(lambda _: load(arch_bases[arch]), range(4))]
+    for model in models:
+        assert not any(p.is_meta for p in model.parameters())
+        assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        Population(model, load(arch_bases[arch])[1], specs())

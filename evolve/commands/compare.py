@@ -26,12 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load(tracker: Any, run_id: str) -> Any:
     """One evolution from the store as `evolve.compare.Evolution`."""
+    from evolve.commands.report import run_and_history
     from evolve.compare import Evolution
 
-    client = tracker.client
-    run = client.get_run(run_id)
-    history = {k: {int(m.step): float(m.value) for m in client.get_metric_history(run_id, k)}
-               for k in run.data.metrics}
+    run, history = run_and_history(tracker, run_id)
     champs: dict[int, tuple[str, float | None]] = {}
     for r in tracker.load_records(run_id, curves=False):
         if r.failed or r.fitness is None or not math.isfinite(r.fitness):

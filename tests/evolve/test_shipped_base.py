@@ -4,6 +4,7 @@ its report describes these very weights, and a rebuild from the recipe gives the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -74,11 +75,14 @@ def test_the_shipped_report_describes_the_shipped_weights() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(7200)
+@pytest.mark.skipif(not os.environ.get("EVOLVE_TEST_REBUILD"),
+                    reason="the full 3,000-step pretraining (5 min on 2 free cores, 50 on a busy "
+                           "box): opt in with EVOLVE_TEST_REBUILD=1")
 def test_a_rebuild_from_the_recipe_gives_the_shipped_bits(tmp_path: Path) -> None:
-    """The full 3,000-step pretraining (5 min on 2 free cores, 10+ on a busy box). Bitwise on a
-    CPU like the one that built the shipped weights (manifest `built_on`); another instruction set
-    or math library may round differently (docs/base-model.md says what was seen)."""
+    """Bitwise on a CPU like the one that built the shipped weights (manifest `built_on`); another
+    instruction set or math library may round differently (docs/base-model.md says what was seen).
+    Opt-in: it would add minutes to hours to the suite on a loaded 2-core box."""
     out = subprocess.run([sys.executable, "-m", "evolve.cli", "base", "build", "--check", "--json",
                           "--out", str(tmp_path / "rebuilt")], capture_output=True, text=True,
                          timeout=3000, cwd=REPO)

@@ -179,7 +179,9 @@ def _serve(setup: Callable[..., tuple[Callable[[], float], float]], args: tuple,
     res.put(("ready", work))
     while cmd.get() == "go":
         barrier.wait()
-        res.put(("time", rep()))
+        c0 = time.process_time()   # this process's CPU seconds, all its threads
+        wall = rep()
+        res.put(("time", (wall, time.process_time() - c0)))
     res.put(("rss", max_rss_mib()))
 
 
@@ -204,7 +206,7 @@ class Way:
             proc.start()
         self.work = 0.0
 
-    def _take(self, kind: str, n: int) -> list[float]:
+    def _take(self, kind: str, n: int) -> list[Any]:
         out = []
         for _ in range(n):
             while True:
@@ -225,11 +227,15 @@ class Way:
         """Wait until every process has built its part (and warmed up)."""
         self.work = sum(self._take("ready", len(self.cmds)))
 
-    def rate(self) -> float:
-        """One repetition of every process at once: work per second (the slowest bounds it)."""
+    def rate(self) -> tuple[float, float]:
+        """One repetition of every process at once: (work per second, the slowest bounding it;
+        work per CPU-second, summed over the processes and their threads). On a machine shared
+        with other jobs the second counts only the cycles this way got."""
         for q in self.cmds:
             q.put("go")
-        return self.work / max(self._take("time", len(self.cmds)))
+        times = self._take("time", len(self.cmds))
+        return (self.work / max(w for w, _ in times),
+                self.work / max(1e-9, sum(c for _, c in times)))
 
     def close(self) -> float:
         """Stop the processes; their summed peak resident memory in MiB."""
@@ -241,17 +247,22 @@ class Way:
         return rss
 
 
-def interleave(ways: dict[str, Way], reps: int) -> dict[str, list[float]]:
-    """Rates of each way over `reps` rounds; each round times every way once, in an order rotated
-    from round to round. Ways are built in parallel, then timed one at a time."""
+def interleave(ways: dict[str, Way], reps: int
+               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Rates of each way over `reps` rounds, per wall second and per CPU-second (`Way.rate`); each
+    round times every way once, in an order rotated from round to round. Ways are built in
+    parallel, then timed one at a time."""
     for way in ways.values():
         way.ready()
     names = list(ways)
     rates: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(reps):
         for n in names[r % len(names):] + names[:r % len(names)]:
-            rates[n].append(ways[n].rate())
-    return rates
+            wall_rate, cpu_rate = ways[n].rate()
+            rates[n].append(wall_rate)
+            cpu[n].append(cpu_rate)
+    return rates, cpu
 
 
 def timer(step: Callable[[int], Any], steps: int) -> Callable[[], float]:

@@ -313,17 +313,24 @@ def main() -> None:
             "P": {}}
         for P in Ps:
             ways = ways_for(path, P, steps, a.compile, dict(WORK), only)
-            rounds = interleave(ways, reps)
+            rounds, cpu = interleave(ways, reps)
             rss = {k: round(w.close(), 1) for k, w in ways.items()}
             peak = rounds.pop("gemm_proc_per_core")
             peak1 = rounds.pop("gemm_1thread")
+            peak_cpu = cpu.pop("gemm_proc_per_core")   # GFLOP per CPU-second: one core's peak
+            cpu.pop("gemm_1thread")
             med = {k: statistics.median(v) for k, v in rounds.items()}
+            med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
             best_b = max((k for k in med if k.startswith("batched") and "unfused" not in k), key=lambda k: med[k])
             best_p = max((k for k in med if k.startswith("peft")), key=lambda k: med[k])
+            cb = max((k for k in med if k.startswith("batched") and "unfused" not in k), key=lambda k: med_cpu[k])
+            cp = max((k for k in med if k.startswith("peft")), key=lambda k: med_cpu[k])
             flop = 4 * N * D / 1e9  # GFLOP per learner step, 4*N*D accounting
             # per round: the two ways and the peak timed minutes apart at most, on the same machine
             ratio = [b / p for b, p in zip(rounds[best_b], rounds[best_p], strict=True)]
             frac = [b * flop / g for b, g in zip(rounds[best_b], peak, strict=True)]
+            ratio_cpu = [b / p for b, p in zip(cpu[cb], cpu[cp], strict=True)]
+            frac_cpu = [b * flop / g for b, g in zip(cpu[cb], peak_cpu, strict=True)]
             out["P"][str(P)] = {
                 "learner_steps_per_s": {k: round(v, 2) for k, v in med.items()},
                 "best_batched": best_b, "strongest_baseline": best_p,
@@ -337,6 +344,14 @@ def main() -> None:
                 "fraction_of_gemm_peak_per_round": [round(x, 3) for x in frac],
                 "gemm_peak_gflops_per_round": [round(x, 1) for x in peak],
                 "median_rate_over_median_peak": round(med[best_b] * flop / statistics.median(peak), 3),
+                # the same per CPU-second each way got (robust to other jobs on the machine)
+                "learner_steps_per_cpu_s": {k: round(v, 3) for k, v in med_cpu.items()},
+                "best_batched_per_cpu_s": cb, "strongest_baseline_per_cpu_s": cp,
+                "speedup_per_cpu_s": round(statistics.median(ratio_cpu), 3),
+                "speedup_per_cpu_s_per_round": [round(x, 3) for x in ratio_cpu],
+                "gemm_peak_gflops_per_cpu_s": round(statistics.median(peak_cpu), 1),
+                "fraction_of_gemm_peak_per_cpu_s": round(statistics.median(frac_cpu), 3),
+                "fraction_of_gemm_peak_per_cpu_s_per_round": [round(x, 3) for x in frac_cpu],
                 "peak_rss_mib": {k: v for k, v in rss.items() if not k.startswith("gemm")},
             }
     emit(out, a.json)

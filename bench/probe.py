@@ -5,9 +5,10 @@
 P learners (trained a few steps so the adapters matter) probe the same N items. Side by side: (1)
 `Population.probe`, one teacher-forced pass per chunk for all learners; (2) the strongest way to
 get the same verdicts without it: one PEFT model holding every learner as an adapter, and per
-learner (`set_adapter`) batched greedy `generate()` (left padding, KV cache) over all N items; (3) one item at a time `generate()` (timed on a subset,
-reported per item). Prints items/s (learner x item verdicts per second) for each, `speedup` over
-(2) and (3), and `identical` (every verdict of (1) equals (2)'s).
+learner (`set_adapter`) batched greedy `generate()` (left padding, KV cache) over all N items;
+(3) one item at a time `generate()` (timed on a subset, reported per item). Prints items/s
+(learner x item verdicts per second) for each, `speedup` over (2) and (3), the same per
+CPU-second, and `identical` (every verdict of (1) equals (2)'s).
 """
 
 from __future__ import annotations
@@ -58,13 +59,19 @@ def generate_verdicts(pm: Any, tok: Any, pairs: list[tuple[str, str]]) -> torch.
     return out
 
 
-def timed(fn: Any, reps: int) -> tuple[float, Any]:
-    """Median seconds of `reps` calls and the last result."""
-    times, res = [], None
+CPU: dict[str, float] = {}   # median CPU seconds (this process, all threads) of each timed call
+
+
+def timed(fn: Any, reps: int, name: str = "") -> tuple[float, Any]:
+    """Median seconds of `reps` calls and the last result; the median CPU seconds into CPU[name]
+    (on a shared machine these count only the cycles the call got)."""
+    times, cpu, res = [], [], None
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    CPU[name] = statistics.median(cpu)
     return statistics.median(times), res
 
 
@@ -94,7 +101,7 @@ def main() -> None:
     for t in range(4):  # a few steps each on different items: adapters differ per learner
         pop.train_step([items[(8 * (p + t)) % N:][:8] for p in range(a.P)])
     pop.probe(items[:8])  # warm-up
-    t_pop, res = timed(lambda: pop.probe(items), reps)
+    t_pop, res = timed(lambda: pop.probe(items), reps, "population_probe")
     del model
     pm = peft_adapters(twin_base, pop).eval()   # one PEFT model, every learner an adapter
 
@@ -104,9 +111,10 @@ def main() -> None:
 
     generate_verdicts(learner(0), tok, items[:8])  # warm-up
     t_gen, verdicts = timed(lambda: torch.stack([generate_verdicts(learner(i), tok, items)
-                                                 for i in range(a.P)]), reps)
+                                                 for i in range(a.P)]), reps, "peft_batched_generate")
     sub = items[:a.one_at_a_time]
-    t_one, _ = timed(lambda: [generate_verdicts(learner(0), tok, [it]) for it in sub], 1)
+    t_one, _ = timed(lambda: [generate_verdicts(learner(0), tok, [it]) for it in sub], 1,
+                     "peft_one_item_generate")
     rates = {"population_probe": a.P * N / t_pop, "peft_batched_generate": a.P * N / t_gen,
              "peft_one_item_generate": len(sub) / t_one}
     identical = bool((torch.from_numpy(res.correct) == verdicts).all())
@@ -114,6 +122,10 @@ def main() -> None:
            "items_per_s": {k: round(v, 1) for k, v in rates.items()},
            "speedup": round(rates["population_probe"] / rates["peft_batched_generate"], 3),
            "speedup_vs_one_item": round(rates["population_probe"] / rates["peft_one_item_generate"], 1),
+           "items_per_cpu_s": {k: round(n / CPU[k], 2) for k, n in
+                               (("population_probe", a.P * N), ("peft_batched_generate", a.P * N),
+                                ("peft_one_item_generate", len(sub)))},
+           "speedup_per_cpu_s": round(CPU["peft_batched_generate"] / CPU["population_probe"], 3),
            "identical": identical, "fraction_correct": round(float(res.correct.mean()), 4),
            "peak_rss_mib": round(max_rss_mib(), 1)}
     emit(out, a.json)

@@ -97,6 +97,9 @@ def arch_bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(k)
             model = tf.AutoModelForCausalLM.from_config(cfg)
+            for name, p in model.named_parameters():   # transformers initialises biases to 0
+                if name.endswith("bias"):
+                    p.data.normal_(0.0, 0.1)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.eos_token_id = tok.eos_token_id
         out[cfg.model_type] = save_base(model, tok, tmp_path_factory.mktemp(cfg.model_type))

@@ -79,7 +79,7 @@ def test_default_targets_resolve_to_the_attention_projections(arch_bases, arch) 
     pop = population(arch_bases[arch], randomise=False)
     assert {leaf(n) for n in pop.names} == ADAPTED[arch]
     assert len(pop.names) == len(ADAPTED[arch]) * 2          # both blocks
-    assert (pop.fast is not None) == (arch == "llama")       # the fused path where it applies
+    assert (pop.fast is not None) == (arch in ("llama", "qwen2"))   # the fused path where it applies
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

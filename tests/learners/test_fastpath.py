@@ -165,3 +165,23 @@ def test_grouped_query_attention_equals_the_transformers_forward(base, c_kernels
     fused, plain = pair_of_populations((model, tok), "q_v")
     assert fused.fast is not None and fused.fast.kv_heads == 2
     assert_losses_and_gradients_equal(fused, plain)
+
+
+@pytest.mark.parametrize("placement", ["q_v", "q_v_o"])
+def test_attention_biases_equal_the_transformers_forward(base, placement) -> None:
+    """Llama's attention_bias (q/k/v and o_proj biases; Qwen2 has the q/k/v ones): the fused
+    GEMMs add them, the unadapted o_proj's addmm too."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = base
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      attention_bias=True, attn_implementation="eager")
+    model = LlamaForCausalLM(cfg).eval()
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            p.data.normal_(0.0, 0.5)
+    fused, plain = pair_of_populations((model, tok), placement)
+    assert fused.fast is not None and fused.fast.blocks[0].b_qkv is not None
+    assert_losses_and_gradients_equal(fused, plain)

@@ -180,9 +180,10 @@ class VariationConfig:
 @dataclass
 class FitnessConfig:
     weights: dict[str, float] = _f(
-        {"meta_learning_window": 1.0, "final_accuracy": 1.0, "holdout_gain": 0.5,
-         "forgetting_half_life": 0.5, "oscillation": 0.25},
-        "signal name -> weight of its normalised value (signs are handled by the combiner)")
+        {"final_accuracy": 0.31, "learned_per_100": 0.27},
+        "signal name -> weight of its normalised value (signs are handled by the combiner); "
+        "the default: the signals that predicted the children's learning gain in the selection "
+        "experiment (docs/results/selection, signal table)")
     weights_file: str | None = _f(None, "YAML from `evolve tune`; its weights REPLACE `weights`")
     normalise: str = _f("rank", "per-generation normalisation: rank or zscore")
     mode: str = _f("weighted", "weighted (scalar sum) or pareto (non-dominated fronts)")

@@ -1,7 +1,7 @@
 """`evolve ui`: start the MLflow UI on the configured tracking store (127.0.0.1 by default).
 
-Its `--config FILE` / `--set tracking.KEY=V` flags are `evolve.config.tracking_args`, resolved by
-`evolve.config.tracking_of_args` exactly as `evolve run` resolves them.
+Its `--config FILE` / `--set tracking.KEY=V` flags are `evolve.tracking_flags.tracking_args`, resolved by
+`evolve.tracking_flags.tracking_of_args` exactly as `evolve run` resolves them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from evolve.config import tracking_args, tracking_of_args
+from evolve.tracking_flags import tracking_args, tracking_of_args
 
 HELP = "start the MLflow UI on the configured tracking store (lineage pages, plots, runs)"
 

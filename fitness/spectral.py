@@ -15,7 +15,7 @@ singular value with the random-matrix edge std(W)*(sqrt(out)+sqrt(in)) (millisec
 at 128x128 (200 draws each, max 1.09); one planted outlier entry gave 1.9-3.8.
 
 Threads: weightwatcher's SVDs run in BLAS threads that spin-wait; on a busy 2-core box an analysis
-went from 0.16 s to 27 s (NOTES.md). Everything here runs under `threadpool_limits(1)`.
+went from 0.16 s to 27 s (docs/measurements.md). Everything here runs under `threadpool_limits(1)`.
 """
 
 from __future__ import annotations

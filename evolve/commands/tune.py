@@ -9,7 +9,6 @@ fitness.weights_file=FILE` reads, and a `tune` run in the MLflow experiment reco
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # online trials train with torch
     from common.errors import EvolveError
     from evolve import tuning
     from evolve.config import check_signal

@@ -164,11 +164,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
                    "vocab.txt", "spiece.model")
 
 
-# transformers builds a model on the meta device under a process-global context before loading
-# the weights: two threads loading at once (the local backend's groups) left a tied lm_head on meta
-# ("Cannot copy out of meta tensor" from the population's copy). One load at a time.
-_LOAD_LOCK = threading.Lock()
-
 
 def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a local causal LM and its tokenizer (float32, eager attention, eval mode).

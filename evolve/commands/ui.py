@@ -38,13 +38,17 @@ def landing_url(settings: dict[str, Any], host: str, port: int) -> str:
     front page when the store has no such experiment yet."""
     from common.errors import EvolveError
     from evolve.tracking import Tracker
-    from evolve.tracking_view import experiment_url
+    from evolve.tracking_view import SHARE_TAG, TRAINING, experiment_url
 
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     try:
-        exp = Tracker(settings["uri"], settings["experiment"], create=False).experiment_id
+        tracker = Tracker(settings["uri"], settings["experiment"], create=False)
     except EvolveError:
         return base
+    exp = tracker.experiment_id
+    if SHARE_TAG not in tracker.client.get_experiment(exp).tags:
+        # an experiment no `evolve run` of this version opened yet: no saved view to apply
+        return f"{base}/#/experiments/{exp}/runs?{TRAINING}"
     return experiment_url(base, exp)
 
 

@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: the base model, workloads, a GEMM peak, PEFT twins, workers.
 
 Import this before torch: it sets `OMP_WAIT_POLICY=PASSIVE` (spin-waiting OpenMP threads run 65x
-slower when another process is busy on the machine, see NOTES.md).
+slower when another process is busy on the machine, see docs/measurements.md).
 """
 
 from __future__ import annotations

@@ -48,6 +48,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[ModuleType,
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Torch's spin-waiting OpenMP threads collapse ~65x on a busy machine (docs/measurements.md):
+    # the passive policy, set here once for every command, before any of them imports torch.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser, table = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

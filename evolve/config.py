@@ -10,7 +10,6 @@ Every error is one line naming the key and the fix.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -180,9 +179,10 @@ class VariationConfig:
 @dataclass
 class FitnessConfig:
     weights: dict[str, float] = _f(
-        {"meta_learning_window": 1.0, "final_accuracy": 1.0, "holdout_gain": 0.5,
-         "forgetting_half_life": 0.5, "oscillation": 0.25},
-        "signal name -> weight of its normalised value (signs are handled by the combiner)")
+        {"final_accuracy": 0.31, "learned_per_100": 0.27},
+        "signal name -> weight of its normalised value (signs are handled by the combiner); "
+        "the default: the signals that predicted the children's learning gain in the selection "
+        "experiment (docs/results/selection, signal table)")
     weights_file: str | None = _f(None, "YAML from `evolve tune`; its weights REPLACE `weights`")
     normalise: str = _f("rank", "per-generation normalisation: rank or zscore")
     mode: str = _f("weighted", "weighted (scalar sum) or pareto (non-dominated fronts)")
@@ -463,20 +463,6 @@ def tracking_settings(path: str | Path | None = None,
     $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
     data, explicit_uri = layered(path, sets)
     return _tracking_section(data, explicit_uri)
-
-
-def tracking_args(p: argparse.ArgumentParser) -> None:
-    """--config / --set, read the same way as `evolve run` (only the tracking.* keys matter): the
-    flags every command that only opens the store shares (`evolve ui`, `evolve lineage`, the
-    experiments)."""
-    p.add_argument("--config", metavar="FILE", help="run config YAML whose tracking: section to use")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. tracking.uri=sqlite:///mlflow.db or tracking.experiment=x")
-
-
-def tracking_of_args(args: argparse.Namespace) -> dict[str, Any]:
-    """`tracking_settings` of the parsed `tracking_args` flags (`--config` / `--set`)."""
-    return tracking_settings(getattr(args, "config", None), getattr(args, "sets", None) or [])
 
 
 def resolve_tracking(uri: str | None = None, given: dict[str, Any] | None = None,

@@ -88,6 +88,38 @@ class GroupResult:
     device: str = "cpu"                # the device the group trained on (`auto` resolved there)
     self_prob: np.ndarray | None = None   # [K+1, P, n+H] probability of the learner's own answer
 
+    def per_learner(self) -> list[LearnerResult]:
+        """The result sliced once into one `LearnerResult` per learner, in job order."""
+        return [LearnerResult(
+            learner_id=lid, steps=list(self.steps), item_ids=list(self.item_ids),
+            n_train=self.n_train, correct=self.correct[:, p], prob=self.prob[:, p],
+            self_prob=None if self.self_prob is None else self.self_prob[:, p],
+            window=dict(self.windows[p]), losses=self.losses[:, p],
+            final_state=self.final_states[p], failure=self.failures.get(lid, ""),
+            spectral=self.spectral[p], assess=dict(self.assess[p]),
+            assess_curve=list(self.assess_curves[p]))
+            for p, lid in enumerate(self.learner_ids)]
+
+
+@dataclass
+class LearnerResult:
+    """One learner's part of a `GroupResult`: what every phase after training reads."""
+
+    learner_id: str
+    steps: list[int]                   # [K] checkpoint steps, counted in new training items
+    item_ids: list[str]                # trained items (n) then holdout (H)
+    n_train: int
+    correct: np.ndarray                # [K+1, n+H] bool; index 0 = before training
+    prob: np.ndarray                   # [K+1, n+H] probability of the whole answer
+    self_prob: np.ndarray | None       # [K+1, n+H] probability of its own answer (None: unprobed)
+    window: dict[str, int]             # item id -> checkpoint index (0..K-1) that trained it
+    losses: np.ndarray                 # [K] mean training loss per window (nan if none/failed)
+    final_state: Any                   # learners LearnerState after the generation
+    failure: str                       # "" = trained fine, else the one-line reason
+    spectral: dict[str, Any] | None
+    assess: dict[str, float | None]    # assess_* signals ({} = skipped)
+    assess_curve: list[tuple[int, float]]   # probe accuracy over assessment training items
+
 
 def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], batch_size: int,
                  checkpoint_every: int, probe: dict[str, tuple[bool, float]] | None,

@@ -15,7 +15,7 @@ singular value with the random-matrix edge std(W)*(sqrt(out)+sqrt(in)) (millisec
 at 128x128 (200 draws each, max 1.09); one planted outlier entry gave 1.9-3.8.
 
 Threads: weightwatcher's SVDs run in BLAS threads that spin-wait; on a busy 2-core box an analysis
-went from 0.16 s to 27 s (NOTES.md). Everything here runs under `threadpool_limits(1)`.
+went from 0.16 s to 27 s (docs/measurements.md). Everything here runs under `threadpool_limits(1)`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import contextlib
 import io
 import logging
 import math
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,19 +38,40 @@ TRAP_RATIO = 1.2         # permuted top singular value / random edge above this 
 FIT_MIN_EVALS = 2        # fit down to 2 eigenvalues (weightwatcher would skip them), then flag
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET: dict[str, Any] = {"depth": 0, "saved": None}
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """No prints, warnings or log lines from weightwatcher (it prints per small layer)."""
+    """No prints, warnings or log lines from weightwatcher (it prints per small layer).
+
+    sys.stdout/stderr, the warning filters and the log level are process-wide, and the local
+    backend analyses learner groups on several threads at once: the first thread in silences them,
+    the last one out restores them. (Nested `redirect_stdout`s on two threads that exit in the
+    order they entered left sys.stdout pointing at a StringIO for the rest of the process: `evolve
+    run` then printed nothing after its first spectral analysis, its final table included.)
+    """
     log = logging.getLogger("weightwatcher")
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-                warnings.catch_warnings():
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            _QUIET["saved"] = (sys.stdout, sys.stderr, list(warnings.filters), log.level)
+            sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
             warnings.simplefilter("ignore")
-            yield
+            log.setLevel(logging.CRITICAL)
+        _QUIET["depth"] += 1
+    try:
+        yield
     finally:
-        log.setLevel(level)
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                sys.stdout, sys.stderr, filters, level = _QUIET["saved"]
+                warnings.filters = filters  # type: ignore[misc]
+                mutated = getattr(warnings, "_filters_mutated", None)  # drop cached verdicts
+                if mutated is not None:
+                    mutated()
+                log.setLevel(level)
 
 
 def _one_thread() -> contextlib.AbstractContextManager[Any]:

@@ -3,7 +3,7 @@
 `load_base` accepts ANY local transformers causal-LM directory (`config.json` + weights + a
 tokenizer), not only the embedded default that `evolve.basemodel` builds with `build_base` and
 `pretrain`. Everything is float32 with eager attention: CPU sdpa has no batching rule and eager was
-faster at these 10-40-token lengths (NOTES.md).
+faster at these 10-40-token lengths (docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -164,11 +164,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
                    "vocab.txt", "spiece.model")
 
 
-# transformers builds a model on the meta device under a process-global context before loading
-# the weights: two threads loading at once (the local backend's groups) left a tied lm_head on meta
-# ("Cannot copy out of meta tensor" from the population's copy). One load at a time.
-_LOAD_LOCK = threading.Lock()
-
 
 def load_base(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a local causal LM and its tokenizer (float32, eager attention, eval mode).
@@ -219,7 +214,7 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
 def one_torch_thread() -> Iterator[None]:
     """One torch intra-op thread inside the block (the previous count is restored after).
 
-    Spin-waiting OpenMP threads collapse 65x on a busy 2-core box (NOTES.md), and a kernel's
+    Spin-waiting OpenMP threads collapse 65x on a busy 2-core box (docs/measurements.md), and a kernel's
     float result may depend on how many threads split it: one thread keeps a build bitwise the same
     whatever the machine's core count. Python threads started inside the block inherit the count.
     """

@@ -2,7 +2,7 @@
 
 Shared by training, probing and pretraining. A sequence is the prompt as the model expects it, the
 answer, and the token that ends the answer, right-padded to the batch's LONGEST sequence (padding
-every batch to a fixed 32 tokens made probes 2-3x slower, NOTES.md):
+every batch to a fixed 32 tokens made probes 2-3x slower, docs/measurements.md):
 
 - a tokenizer with a chat template: the template's rendering of one user turn (the prompt) with the
   generation prompt (`<|im_start|>assistant\n` ...), then the answer, then the template's end-of-turn

@@ -122,7 +122,7 @@ class Population:
     def compile(self, **kwargs: Any) -> None:
         """Train through `torch.compile(..., dynamic=True, **kwargs)` of the fused forward (or of the
         decoder where there is none). It compiles for 50-80 s on the first step; on the fused
-        forward it gave no gain on CPU (docs/learners.md), on the transformers forward NOTES.md
+        forward it gave no gain on CPU (docs/learners.md), on the transformers forward docs/measurements.md
         measured 1.3-1.5x."""
         if self.fast is not None:
             self._hidden = torch.compile(self.fast.hidden, dynamic=True, **kwargs)

@@ -137,7 +137,7 @@ def _convert(path: Path, out: Path) -> None:
     except Exception as e:  # noqa: BLE001
         raise EvolveError(f"--base {path}: cannot convert the GGUF ({_first_line(e)}); {FIX}") from None
     # save_pretrained refuses a GGUF-loaded model until the quantisation bookkeeping is dropped;
-    # the weights are already plain float32 tensors (NOTES.md)
+    # the weights are already plain float32 tensors (docs/measurements.md)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None

@@ -40,7 +40,7 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
 
 
 class CharCodec:
-    """Encode strings with a plain dict, 25x faster than the tokenizer call (NOTES.md).
+    """Encode strings with a plain dict, 25x faster than the tokenizer call (docs/measurements.md).
 
     Valid only for a one-token-per-character vocabulary (`is_char_tokenizer`); `from_tokenizer`
     checks that. `encode` is the same as `tokenizer.encode(s, add_special_tokens=False)`.

@@ -2,7 +2,7 @@
 
 With several groups (`groups:` in the config), each runs on its own Python thread with ONE torch
 thread: torch releases the GIL inside its kernels, so G groups use G cores without torch's
-OpenMP threads, which spin-wait and ran 65x slower whenever another process was busy (NOTES.md).
+OpenMP threads, which spin-wait and ran 65x slower whenever another process was busy (docs/measurements.md).
 One torch thread per group is also what the Ray backend uses, so both give the same bits.
 Measured on 2 cores (docs/run.md): the default config with 2 generations took 38.4 s with
 `groups: 2` against 63.9 s with one group on two OpenMP threads.

@@ -33,9 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from evolve.config import layered, tracking_settings
     from evolve.tracking import Tracker
 
@@ -87,9 +84,16 @@ def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str
 def replay_state(tracker: Any, evolution: str, learner: str, state_dir: str) -> tuple[Any, Any]:
     """(the run's config, `learner`'s final LearnerState re-trained from its ancestry alone)."""
     from evolve.basemodel import resolve_base
-    from evolve.engine import Member, build_streams, draw_items, make_job
+    from evolve.generation import (
+        Member,
+        build_streams,
+        draw_items,
+        group_of,
+        make_job,
+    )
     from evolve.genome import Genome
     from evolve.operators.decisions import adapter_plan
+    from evolve.records import learner_index
     from evolve.train import child_state, train_group
 
     cfg = run_config(tracker, evolution, state_dir)
@@ -109,9 +113,8 @@ def replay_state(tracker: Any, evolution: str, learner: str, state_dir: str) -> 
             state = child_state(genome, list(rec.parents), merge, noise,
                                 {p: final_state(p) for p in rec.parents})
         plans = build_streams(cfg, [Member(lid, genome, state)], rec.generation)
-        index = int(lid.rsplit("-l", 1)[1])       # the group it trained in gives the job seed
-        group = next(i for i in range(cfg.groups)
-                     if round((i + 1) * cfg.population / cfg.groups) > index)
+        # the group it trained in gives the job seed
+        group = group_of(learner_index(lid), cfg.population, cfg.groups)
         res = train_group(make_job(cfg, base, plans, items, rec.generation, group, assess=False))
         done[lid] = res.final_states[0]
         return done[lid]

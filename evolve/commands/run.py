@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    # torch's spin-waiting OpenMP threads collapse ~65x on a busy machine (docs/run.md)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from evolve.backends import make_backend
     from evolve.config import load_config
     from evolve.engine import evolve, state_dir

@@ -247,9 +247,6 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], int, int]:
 
 
 def main(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # spin-waiting threads: NOTES.md
     from evolve.experiments.selection_analysis import analyse, pilot_text
     from evolve.experiments.selection_report import log_summary, write_report
 

@@ -16,6 +16,7 @@ from evolve.experiments.selection_arms import (
     SECONDARY,
 )
 from evolve.experiments.selection_stats import (
+    contrast,
     contrasts,
     fitness_prediction,
     heritability,
@@ -156,6 +157,10 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                    - (gen0[m][i] or 0.0)) for a in arms for i in range(len(seeds))
                for m in METRICS), default=0.0)
     primary = contrasts(per_seed, PRIMARY_CONTRASTS, PRIMARY)
+    # each arm's last generation against its seed's generation 0: did it rise, or did the
+    # control fall? (descriptive, not corrected)
+    from_gen0 = [contrast(a, "generation 0", PRIMARY, per_seed[a][PRIMARY], gen0[PRIMARY])
+                 for a in arms]
     secondary = [c for m in METRICS if m != PRIMARY
                  for c in contrasts(per_seed, PRIMARY_CONTRASTS, m)]
     herit = heritability(runs["random"], PRIMARY)
@@ -176,6 +181,7 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                                 "alpha": ALPHA},
             "per_seed": per_seed, "generation0_per_seed": gen0, "summary": summary,
             "generation0_max_gap": gap, "contrasts": primary, "secondary_contrasts": secondary,
+            "change_from_generation0": from_gen0,
             "controls": {"planted": planted_section(planted, planted_pilot)},
             "heritability": herit,
             "selection_response": selection_response(runs, herit["parent_offspring_slope"],

@@ -23,6 +23,7 @@ from deap import tools
 
 from common.errors import EvolveError
 from common.ranges import SCALED_KINDS, ParamRange, round_sig
+from evolve.config import VariationConfig
 from evolve.genome import (
     GENE_TABLE,
     GeneSpace,
@@ -211,6 +212,34 @@ def noise(parents: Sequence[Parent], space: GeneSpace, rng: random.Random, std: 
     return Child(parents[0].genome.copy(), [line], (parents[0].id,), "clone", noise=(float(std), seed))
 
 
+Step = tuple[str, dict[str, Any]]   # (variation operator name, its params; `p` = probability)
+
+
+
+def plan_child(j: int, chosen: Sequence[str], rng: random.Random, cfg: VariationConfig,
+               lamarckian: bool) -> tuple[str | None, list[Step]]:
+    """Which variation steps make child `j` of the selected parents `chosen` (ids, in selection
+    order), DEAP `varAnd` style: with probability `crossover_p` a mate (another selected parent)
+    and genome crossover (+ adapter merge when Lamarckian), else PBT explore with probability
+    `explore_p`; then reseed and adapter noise as configured. Returns (mate id or None, steps)."""
+    others = [c for c in chosen if c != chosen[j]]
+    mate: str | None = None
+    steps: list[Step] = []
+    if others and rng.random() < cfg.crossover_p:
+        mate = others[(j + rng.randrange(len(others))) % len(others)]
+        steps.append(("crossover", {}))
+        if lamarckian and cfg.merge != "none":
+            steps.append(("merge", {"method": cfg.merge}))
+    else:
+        steps.append(("explore", {"p": cfg.explore_p, "resample_p": cfg.resample_p,
+                                  "categorical_p": cfg.categorical_p}))
+    if cfg.reseed:
+        steps.append(("reseed", {}))
+    if lamarckian and cfg.weight_noise > 0:
+        steps.append(("noise", {"std": cfg.weight_noise}))
+    return mate, steps
+
+
 def vary(steps: Sequence[tuple[str, Mapping[str, Any]]], parents: Sequence[Parent],
          space: GeneSpace, rng: random.Random) -> Child:
     """Apply the operators in `steps` in order, each to the previous step's child (the first to
@@ -234,4 +263,4 @@ def vary(steps: Sequence[tuple[str, Mapping[str, Any]]], parents: Sequence[Paren
 
 
 __all__ = ["MERGE_METHODS", "Child", "MergePlan", "Parent", "adapter_plan", "apply_decisions", "crossover", "explore",
-           "merge", "noise", "reseed", "vary"]
+           "merge", "noise", "plan_child", "reseed", "vary"]

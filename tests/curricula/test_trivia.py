@@ -48,7 +48,7 @@ def test_every_prior_is_recorded_and_is_the_judges_verdict() -> None:
 
 
 def test_confidently_wrong_priors_are_included() -> None:
-    """SmolLM2's known wrong beliefs (NOTES.md): Istanbul, the liver, John F. Kennedy."""
+    """SmolLM2's known wrong beliefs (docs/measurements.md): Istanbul, the liver, John F. Kennedy."""
     by_q = {f.question: f for f in FACTS}
     for question, belief in [("What is the capital of Turkey?", "Istanbul"),
                              ("What is the largest organ of the human body?", "liver"),

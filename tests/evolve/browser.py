@@ -91,7 +91,7 @@ class Browser:
     def text(self) -> str:
         return str(self.js("document.body ? document.body.innerText : ''"))
 
-    def wait_for(self, needle: str, timeout: float = 90.0) -> str:
+    def wait_for(self, needle: str, timeout: float = 120.0) -> str:
         """Poll until the page's visible text contains `needle`; returns the text."""
         deadline = time.monotonic() + timeout
         text = ""
@@ -103,7 +103,7 @@ class Browser:
         raise AssertionError(f"{needle!r} not on the page after {timeout:.0f} s; it shows:\n"
                              f"{text[:3000]}")
 
-    def wait_js(self, expression: str, timeout: float = 60.0) -> Any:
+    def wait_js(self, expression: str, timeout: float = 120.0) -> Any:
         """Poll until a JavaScript expression is truthy; returns its value."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from evolve import engine
+from evolve import generation
 from evolve.backends.local import LocalBackend
 from evolve.genome import Genome
 
@@ -29,18 +29,10 @@ def _tensors(obj: Any, path: str = "") -> dict[str, torch.Tensor]:
     return {}
 
 
-def _train_generation(cfg: Any, members: list[engine.Member], generation: int = 0) -> Any:
-    base = str(cfg.base)
-    items = engine.draw_items(cfg)
-    plans = engine.build_streams(cfg, members, generation)
-    trained = engine.train_and_probe(cfg, LocalBackend(), base, plans, items, generation)
-    trajs, table, cases = engine.compute_signals(trained, items)
-    ids = [m.learner_id for m in members]
-    failed = {i for (res, _), i in zip(trained, ids, strict=True) if i in res.failures}
-    fit, ranks = engine.score(cfg, ids, table, failed)
-    records = engine.record(cfg, generation, members, trained, table, fit)
-    states = [res.final_states[p] for res, p in trained]
-    return records, states, cases, ranks, trained
+def _train_generation(cfg: Any, members: list[generation.Member], g: int = 0) -> Any:
+    gen = generation.run_generation(cfg, LocalBackend(), str(cfg.base), members,
+                                    generation.draw_items(cfg), g)
+    return gen.records, gen.states, gen.cases, gen.ranks
 
 
 def test_small_evolution_records_every_learner(make_cfg: Any, run_evo: Any) -> None:
@@ -86,16 +78,16 @@ def test_small_evolution_records_every_learner(make_cfg: Any, run_evo: Any) -> N
 
 def test_items_fresh_per_generation_with_fixed_holdout_and_probe(make_cfg: Any) -> None:
     cfg = make_cfg(generations=3)
-    items = engine.draw_items(cfg)
+    items = generation.draw_items(cfg)
     fixed = {it.id for it in items.holdout} | {it.id for it in items.probe}
     seen: set[str] = set()
     for gen in items.per_generation:
         ids = {it.id for it in gen}
         assert len(ids) == cfg.tasks[0].n and not ids & fixed and not ids & seen
         seen |= ids
-    again = engine.draw_items(cfg)
+    again = generation.draw_items(cfg)
     assert [it.id for it in again.holdout] == [it.id for it in items.holdout]
-    other = engine.draw_items(make_cfg(seed=8))
+    other = generation.draw_items(make_cfg(seed=8))
     assert [it.id for it in other.per_generation[0]] != [it.id for it in items.per_generation[0]]
 
 
@@ -103,8 +95,8 @@ def test_clone_inherits_adapter_and_adamw_state_and_mutated_lr_is_used(tiny_cfg:
     from evolve.train import child_state
 
     space = tiny_cfg.gene_space()
-    members = engine.init_population(tiny_cfg, space)
-    records, states, cases, ranks, _ = _train_generation(tiny_cfg, members)
+    members = generation.init_population(tiny_cfg, space)
+    records, states, cases, ranks = _train_generation(tiny_cfg, members)
     parent = states[0]
     genome = Genome.from_params(records[0].genome)
     clone = child_state(genome, [records[0].learner_id], None, None, {records[0].learner_id: parent})
@@ -113,7 +105,7 @@ def test_clone_inherits_adapter_and_adamw_state_and_mutated_lr_is_used(tiny_cfg:
     for k in pt:
         assert torch.equal(pt[k], ct[k]), k
     # the elite of the next generation starts from exactly its parent's final state
-    nxt = engine.select_and_vary(tiny_cfg, space, records, states, cases, 0, ranks)
+    nxt = generation.select_and_vary(tiny_cfg, space, records, states, cases, 0, ranks)
     elite = nxt[0]
     assert elite.operator == "clone"
     src = states[[r.learner_id for r in records].index(elite.parents[0])]
@@ -125,8 +117,8 @@ def test_clone_inherits_adapter_and_adamw_state_and_mutated_lr_is_used(tiny_cfg:
     for name, g in (("kept", genome), ("mutated", fast)):
         st = child_state(g, ["p"], None, None, {"p": parent})
         assert st.spec.lr == g.lr
-        m = engine.Member("g1-l0", g, st, ["p"], "mutate")
-        _, s2, *_ = _train_generation(tiny_cfg, [m, engine.Member("g1-l1", genome, None)], 1)
+        m = generation.Member("g1-l0", g, st, ["p"], "mutate")
+        _, s2, *_ = _train_generation(tiny_cfg, [m, generation.Member("g1-l1", genome, None)], 1)
         runs[name] = s2[0]
     kept, mutated = _tensors(runs["kept"]), _tensors(runs["mutated"])
     moved = {k: float((kept[k] - mutated[k]).abs().max()) for k in kept
@@ -137,16 +129,16 @@ def test_clone_inherits_adapter_and_adamw_state_and_mutated_lr_is_used(tiny_cfg:
 
 def test_nan_learner_is_failed_with_a_reason_and_never_selected(tiny_cfg: Any) -> None:
     space = tiny_cfg.gene_space()
-    members = engine.init_population(tiny_cfg, space)
+    members = generation.init_population(tiny_cfg, space)
     members[1].genome.lr = 1e30             # overflows AdamW's update: loss becomes nan / inf
-    records, states, cases, ranks, _ = _train_generation(tiny_cfg, members)
+    records, states, cases, ranks = _train_generation(tiny_cfg, members)
     bad = records[1]
     assert bad.failed and "non-finite" in bad.failure
     assert bad.fitness == min(r.fitness for r in records) and bad.fitness < min(
         r.fitness for r in records if not r.failed)
     assert not any(r.failed for i, r in enumerate(records) if i != 1)   # the others went on
     for seed in range(5):
-        nxt = engine.select_and_vary(tiny_cfg, space, records, states, cases, seed, ranks)
+        nxt = generation.select_and_vary(tiny_cfg, space, records, states, cases, seed, ranks)
         assert all(bad.learner_id not in m.parents for m in nxt)
 
 
@@ -154,11 +146,11 @@ def test_results_do_not_depend_on_group_scheduling(make_cfg: Any) -> None:
     from evolve.train import train_group
 
     cfg = make_cfg(groups=2)
-    members = engine.init_population(cfg, cfg.gene_space())
-    items = engine.draw_items(cfg)
-    plans = engine.build_streams(cfg, members, 0)
-    jobs = [engine.make_job(cfg, str(cfg.base), plans[:2], items, 0, 0),
-            engine.make_job(cfg, str(cfg.base), plans[2:], items, 0, 1)]
+    members = generation.init_population(cfg, cfg.gene_space())
+    items = generation.draw_items(cfg)
+    plans = generation.build_streams(cfg, members, 0)
+    jobs = [generation.make_job(cfg, str(cfg.base), plans[:2], items, 0, 0),
+            generation.make_job(cfg, str(cfg.base), plans[2:], items, 0, 1)]
     before = torch.get_num_threads()
     torch.set_num_threads(1)   # what the threaded local backend and Ray give every group
     try:
@@ -176,11 +168,22 @@ def test_results_do_not_depend_on_group_scheduling(make_cfg: Any) -> None:
 
 def test_more_groups_than_learners_means_one_learner_per_group(make_cfg: Any) -> None:
     cfg = make_cfg(groups=99)
-    members = engine.init_population(cfg, cfg.gene_space())
-    plans = engine.build_streams(cfg, members, 0)
-    trained = engine.train_and_probe(cfg, LocalBackend(), str(cfg.base), plans,
-                                     engine.draw_items(cfg), 0)
-    assert [res.learner_ids for res, _ in trained] == [[m.learner_id] for m in members]
+    members = generation.init_population(cfg, cfg.gene_space())
+    plans = generation.build_streams(cfg, members, 0)
+    class Recording(LocalBackend):
+        def run_groups(self, jobs: list[Any]) -> list[Any]:
+            self.jobs = jobs
+            return super().run_groups(jobs)
+
+    backend = Recording()
+    learners, _ = generation.train_and_probe(cfg, backend, str(cfg.base), plans,
+                                             generation.draw_items(cfg), 0)
+    assert [[p.learner_id for p in j.learners] for j in backend.jobs] == \
+        [[m.learner_id] for m in members]
+    assert [r.learner_id for r in learners] == [m.learner_id for m in members]
+    # replay finds each learner's group (its job seed) by the same split
+    assert [generation.group_of(i, cfg.population, 99) for i in range(cfg.population)] == \
+        [j.group for j in backend.jobs]
 
 
 BAD_INPUT = [
@@ -224,3 +227,12 @@ def test_bad_input_is_one_line_nonzero_and_loses_nothing(
         assert err[err.index(errors[0]) + 1].startswith("usage: evolve run")
         runs = before.client.search_runs([before.experiment_id])
         assert [r.info.run_id for r in runs] == [kept], extra   # nothing lost or half-written
+
+
+@pytest.mark.parametrize("population, groups", [(8, 2), (8, 3), (5, 2), (4, 99), (7, 7)])
+def test_one_group_split_for_training_and_replay(population: int, groups: int) -> None:
+    bounds = generation.group_bounds(population, groups)
+    assert bounds[0] == 0 and bounds[-1] == population and len(bounds) == min(groups, population) + 1
+    for i in range(population):
+        g = generation.group_of(i, population, groups)
+        assert bounds[g] <= i < bounds[g + 1]

@@ -99,7 +99,8 @@ def test_evolution_with_a_jsonl_task_judges_it_by_key_terms(water_base: Path, tm
     the key-term judge of what the final adapters really generate."""
     from curricula.items import key_terms_match
     from evolve.config import load_config
-    from evolve.engine import draw_items, load_state
+    from evolve.generation import draw_items
+    from evolve.resume import load_state
     from evolve.steps import pairs
     from fitness.formats import load_evolve
     from learners.probe import generate_greedy
@@ -131,8 +132,8 @@ def test_evolution_with_a_jsonl_task_judges_it_by_key_terms(water_base: Path, tm
     saved = load_state(cfg, summary.run_id)
     assert saved is not None
     last = load_evolve(state / f"trajectories_g{cfg.generations - 1}.json")
-    pop = _population(water_base, [s.spec for s in saved["states"]])
-    for i, s in enumerate(saved["states"]):
+    pop = _population(water_base, [s.spec for s in saved.states])
+    for i, s in enumerate(saved.states):
         pop.set_state(i, s)
     hold = [it for it in items.holdout if not it.exact]
     texts = generate_greedy(pop.model, pop.tokenizer, pop.P, [it.prompt for it in hold],

@@ -147,7 +147,7 @@ def test_worker_killed_mid_generation_is_retried_and_mlflow_has_one_run_each(
 def _job(sets: Any, tmp_path: Path, *more: str) -> Any:
     """Group 0 of generation 0 of the tiny evolution (all 4 learners); `more` = extra --set."""
     from evolve.config import load_config
-    from evolve.engine import build_streams, draw_items, init_population, make_job
+    from evolve.generation import build_streams, draw_items, init_population, make_job
 
     cfg = load_config(None, [*sets(tmp_path), *more])
     plans = build_streams(cfg, init_population(cfg, cfg.gene_space()), 0)

@@ -11,7 +11,7 @@ import torch
 
 from evolve.cli import main
 from evolve.commands.replay import replay_state
-from evolve.engine import load_state
+from evolve.resume import load_state
 
 
 def test_replay_reproduces_the_champion_adapter(make_cfg: Any, run_evo: Any, tmp_path: Path,
@@ -36,10 +36,10 @@ def test_replay_reproduces_the_champion_adapter(make_cfg: Any, run_evo: Any, tmp
     assert diff < 1e-5
     # a merged child of the last generation (no adapter in the store): against its saved state
     saved = load_state(cfg, summary.run_id)
-    ids = [r["learner_id"] for r in saved["records"]]
+    ids = [r.learner_id for r in saved.records]
     merged = next(r for r in records if r.generation == 1 and r.operator == "crossover")
     _, state = replay_state(tracker, summary.run_id, merged.learner_id, cfg.state_dir)
-    want = saved["states"][ids.index(merged.learner_id)]
+    want = saved.states[ids.index(merged.learner_id)]
     assert set(state.lora) == set(want.lora)
     for name, (a, b) in want.lora.items():
         assert torch.allclose(state.lora[name][0], a, atol=1e-5)

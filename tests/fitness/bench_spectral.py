@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 .venv/bin/python tests/fitness/bench_spectral.py
 
-8 layers of 128x128 (the NOTES.md tiny base's q/v) plus 5 delta snapshots, median of 5 calls.
+8 layers of 128x128 (the docs/measurements.md tiny base's q/v) plus 5 delta snapshots, median of 5 calls.
 """
 
 from __future__ import annotations

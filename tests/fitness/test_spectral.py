@@ -80,3 +80,35 @@ def test_on_a_real_base_merged_with_a_delta(tiny_base):
         assert row["num_evals"] == min(row["shape"])
         assert row["alpha"] is None or math.isfinite(row["alpha"])
     assert res["update_cosine"] is not None and len(res["update_cosine"]["series"]) == 1
+
+
+def test_quiet_on_two_threads_restores_stdout_whatever_the_exit_order() -> None:
+    """Two learner groups analysed on threads: A enters, B enters, A leaves, B leaves. Nested
+    redirect_stdout's left sys.stdout a StringIO here, and `evolve run` printed nothing after."""
+    import sys
+    import threading
+
+    from fitness.spectral import _quiet
+
+    out, err = sys.stdout, sys.stderr
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a() -> None:
+        with _quiet():
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(10)
+        with _quiet():
+            b_in.set()
+            a_out.wait(10)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert a_out.is_set() and b_in.is_set()
+    assert sys.stdout is out and sys.stderr is err

@@ -12,7 +12,8 @@ Arms (small setting, training fraction 0.5, AdamW lr 1e-2 unless said):
   w_lo + (w_hi - w_lo) * clip(gap / gap_ref, 0, 1), gap = validation self-confidence minus
   validation accuracy (trailing median of 3 probes): strong decay while the model is sure of
   answers it gets wrong, the usual decay once it generalises. Its constants came from one pilot
-  seed (decay 3 reaches 50% sooner than decay 1 but stalls below 95%), not from these seeds;
+  run (seed 0, which is among the seeds here: decay 3 reached 50% sooner than decay 1 but
+  stalled below 95%), not from a search over these results;
 - `pbt`: population-based training of the weight decay, 4 AdamW members started at the grid's
   decays; every 200 steps evolve's own `truncation` selection (`evolve.operators.selection`,
   fitness = validation accuracy) replaces the bottom quarter by copies (weights and optimiser

@@ -125,7 +125,7 @@ class Trainer:
     def __init__(self, cfg: GrokConfig) -> None:
         import torch
 
-        torch.set_num_threads(1)   # spin-waiting OpenMP threads crawl on a busy box (NOTES.md)
+        torch.set_num_threads(1)   # spin-waiting OpenMP threads crawl on a busy box (docs/measurements.md)
         self.cfg = cfg
         self.xtr, self.ytr, self.xva, self.yva = make_split(cfg)
         self.model = build_model(cfg)

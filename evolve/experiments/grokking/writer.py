@@ -22,6 +22,8 @@ def _st(x: Any) -> str:
         return "not reached"
     if isinstance(x, float) and x.is_integer():
         return str(int(x))
+    if isinstance(x, float) and abs(x) >= 10:
+        return f"{x:.1f}"
     return fmt(x)
 
 
@@ -46,11 +48,23 @@ def document(cfg: GrokConfig, command: str, run: dict[str, Any], s: dict[str, An
         "early_warning": {k: {kk: vv for kk, vv in v.items()} for k, v in ew.items()},
         "hysteresis": hy,
         "meta_optimizer": meta.get("arms", meta),
-        "meta_optimizer_comparison": {k: v for k, v in meta.items() if k not in ("arms", "traces")},
+        "meta_optimizer_comparison": {k: v for k, v in meta.items() if k not in ("arms", "traces")}
+        | ({"paired_vs_best": _paired(meta)} if "arms" in meta else {}),
         "warning_runs": [{k: r[k] for k in ("id", "seed", "train_fraction", "weight_decay", "onset",
                                             "memorised", "generalised", "budget", "seconds")}
                          | {"history": {k: r["history"][k] for k in KEEP}} for r in runs],
     }
+
+
+def _paired(meta: dict[str, Any]) -> dict[str, Any]:
+    """Controller and PBT minus the best fixed AdamW, paired by seed (runs that reached 0.95 in
+    both arms; `evolve.experiments.paired`: mean difference, t interval, sign-flip p)."""
+    from evolve.experiments.paired import paired
+
+    arms = meta["arms"]
+    best = arms["adamw_best"]["times"]
+    return {name: paired(arms[name]["times"], best) for name in ("controller", "pbt")
+            if name in arms}
 
 
 def _single_md(cfg: GrokConfig, run: dict[str, Any], s: dict[str, Any]) -> list[str]:
@@ -88,8 +102,16 @@ def _warning_md(ew: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
     verdict = (f"Rules whose lead-time interval lies wholly above the baseline's, with no more false "
                f"alarms: {', '.join(better)}." if better else
                "No rule's lead-time interval lies wholly above that of the baseline 'validation "
-               "accuracy above twice chance' with no more false alarms: on these runs no signal "
-               "beat watching accuracy.")
+               "accuracy above twice chance' with no more false alarms.")
+    fewer = [f"{k} (median lead {_st(v['lead_time_median'])}, interval {_ci(v['lead_time_ci'])}, "
+             f"rho {fmt(v['spearman'])})" for k, v in ew.items()
+             if v["false_alarm_rate"] is not None and base["false_alarm_rate"] is not None
+             and v["false_alarm_rate"] < base["false_alarm_rate"] and (v["hit_rate"] or 0) >= 0.5]
+    if fewer:
+        verdict += (f" The baseline raised false alarms on {fmt(base['false_alarm_rate'])} of the "
+                    f"never-grokking test runs; rules with fewer: {'; '.join(fewer)}. Fewer false "
+                    "alarms is what they buy, against the baseline's median lead of "
+                    f"{_st(base['lead_time_median'])} steps.")
     return [f"{len(runs)} runs: {len(grok)} reached the onset (validation accuracy >= 50%) at steps "
             f"{min(grok, default=None)}-{max(grok, default=None)}, {never} never did within the "
             "budget. Thresholds fitted on the even seeds, everything below measured on the odd "
@@ -136,8 +158,14 @@ def _meta_md(meta: dict[str, Any]) -> list[str]:
     elif c["ci"][0] is not None and b["ci"][1] is not None and c["ci"][0] > b["ci"][1]:
         verdict = "The best fixed AdamW generalised sooner than the controller: the intervals are apart."
     else:
-        verdict = (f"Medians {_st(cm)} (controller) vs {_st(bm)} (best fixed, {b['chosen']}); the "
-                   "intervals overlap, so neither is shown faster.")
+        verdict = (f"Medians {_st(cm)} (controller) vs {_st(bm)} (best fixed, {b['chosen']}); their "
+                   "bootstrap intervals overlap, so unpaired neither is shown faster.")
+    d = _paired(meta).get("controller")
+    if d and d["ci_hi"] is not None and (d["ci_hi"] < 0 or d["ci_lo"] > 0):
+        verdict += (f" Paired by seed the difference's t interval excludes 0 "
+                    f"({'faster' if d['ci_hi'] < 0 else 'slower'} by {fmt(abs(d['mean_diff']))} "
+                    f"steps on average, sign-flip p {fmt(d['p_sign_flip'])}; with {d['n']} seeds "
+                    f"the smallest possible is {fmt(d['min_p_sign_flip'])}).")
     return [f"Budget {meta['plan']['budget']} steps, seeds {meta['plan']['seeds']}, training "
             f"fraction {meta['plan']['train_fraction']}; time = first probed step with validation "
             "accuracy >= 0.95 (inf: not within the budget). Controller: weight decay = "
@@ -149,6 +177,12 @@ def _meta_md(meta: dict[str, Any]) -> list[str]:
             f"{verdict} Paired by seed the controller was faster on "
             f"{meta['controller_wins_vs_best']} of {meta['paired_seeds']} seeds. The best fixed "
             "weight decay was picked on the same seeds (in its favour).", "",
+            *[f"- {name} minus {b['chosen']}, paired over the {d['n']} seeds both reached 0.95: "
+              f"mean {fmt(d['mean_diff'])} steps, 95% t interval [{fmt(d['ci_lo'])}, "
+              f"{fmt(d['ci_hi'])}], sign-flip p {fmt(d['p_sign_flip'])}."
+              for name, d in _paired(meta).items()],
+            "- PBT spends 4 members' steps per step: its time is not on the same compute budget.",
+            "",
             "![meta-optimiser](meta_optimizer.png)", ""]
 
 

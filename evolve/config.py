@@ -10,7 +10,6 @@ Every error is one line naming the key and the fix.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -464,20 +463,6 @@ def tracking_settings(path: str | Path | None = None,
     $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
     data, explicit_uri = layered(path, sets)
     return _tracking_section(data, explicit_uri)
-
-
-def tracking_args(p: argparse.ArgumentParser) -> None:
-    """--config / --set, read the same way as `evolve run` (only the tracking.* keys matter): the
-    flags every command that only opens the store shares (`evolve ui`, `evolve lineage`, the
-    experiments)."""
-    p.add_argument("--config", metavar="FILE", help="run config YAML whose tracking: section to use")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. tracking.uri=sqlite:///mlflow.db or tracking.experiment=x")
-
-
-def tracking_of_args(args: argparse.Namespace) -> dict[str, Any]:
-    """`tracking_settings` of the parsed `tracking_args` flags (`--config` / `--set`)."""
-    return tracking_settings(getattr(args, "config", None), getattr(args, "sets", None) or [])
 
 
 def resolve_tracking(uri: str | None = None, given: dict[str, Any] | None = None,

@@ -20,7 +20,7 @@ from common.errors import EvolveError
 from common.seeds import derive_seed
 from evolve.config import RunConfig
 from evolve.genome import GeneSpace, Genome, sample_genome
-from evolve.records import LearnerRecord
+from evolve.records import LearnerRecord, learner_id
 from evolve.train import GroupJob, LearnerPlan, LearnerResult
 
 
@@ -55,16 +55,6 @@ class Generation:
     ranks: dict[str, tuple[int, float]]          # Pareto (front, crowding); {} when weighted
     trajectories: list[Any]                      # fitness.Trajectory per learner
     row: dict[str, Any]                          # the summary row: champion, fitness, metrics
-
-
-def learner_id(generation: int, index: int) -> str:
-    """The id of learner `index` of `generation`: g2-l3."""
-    return f"g{generation}-l{index}"
-
-
-def learner_index(lid: str) -> int:
-    """Inverse of `learner_id` for the index: g2-l3 -> 3."""
-    return int(lid.rsplit("-l", 1)[1])
 
 
 def group_bounds(population: int, groups: int) -> list[int]:

@@ -6,10 +6,27 @@ Plain data, no mlflow import: `evolve/tracking.py` is the only module that talks
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 OPERATORS = ("init", "clone", "mutate", "crossover")
+
+
+def learner_id(generation: int, index: int) -> str:
+    """The one learner-id format: learner `index` of `generation` is "g2-l3"."""
+    return f"g{generation}-l{index}"
+
+
+def learner_index(lid: str) -> int:
+    """The index part of a learner id: "g2-l3" -> 3."""
+    return int(lid.rsplit("-l", 1)[1])
+
+
+def learner_key(lid: str) -> tuple[int, int, str]:
+    """Sort key: g2-l10 after g2-l9; ids of another form last."""
+    m = re.match(r"^g(\d+)-l(\d+)$", lid)
+    return (int(m.group(1)), int(m.group(2)), "") if m else (1 << 30, 0, lid)
 
 
 @dataclass

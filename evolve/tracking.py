@@ -12,11 +12,8 @@ import logging
 import math
 import os
 import re
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,71 +27,29 @@ from mlflow.tracking import MlflowClient
 
 from common.errors import EvolveError
 from evolve import tracking_view as view
-from evolve.records import LearnerRecord, LineageEdge
+from evolve.lineage import ancestry, edge_of, lineage_document
+from evolve.records import LearnerRecord, LineageEdge, learner_key
+from evolve.store_format import (
+    BATCH_METRICS,
+    BATCH_TAGS,
+    PARAM_MAX,
+    TAG_MAX,
+    check_server,
+    chunks,
+    flatten,
+    now_ms,
+    one_line,
+    param_value,
+    resolve_artifact_location,
+    unclamp,
+)
 
 log = logging.getLogger(__name__)
 
 KIND, PARENT = "evolve.kind", "mlflow.parentRunId"
 COMPLETED = "evolve.completed_generations"
 SUPERSEDED = "evolve.superseded"   # learner runs of an interrupted generation, redone on resume
-_TAG_MAX, _PARAM_MAX = 8000, 500   # MLflow caps tags at 8000 chars; params "where short"
-_BATCH_METRICS, _BATCH_TAGS = 1000, 100   # MLflow's log_batch limits per call
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _unclamp(x: float) -> float:
-    """MLflow stores +-inf as +-max float; give the infinity back (a failed learner's -inf)."""
-    return math.copysign(math.inf, x) if abs(x) >= sys.float_info.max else x
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def _learner_key(learner_id: str) -> tuple[int, int, str]:
-    """Sort key: g2-l10 after g2-l9."""
-    m = re.match(r"^g(\d+)-l(\d+)$", learner_id)
-    return (int(m.group(1)), int(m.group(2)), "") if m else (1 << 30, 0, learner_id)
-
-
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts/lists -> {"a.b.0.c": value}, the same dotted paths `--set` takes."""
-    if isinstance(d, dict):
-        items: Iterable[tuple[Any, Any]] = d.items()
-    elif isinstance(d, (list, tuple)) and d and any(isinstance(v, (dict, list)) for v in d):
-        items = enumerate(d)
-    else:
-        return {prefix: d} if prefix else {}
-    out: dict[str, Any] = {}
-    for k, v in items:
-        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
-def _param_value(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v)
-
-
-def _chunks(seq: list[Any], n: int) -> Iterable[list[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
-
-
-def _check_server(uri: str) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when no server answers."""
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as resp:
-            resp.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise EvolveError(
-            f"no MLflow server answers at {uri} ({_one_line(exc)}); start one with `evolve ui` or "
-            "`mlflow server`, or set tracking.uri to a SQLite store (sqlite:///mlflow.db)"
-        ) from None
 
 
 class Tracker:
@@ -110,7 +65,7 @@ class Tracker:
         self.run_name: str | None = None         # the next evolution's name (`evolve run` sets it)
         remote = uri.startswith(("http://", "https://"))
         if remote:
-            _check_server(uri)
+            check_server(uri)
         fix = ("; set tracking.uri (--set tracking.uri=..., $MLFLOW_TRACKING_URI or mlflow.yaml) "
                "to a writable store")
         try:
@@ -124,18 +79,18 @@ class Tracker:
                                   "(`mlflow experiments restore`) or set tracking.experiment")
             if exp is None:
                 self._experiment_id = self._client.create_experiment(
-                    experiment, artifact_location=_artifact_location(artifact_location, remote),
+                    experiment, artifact_location=resolve_artifact_location(artifact_location, remote),
                     tags=view.experiment_tags())
             else:
                 self._experiment_id = exp.experiment_id
                 if create:  # prove the store takes writes now, not after a generation of training
                     self._client.set_experiment_tag(self._experiment_id, "evolve.opened_ms",
-                                                    str(_now_ms()))
+                                                    str(now_ms()))
                     self._label_experiment(exp.tags)
         except EvolveError:
             raise
         except Exception as exc:  # MlflowException, OSError, sqlalchemy errors: all one line
-            raise EvolveError(f"cannot open the MLflow store {uri}: {_one_line(exc)}{fix}") from None
+            raise EvolveError(f"cannot open the MLflow store {uri}: {one_line(exc)}{fix}") from None
 
     @property
     def experiment_id(self) -> str:
@@ -158,9 +113,9 @@ class Tracker:
                                       tags={KIND: "evolution", COMPLETED: "-1"})
         self._run_id, self._records, self._run_ids = run.info.run_id, [], {}
         self.describe_evolution()
-        params = [Param(k, _param_value(v)) for k, v in flatten(config).items()
-                  if len(_param_value(v)) <= _PARAM_MAX]
-        for chunk in _chunks(params, _BATCH_TAGS):
+        params = [Param(k, param_value(v)) for k, v in flatten(config).items()
+                  if len(param_value(v)) <= PARAM_MAX]
+        for chunk in chunks(params, BATCH_TAGS):
             self._client.log_batch(self._run_id, params=chunk)
         self._client.log_text(self._run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
         return self._run_id
@@ -186,7 +141,7 @@ class Tracker:
                 self._client.set_tag(r.info.run_id, SUPERSEDED, "true")
                 self._client.set_terminated(r.info.run_id, "FAILED")
         self._client.update_run(run_id, status="RUNNING")
-        self._client.set_tag(run_id, "evolve.resumed_ms", str(_now_ms()))
+        self._client.set_tag(run_id, "evolve.resumed_ms", str(now_ms()))
         self._run_id = run_id
         self._records = self.load_records(run_id)
         self._run_ids = {r.learner_id: r.run_id for r in self._records if r.run_id}
@@ -225,7 +180,7 @@ class Tracker:
             values.setdefault("champion_fitness", max(scores))
             values.setdefault("mean_fitness", sum(scores) / len(scores))
         values.setdefault("failed_learners", float(sum(r.failed for r in records)))
-        now = _now_ms()
+        now = now_ms()
         metrics = [Metric(k, float(v), now, generation) for k, v in values.items() if v is not None]
         self._client.log_batch(parent, metrics=metrics)
         self._client.set_tag(parent, COMPLETED, str(generation))
@@ -264,7 +219,7 @@ class Tracker:
             name, source=f"runs:/{record.run_id}/adapter", run_id=record.run_id,
             tags={"evolve.learner_id": record.learner_id, "evolve.fitness": str(record.fitness),
                   "evolve.evolution_run_id": evolution,
-                  "evolve.lineage": " > ".join(c for c, _, _ in chain)[:_TAG_MAX]},
+                  "evolve.lineage": " > ".join(c for c, _, _ in chain)[:TAG_MAX]},
             description=view.champion_note(record.learner_id, record.fitness,
                                            self._experiment_id, evolution, chain))
         if self._run_id:
@@ -307,7 +262,7 @@ class Tracker:
         run_id = run_id or self._run_id or self.latest_evolution()
         out = [self._record_of(r, curves) for r in self._learner_runs(run_id)
                if r.data.tags.get(SUPERSEDED) != "true"]
-        return sorted(out, key=lambda r: _learner_key(r.learner_id))
+        return sorted(out, key=lambda r: learner_key(r.learner_id))
 
     def lineage(self, learner_or_run: str, evolution: str | None = None) -> list[LineageEdge]:
         """Ancestry of a learner (a learner id such as `g2-l3`, or its run id), oldest first; the
@@ -321,7 +276,7 @@ class Tracker:
         if _RUN_ID.match(learner_or_run):
             learner = self._get_run(learner_or_run).data.tags.get("evolve.learner_id", "")
         if learner not in edges:
-            known = ", ".join(sorted(edges, key=_learner_key)[-3:])
+            known = ", ".join(sorted(edges, key=learner_key)[-3:])
             raise EvolveError(f"no learner {learner_or_run!r} in evolution {evolution}; pass a "
                               f"learner id such as {known or 'g0-l0'} or a run id")
         return ancestry(edges, learner)
@@ -398,27 +353,27 @@ class Tracker:
                 "evolve.learner_id": rec.learner_id, "evolve.parents": ",".join(rec.parents),
                 "evolve.parent_run_ids": ",".join(rec.parent_run_ids),
                 "evolve.operator": rec.operator, "evolve.failed": str(rec.failed).lower(),
-                "evolve.failure": rec.failure[:_TAG_MAX], "evolve.decisions": decisions[:_TAG_MAX],
-                "evolve.decisions_truncated": str(len(decisions) > _TAG_MAX).lower(),
+                "evolve.failure": rec.failure[:TAG_MAX], "evolve.decisions": decisions[:TAG_MAX],
+                "evolve.decisions_truncated": str(len(decisions) > TAG_MAX).lower(),
                 "evolve.undefined_signals": ",".join(k for k, v in rec.signals.items() if v is None),
                 "evolve.has_adapter": str(rec.adapter_dir is not None).lower()}
-        if len(genome) <= _TAG_MAX:
+        if len(genome) <= TAG_MAX:
             tags["evolve.genome"] = genome
         run = self._client.create_run(self._experiment_id, run_name=rec.learner_id, tags=tags)
         rec.run_id = run.info.run_id
-        now = _now_ms()
+        now = now_ms()
         metrics = [Metric("fitness", float(rec.fitness), now, generation)] \
             if rec.fitness is not None else []
         metrics += [Metric(f"signal.{k}", float(v), now, 0) for k, v in rec.signals.items()
                     if v is not None]
         metrics += [Metric(f"curve.{k}", float(v), now, int(s)) for k, pts in rec.curves.items()
                     for s, v in pts]
-        params = [Param(k, _param_value(v)[:_PARAM_MAX]) for k, v in flatten(rec.genome).items()]
+        params = [Param(k, param_value(v)[:PARAM_MAX]) for k, v in flatten(rec.genome).items()]
         # one call when it fits (6-10x faster than per-metric calls), chunks past MLflow's limits
-        for i in range(max(1, math.ceil(len(metrics) / _BATCH_METRICS),
-                           math.ceil(len(params) / _BATCH_TAGS))):
-            self._client.log_batch(rec.run_id, metrics[i * _BATCH_METRICS:(i + 1) * _BATCH_METRICS],
-                                   params[i * _BATCH_TAGS:(i + 1) * _BATCH_TAGS])
+        for i in range(max(1, math.ceil(len(metrics) / BATCH_METRICS),
+                           math.ceil(len(params) / BATCH_TAGS))):
+            self._client.log_batch(rec.run_id, metrics[i * BATCH_METRICS:(i + 1) * BATCH_METRICS],
+                                   params[i * BATCH_TAGS:(i + 1) * BATCH_TAGS])
         if decisions:
             self._client.log_text(rec.run_id, decisions + "\n", "decisions.txt")
         if rec.adapter_dir is not None:
@@ -435,7 +390,7 @@ class Tracker:
             with tempfile.TemporaryDirectory() as tmp:
                 p = self._client.download_artifacts(run.info.run_id, "decisions.txt", tmp)
                 decisions = Path(p).read_text().rstrip("\n")
-        metrics = {k: _unclamp(v) for k, v in metrics.items()}
+        metrics = {k: unclamp(v) for k, v in metrics.items()}
         signals: dict[str, float | None] = {k[7:]: v for k, v in metrics.items()
                                             if k.startswith("signal.")}
         signals.update({k: None for k in split(tags.get("evolve.undefined_signals", ""))})
@@ -443,7 +398,7 @@ class Tracker:
         if curves:
             for key in (k for k in metrics if k.startswith("curve.")):
                 pts = self._client.get_metric_history(run.info.run_id, key)
-                hist[key[6:]] = [(m.step, _unclamp(m.value)) for m in sorted(pts, key=lambda m: m.step)]
+                hist[key[6:]] = [(m.step, unclamp(m.value)) for m in sorted(pts, key=lambda m: m.step)]
         return LearnerRecord(
             learner_id=tags["evolve.learner_id"], generation=int(tags["evolve.generation"]),
             genome=genome, parents=split(tags.get("evolve.parents", "")),
@@ -465,8 +420,8 @@ class Tracker:
                                    title=f"evolution {parent[:8]}")
                 self._client.log_artifacts(parent, tmp, "plots")
         except Exception as exc:  # noqa: BLE001
-            log.warning("evolve: drawing the plots failed: %s", _one_line(exc))
-            self._client.set_tag(parent, "evolve.plot_error", _one_line(exc))
+            log.warning("evolve: drawing the plots failed: %s", one_line(exc))
+            self._client.set_tag(parent, "evolve.plot_error", one_line(exc))
 
     # --- tuning (`evolve tune`, evolve/tuning.py) ----------------------------------------------
     def evolution_runs(self) -> list[str]:
@@ -486,18 +441,9 @@ class Tracker:
         """Set tags on any run of the store (e.g. `evolve.tune_trial` on a tuning trial's evolution)."""
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)[:_TAG_MAX]) for k, v in tags.items()]
-        for chunk in _chunks(items, _BATCH_TAGS):
+        items = [RunTag(k, str(v)[:TAG_MAX]) for k, v in tags.items()]
+        for chunk in chunks(items, BATCH_TAGS):
             self._client.log_batch(run_id, tags=chunk)
-
-    def log_tune(self, name: str, params: dict[str, Any],
-                 histories: dict[str, list[tuple[int, float]]], tags: dict[str, str],
-                 files: Iterable[str | Path] = ()) -> str:
-        """One FINISHED run with tag `evolve.kind=tune` in this experiment: `params` (the best
-        weights and the study's settings), metric histories (name -> [(trial number, value)]),
-        `tags` and `files` as artifacts. Returns its run id."""
-        return self.log_experiment_run(name, "tune", params=params, histories=histories,
-                                       artifacts=files, tags=tags)
 
     # --- runs that are not evolutions (experiments, tuning studies) ---------------------------
     def log_experiment_run(self, name: str, kind: str, params: Mapping[str, Any] | None = None,
@@ -519,22 +465,22 @@ class Tracker:
         if missing:
             raise EvolveError(f"artifact {missing[0]} does not exist; write it before logging "
                               f"the {kind} run {name!r}")
-        run_tags = {k: str(v)[:_TAG_MAX] for k, v in (tags or {}).items()}
+        run_tags = {k: str(v)[:TAG_MAX] for k, v in (tags or {}).items()}
         run = self._client.create_run(self._experiment_id, run_name=name,
                                       tags={**run_tags, KIND: kind})
         run_id = run.info.run_id
         try:
-            now = _now_ms()
+            now = now_ms()
             points = [(k, 0, v) for k, v in (metrics or {}).items()]
             points += [(k, step, v) for k, pts in (histories or {}).items() for step, v in pts]
             mlist = [Metric(k, float(v), now, int(step)) for k, step, v in points
                      if v is not None and math.isfinite(float(v))]
-            plist = [Param(k, _param_value(v)[:_PARAM_MAX]) for k, v in (params or {}).items()]
+            plist = [Param(k, param_value(v)[:PARAM_MAX]) for k, v in (params or {}).items()]
             # one call when it fits (6-10x faster than per-metric calls), chunks past the limits
-            for i in range(max(1, math.ceil(len(mlist) / _BATCH_METRICS),
-                               math.ceil(len(plist) / _BATCH_TAGS))):
-                self._client.log_batch(run_id, mlist[i * _BATCH_METRICS:(i + 1) * _BATCH_METRICS],
-                                       plist[i * _BATCH_TAGS:(i + 1) * _BATCH_TAGS])
+            for i in range(max(1, math.ceil(len(mlist) / BATCH_METRICS),
+                               math.ceil(len(plist) / BATCH_TAGS))):
+                self._client.log_batch(run_id, mlist[i * BATCH_METRICS:(i + 1) * BATCH_METRICS],
+                                       plist[i * BATCH_TAGS:(i + 1) * BATCH_TAGS])
             for a in paths:
                 if a.is_dir():
                     self._client.log_artifacts(run_id, str(a), artifact_path)
@@ -547,38 +493,3 @@ class Tracker:
         return str(run_id)
 
 
-def _artifact_location(loc: str | None, remote: bool) -> str | None:
-    """Local paths become absolute. A server keeps its own artifact store for local paths (the
-    client's filesystem is not the server's)."""
-    if not loc:
-        return None
-    if "://" in loc or loc.startswith("mlflow-artifacts:"):
-        return loc
-    return None if remote else str(Path(loc).expanduser().resolve())
-
-
-def edge_of(rec: LearnerRecord) -> LineageEdge:
-    """The lineage edge of a learner (an `init` learner has no parents)."""
-    return LineageEdge(rec.learner_id, tuple(rec.parents), rec.operator, rec.generation)
-
-
-def ancestry(edges: dict[str, LineageEdge], learner: str) -> list[LineageEdge]:
-    """Every edge on the way to `learner` (itself included), oldest first."""
-    seen, todo = set(), [learner]
-    while todo:
-        cur = todo.pop()
-        if cur in seen or cur not in edges:
-            continue
-        seen.add(cur)
-        todo.extend(edges[cur].parents)
-    return sorted((edges[c] for c in seen), key=lambda e: _learner_key(e.child))
-
-
-def lineage_document(records: list[LearnerRecord], edges: list[LineageEdge]) -> dict[str, Any]:
-    """What `lineage.json` holds: the edge list plus each learner's fitness, failure and run."""
-    return {
-        "edges": [{"child": e.child, "parents": list(e.parents), "operator": e.operator,
-                   "generation": e.generation} for e in edges],
-        "learners": {r.learner_id: {"fitness": r.fitness, "failed": r.failed, "run_id": r.run_id,
-                                    "genome": r.genome} for r in records},
-    }

@@ -40,7 +40,10 @@ from common.cache import cache_root
 
 SOURCE = Path(__file__).with_name("kernels.c")
 # -fno-trapping-math lets float selects vectorize; no -ffast-math, which would drop NaN handling
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
+# -march: native by default; EVOLVE_KERNELS_MARCH (e.g. x86-64-v3) builds for an instruction set
+# instead (docs/reproducibility.md measures what each choice changes)
+MARCH = os.environ.get("EVOLVE_KERNELS_MARCH", "native")
+FLAGS = ("-O3", f"-march={MARCH}", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
          "-shared", "-fPIC")
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float

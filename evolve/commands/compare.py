@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evolve.config import tracking_args, tracking_of_args
+from evolve.tracking_flags import tracking_args, tracking_of_args
 
 HELP = ("put two or more evolutions side by side: config differences, fitness and outcome per "
         "generation, champions (tables and a plot)")

@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any
 
-from evolve.config import tracking_args, tracking_of_args
+from evolve.tracking_flags import tracking_args, tracking_of_args
 
 HELP = "print a learner's ancestry (or an evolution's whole family tree) from the MLflow store"
 

@@ -89,11 +89,11 @@ def replay_state(tracker: Any, evolution: str, learner: str, state_dir: str) -> 
         build_streams,
         draw_items,
         group_of,
-        learner_index,
         make_job,
     )
     from evolve.genome import Genome
     from evolve.operators.decisions import adapter_plan
+    from evolve.records import learner_index
     from evolve.train import child_state, train_group
 
     cfg = run_config(tracker, evolution, state_dir)

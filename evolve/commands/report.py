@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from evolve.config import tracking_args, tracking_of_args
+from evolve.tracking_flags import tracking_args, tracking_of_args
 
 HELP = ("write one HTML page for an evolution (champion, fitness and outcome per generation, "
         "selection response, signals, family tree, champion's curves) and log it to the run")

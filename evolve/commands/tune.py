@@ -157,7 +157,8 @@ def report(args: argparse.Namespace, study: Any, tracker: Any, signals: list[str
     params.update({f"best.{o}": v for o, v in zip(outcomes, best.values, strict=True)})
     tags = {"evolve.tune_study": study.study_name, "evolve.tune_runs": ",".join(runs)}
     hist = {f"objective.{o}": h for o, h in tuning.history(study, outcomes).items()}
-    run_id = tracker.log_tune(f"tune-{study.study_name}", params, hist, tags, [out])
+    run_id = tracker.log_experiment_run(f"tune-{study.study_name}", "tune", params=params,
+                                        histories=hist, artifacts=[out], tags=tags)
     where = f"{run_id} in experiment {tracker.experiment!r} of {tracker.uri}"
     _print(study, best, outcomes, signals, out, where, args.storage, evidence)
 

@@ -1,7 +1,7 @@
 """`evolve ui`: start the MLflow UI on the configured tracking store (127.0.0.1 by default).
 
-Its `--config FILE` / `--set tracking.KEY=V` flags are `evolve.config.tracking_args`, resolved by
-`evolve.config.tracking_of_args` exactly as `evolve run` resolves them.
+Its `--config FILE` / `--set tracking.KEY=V` flags are `evolve.tracking_flags.tracking_args`, resolved by
+`evolve.tracking_flags.tracking_of_args` exactly as `evolve run` resolves them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from evolve.config import tracking_args, tracking_of_args
+from evolve.tracking_flags import tracking_args, tracking_of_args
 
 HELP = "start the MLflow UI on the configured tracking store (lineage pages, plots, runs)"
 
@@ -38,13 +38,17 @@ def landing_url(settings: dict[str, Any], host: str, port: int) -> str:
     front page when the store has no such experiment yet."""
     from common.errors import EvolveError
     from evolve.tracking import Tracker
-    from evolve.tracking_view import experiment_url
+    from evolve.tracking_view import SHARE_TAG, TRAINING, experiment_url
 
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     try:
-        exp = Tracker(settings["uri"], settings["experiment"], create=False).experiment_id
+        tracker = Tracker(settings["uri"], settings["experiment"], create=False)
     except EvolveError:
         return base
+    exp = tracker.experiment_id
+    if SHARE_TAG not in tracker.client.get_experiment(exp).tags:
+        # an experiment no `evolve run` of this version opened yet: no saved view to apply
+        return f"{base}/#/experiments/{exp}/runs?{TRAINING}"
     return experiment_url(base, exp)
 
 

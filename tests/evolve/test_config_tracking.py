@@ -61,7 +61,7 @@ def test_only_the_tracking_section_is_built(tmp_path: Path, monkeypatch: pytest.
 
 def test_ui_flags_go_through_the_same_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evolve.commands import ui
-    from evolve.config import tracking_args, tracking_of_args
+    from evolve.tracking_flags import tracking_args, tracking_of_args
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.yaml").write_text("tracking: {experiment: e1}\n")

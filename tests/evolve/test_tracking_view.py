@@ -64,3 +64,17 @@ def test_the_evolution_is_named_for_what_it_is_and_its_page_links_tree_and_champ
     tracker.run_name = view.evolution_name("named", 3, "configs/smoke.yaml", ["population=4"])
     second = tracker.start_evolution({"seed": 3})
     assert client.get_run(second).info.run_name == "named · seed 3 · smoke · population=4"
+
+
+def test_evolve_ui_links_the_saved_view_only_where_the_experiment_has_it(tmp_path: Path) -> None:
+    from evolve.commands.ui import landing_url
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    base = "http://127.0.0.1:5000"
+    assert landing_url({"uri": uri, "experiment": "none-yet"}, "127.0.0.1", 5000) == base
+    old = MlflowClient(uri).create_experiment("old", artifact_location=str(tmp_path / "a"))
+    assert landing_url({"uri": uri, "experiment": "old"}, "0.0.0.0", 5000) == \
+        f"{base}/#/experiments/{old}/runs?workflowType=machine_learning"
+    new = Tracker(uri, "new", str(tmp_path / "b")).experiment_id
+    assert landing_url({"uri": uri, "experiment": "new"}, "127.0.0.1", 5000) == \
+        view.experiment_url(base, new)

@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mlflow", action="store_true",
                    help=f"do not log the run to MLflow (default: log it to the tracking store, "
                         f"experiment {EXPERIMENT!r})")
-    from evolve.config import tracking_args
+    from evolve.tracking_flags import tracking_args
 
     tracking_args(p)
 
@@ -116,8 +116,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _log_mlflow(args: argparse.Namespace, cfg: GrokConfig, run: dict[str, Any],
                 doc: dict[str, Any], out: Path, log: Any) -> None:
-    from evolve.config import tracking_of_args
     from evolve.experiments.report import log_run
+    from evolve.tracking_flags import tracking_of_args
 
     settings = tracking_of_args(args)
     if not args.config and not any(x.startswith("tracking.experiment=") for x in args.sets):

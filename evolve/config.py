@@ -49,10 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 # pyproject.toml; the checkout's top-level `configs/` is a link to this directory
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-MERGE_METHODS = ("svd", "linear", "ties", "none")
+MERGE_METHODS = ("linear", "svd", "ties")   # adapter merges (evolve.merge); "none" also configures
 DRAW_PLOTS = ("end", "every")
-ASSESS_SIGNALS = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
-                  "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
 
 
 def _f(default: Any, help: str, nested: type | None = None) -> Any:
@@ -169,8 +167,9 @@ class VariationConfig:
     def __post_init__(self) -> None:
         for name in ("explore_p", "resample_p", "crossover_p", "categorical_p"):
             _prob(f"variation.{name}", getattr(self, name))
-        _need(self.merge in MERGE_METHODS,
-              f"unknown variation.merge {self.merge!r}; valid: {', '.join(MERGE_METHODS)}")
+        merges = (*sorted(MERGE_METHODS, key=lambda m: m != "svd"), "none")   # the default first
+        _need(self.merge in merges,
+              f"unknown variation.merge {self.merge!r}; valid: {', '.join(merges)}")
         _need(self.weight_noise >= 0, "variation.weight_noise must be >= 0")
         _need(self.rank_change in ("pad", "refactorise"),
               f"unknown variation.rank_change {self.rank_change!r}; valid: pad, refactorise")
@@ -285,8 +284,9 @@ class RunConfig:
 def check_signal(name: str, where: str) -> None:
     """An unknown signal name → one line listing the valid ones."""
     import fitness
+    from evolve.assess import NAMES
 
-    valid = sorted(set(fitness.SIGNALS.names()) | set(ASSESS_SIGNALS))
+    valid = sorted(set(fitness.SIGNALS.names()) | set(NAMES))
     _need(name in valid, f"unknown signal {name!r} in {where}; valid: {', '.join(valid)}")
 
 

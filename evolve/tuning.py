@@ -40,7 +40,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def resolve_objectives(names: Sequence[str]) -> list[str]:
     """Objective names (aliases `speed`, `forgetting`, or any signal name) -> outcome signals."""
-    from evolve.config import ASSESS_SIGNALS, check_signal
+    from evolve.assess import NAMES as ASSESS_SIGNALS
+    from evolve.config import check_signal
 
     out = []
     for name in names:

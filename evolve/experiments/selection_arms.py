@@ -4,9 +4,10 @@ others' module at load)."""
 
 from __future__ import annotations
 
+from evolve.assess import NAMES
+
 KIND = "experiment.selection"        # the summary run's `evolve.kind` tag in MLflow
-METRICS = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
-           "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
+METRICS = NAMES                       # the assessment's outcomes (evolve.assess)
 PRIMARY = "assess_gain"
 SECONDARY = "assess_learned_share"
 ALPHA = 0.05

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import EvolveError
+from evolve.config import MERGE_METHODS
 from evolve.genome import GENE, Genome, fmt_value, parse_gene
 
-MERGE_METHODS = ("linear", "svd", "ties")
 _GENE = re.compile(r"^(?P<name>[\w.]+) : (?P<old>.*?) --- \((?P<how>[^)]*)\) --> (?P<new>.*)$")
 _PARENTS = re.compile(r"^parents: (?P<ids>.+?) \((?P<how>[^)]*)\)$")
 _NOTE = re.compile(r"^\w+: ")

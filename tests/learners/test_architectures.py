@@ -15,6 +15,7 @@ from learners.arch import leaf, linear_names, shared_copy
 from learners.peft_io import export_peft, import_peft
 from learners.population import LearnerSpec, Population
 from tests.conftest import ARCHITECTURES
+from tests.learners.test_population import assert_forward_and_gradients_equal_peft
 
 PAIRS = [("12+30=", "42"), ("7+8=", "15"), ("1+1=", "2"), ("33+44=", "77"), ("9+90=", "99"),
          ("5+5=", "10"), ("61+2=", "63"), ("0+0=", "0")]
@@ -86,29 +87,7 @@ def test_default_targets_resolve_to_the_attention_projections(arch_bases, arch) 
 def test_forward_and_gradients_equal_peft(arch_bases, arch) -> None:
     path = arch_bases[arch]
     pop = population(path)
-    tok = pop.tokenizer
-    batch = PAIRS[:4]
-    loss = pop.losses([batch] * pop.P)
-    loss.sum().backward()
-    enc = encode(tok, batch)
-    with torch.no_grad():
-        stacked = pop.model(input_ids=enc.input_ids.repeat(pop.P, 1),
-                            attention_mask=enc.attention_mask.repeat(pop.P, 1)).logits
-    n = len(batch)
-    for i in range(pop.P):
-        pm = peft_twin(path, pop, i)
-        out = pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels)
-        out.loss.backward()
-        assert_close(loss[i], out.loss, atol=1e-6, rtol=1e-6)
-        assert_close(stacked[i * n:(i + 1) * n], out.logits, atol=1e-5, rtol=1e-5)
-        r = pop.specs[i].rank
-        for name, mod in pm.base_model.model.named_modules():
-            if hasattr(mod, "lora_A") and "default" in mod.lora_A:
-                layer = pop.layers[name]
-                assert_close(layer.lora_A.grad[i, :r], mod.lora_A["default"].weight.grad,
-                             atol=1e-6, rtol=1e-5)
-                assert_close(layer.lora_B.grad[i, :, :r], mod.lora_B["default"].weight.grad,
-                             atol=1e-6, rtol=1e-5)
+    assert_forward_and_gradients_equal_peft(pop, lambda i: peft_twin(path, pop, i), PAIRS[:4])
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -70,11 +70,10 @@ def encode(tok, pairs):
     return encode_pairs(tok, pairs)
 
 
-def test_forward_and_gradients_equal_peft(base) -> None:
-    model, tok = base
-    pop = Population(model, tok, mixed_specs())
-    randomise_B(pop, 0)
-    batch = PAIRS[:4]
+def assert_forward_and_gradients_equal_peft(pop: Population, twin, batch) -> None:
+    """Every learner's loss, logits and adapter gradients on `batch` equal those of `twin(i)`, a
+    PEFT model holding learner i's adapter; masked ranks and unadapted modules get no gradient."""
+    tok = pop.tokenizer
     loss = pop.losses([batch] * pop.P)
     loss.sum().backward()
     enc = encode(tok, batch)
@@ -83,7 +82,7 @@ def test_forward_and_gradients_equal_peft(base) -> None:
                             attention_mask=enc.attention_mask.repeat(pop.P, 1)).logits
     n = len(batch)
     for i in range(pop.P):
-        pm = peft_twin(model, pop, i)
+        pm = twin(i)
         out = pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels)
         out.loss.backward()
         assert_close(loss[i], out.loss, atol=1e-6, rtol=1e-6)
@@ -100,6 +99,13 @@ def test_forward_and_gradients_equal_peft(base) -> None:
                 assert not layer.lora_A.grad[i, r:].any()
         for name in set(pop.names) - set(pop.lora_delta(i)):  # modules it does not adapt
             assert pop.layers[name].lora_B.grad[i].abs().max() == 0
+
+
+def test_forward_and_gradients_equal_peft(base) -> None:
+    model, tok = base
+    pop = Population(model, tok, mixed_specs())
+    randomise_B(pop, 0)
+    assert_forward_and_gradients_equal_peft(pop, lambda i: peft_twin(model, pop, i), PAIRS[:4])
 
 
 def train_alone(model, pop0: Population, i: int, stream: list[list[tuple[str, str]]], tok):

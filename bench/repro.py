@@ -73,7 +73,7 @@ def main() -> int:
     if args.child:
         print(json.dumps(one(args.config)))
         return 0
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name in args.variants.split(","):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "OMP_WAIT_POLICY": "PASSIVE", **VARIANTS[name]}

@@ -53,15 +53,10 @@ def tree_layout(records: list[LearnerRecord]) -> dict[str, tuple[float, int]]:
         def key(r: LearnerRecord) -> tuple[float, str]:
             xs = [pos[p][0] for p in r.parents if p in pos]
             return (sum(xs) / len(xs) if xs else math.inf, r.learner_id)
-        ordered = sorted(by_gen[g], key=lambda r: (key(r), _index(r.learner_id)))
+        ordered = sorted(by_gen[g], key=key)
         for col, r in enumerate(ordered):
             pos[r.learner_id] = (float(col), g)
     return pos
-
-
-def _index(learner_id: str) -> int:
-    tail = learner_id.rsplit("-l", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 def _num(x: float | None) -> float | None:

@@ -226,7 +226,7 @@ def record(generation: int, members: Sequence[Member], learners: list[LearnerRes
 def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
               timings: dict[str, float]) -> dict[str, Any]:
     """The generation's row: champion, its fitness parts, mean fitness, timings (parent metrics)."""
-    ok = [r for r in records if not r.failed and r.fitness is not None and math.isfinite(r.fitness)]
+    ok = [r for r in records if r.scored]
     if not ok:
         raise EvolveError(f"all {len(records)} learners failed in generation {generation} (nan loss); "
                           "lower the learning-rate range (genome.lr) or fix the task")

@@ -23,12 +23,8 @@ COL_W, ROW_H, NODE_R, MARGIN = 130, 140, 20, 60   # px; 130 fits two 'crossover'
 
 def score_range(records: list[LearnerRecord]) -> tuple[float, float]:
     """(min, max) fitness over learners that did not fail; (0, 1) when there are none."""
-    xs = [r.fitness for r in records if r.fitness is not None and _ok(r)]
+    xs = [r.fitness for r in records if r.fitness is not None and r.scored]
     return (min(xs), max(xs)) if xs else (0.0, 1.0)
-
-
-def _ok(r: LearnerRecord) -> bool:
-    return not r.failed and r.fitness is not None and math.isfinite(r.fitness)
 
 
 def fitness_color(value: float | None, lo: float, hi: float) -> str:

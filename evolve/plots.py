@@ -21,8 +21,7 @@ MAX_PANELS = 6   # more curve panels than this are unreadable at 11 x 7 in
 
 
 def _scored(records: list[LearnerRecord]) -> list[LearnerRecord]:
-    return [r for r in records
-            if not r.failed and r.fitness is not None and math.isfinite(r.fitness)]
+    return [r for r in records if r.scored]
 
 
 def champions(records: list[LearnerRecord]) -> dict[int, LearnerRecord]:
@@ -132,7 +131,7 @@ def family_tree(records: list[LearnerRecord], path: Path) -> Path:
                         bbox={"fc": "white", "ec": "none", "pad": 0.3, "alpha": 0.8})
     for r in records:
         x, y = pos[r.learner_id]
-        ok = not r.failed and r.fitness is not None and math.isfinite(r.fitness)
+        ok = r.scored
         color: Any = FAILED_COLOR if r.failed else (
             cmap(norm(r.fitness)) if ok and r.fitness is not None else "0.6")
         ax.scatter([x], [y], s=420, color=color, edgecolors="black", zorder=3)

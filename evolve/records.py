@@ -6,6 +6,7 @@ Plain data, no mlflow import: `evolve/tracking.py` is the only module that talks
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -52,6 +53,11 @@ class LearnerRecord:
     def __post_init__(self) -> None:
         if self.operator not in OPERATORS:
             raise ValueError(f"operator {self.operator!r} is not one of {', '.join(OPERATORS)}")
+
+    @property
+    def scored(self) -> bool:
+        """Did not fail and has a finite fitness: what champions, means and colour scales use."""
+        return not self.failed and self.fitness is not None and math.isfinite(self.fitness)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -174,8 +174,7 @@ class Tracker:
             t0 = time.perf_counter()
             self._draw_plots(parent)
             values["plots_s"] = time.perf_counter() - t0
-        scores = [r.fitness for r in records
-                  if not r.failed and r.fitness is not None and math.isfinite(r.fitness)]
+        scores = [r.fitness for r in records if r.scored and r.fitness is not None]
         if scores:
             values.setdefault("champion_fitness", max(scores))
             values.setdefault("mean_fitness", sum(scores) / len(scores))

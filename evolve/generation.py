@@ -153,6 +153,7 @@ def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, 
         items=items.per_generation[generation], holdout=items.holdout,
         rehearsal_pool=[it for g in range(generation) for it in items.per_generation[g]],
         batch_size=cfg.training.batch_size, checkpoint_every=cfg.training.checkpoint_every,
+        epochs=cfg.training.epochs,
         max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral and assess,
         assess_items=probe, assess_steps=cfg.assess.steps if assess_on else 0,
         assess_checkpoints=cfg.assess.checkpoints, max_new_tokens=cfg.training.max_new_tokens,
@@ -239,6 +240,9 @@ def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
         vals = [r.signals.get(name) for r in ok if r.signals.get(name) is not None]
         if vals:
             metrics[f"{name}_mean"] = float(np.mean(vals))  # type: ignore[arg-type]
+    grok = [r.signals["grokking"] for r in ok if r.signals.get("grokking") is not None]
+    if grok:   # learners whose holdout jumped late (fitness.signals.generalisation)
+        metrics["grokked_learners"] = float(sum(g == 1.0 for g in grok))
     parts = {n: champ.signals.get(n) for n in cfg.fitness.weights}
     return {"generation": generation, "champion": champ.learner_id,
             "champion_fitness": float(champ.fitness or 0.0), "mean_fitness": mean, "parts": parts,

@@ -39,6 +39,7 @@ from evolve.experiments.selection_arms import (
     METRICS,
     PLANTED,
     PLANTED_ARMS,
+    PLANTED_SIZE,
     PRIMARY,
     arm_sets,
 )
@@ -93,8 +94,12 @@ class Capture:
 
 
 def common_sets(args: argparse.Namespace, planted: bool) -> list[str]:
-    """default < --config < quick preset < the planted control's genes < --set < tracking."""
-    return ((QUICK if args.quick else []) + (PLANTED if planted else []) + list(args.sets)
+    """default < --config < quick preset < the planted control's genes < --set < the planted
+    control's size (not with --quick) < --planted-set < tracking."""
+    if not planted:
+        return (QUICK if args.quick else []) + list(args.sets) + _tracking_defaults(args)
+    return ((QUICK if args.quick else []) + PLANTED + list(args.sets)
+            + ([] if args.quick else PLANTED_SIZE) + list(getattr(args, "planted_sets", []))
             + _tracking_defaults(args))
 
 
@@ -192,6 +197,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planted-seeds", type=int, default=None,
                    help=f"run seeds of the planted positive control (arms {', '.join(PLANTED_ARMS)}"
                         f"; default 8, quick {QUICK_SEEDS}; 0 = skip it); run before the main arms")
+    p.add_argument("--planted-set", dest="planted_sets", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help=f"config override of the planted control only, after --set and its own "
+                        f"size ({', '.join(PLANTED_SIZE)}; not with --quick); repeatable")
     p.add_argument("--pilot", type=int, default=4,
                    help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
                         "oracle's effect are computed from them and printed (default 4)")

@@ -17,14 +17,23 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common.seeds import derive_seed
 from evolve.steps import Pair, pairs, probe_items, train_steps
+
+if TYPE_CHECKING:
+    import torch
+
+    from curricula.items import Item
+    from evolve.genome import Genome
+    from evolve.operators.decisions import MergePlan
+    from learners.population import LearnerSpec, LearnerState, Population
 
 Progress = Callable[[str, int], None]   # ("total", n) once per job, then ("step", 1) per step
 
@@ -34,8 +43,8 @@ class LearnerPlan:
     """One learner's part of a job: what it is, where it starts, how its stream is made."""
 
     learner_id: str
-    spec: Any                          # learners.population.LearnerSpec (mutated values included)
-    state: Any | None = None           # inherited LearnerState (adapter + AdamW + step) or None
+    spec: LearnerSpec                  # mutated values included
+    state: LearnerState | None = None  # inherited (adapter + AdamW + step) or None
     curriculum: str = "random"         # curricula.STRATEGIES name
     curriculum_params: dict[str, Any] = field(default_factory=dict)
     stream_seed: int = 0
@@ -50,14 +59,14 @@ class GroupJob:
     base: str
     generation: int
     learners: list[LearnerPlan]
-    items: list[Any]                   # this generation's fresh training items (curricula.Item)
-    holdout: list[Any]                 # the fixed holdout, probed at every checkpoint
-    rehearsal_pool: list[Any] = field(default_factory=list)   # earlier generations' items
+    items: list[Item]                  # this generation's fresh training items
+    holdout: list[Item]                # the fixed holdout, probed at every checkpoint
+    rehearsal_pool: list[Item] = field(default_factory=list)  # earlier generations' items
     batch_size: int = 4
     checkpoint_every: int = 8
     max_grad_norm: float | None = 1.0
     spectral: bool = True
-    assess_items: list[Any] = field(default_factory=list)     # fixed never-trained probe items
+    assess_items: list[Item] = field(default_factory=list)    # fixed never-trained probe items
     assess_steps: int = 0              # 0 = no assessment this generation
     assess_checkpoints: int = 4
     max_new_tokens: int = 32           # greedy generation budget of key-term items, in tokens
@@ -79,7 +88,7 @@ class GroupResult:
     prob: np.ndarray                   # [K+1, P, n+H] probability of the whole answer
     windows: list[dict[str, int]]      # per learner: item id -> checkpoint index (0..K-1)
     losses: np.ndarray                 # [K, P] mean training loss per window (nan if none/failed)
-    final_states: list[Any]
+    final_states: list[LearnerState]
     failures: dict[str, str]           # learner id -> one-line reason
     spectral: list[dict[str, Any] | None]
     assess: list[dict[str, float | None]]            # assess_* signals per learner ({} = skipped)
@@ -114,14 +123,14 @@ class LearnerResult:
     self_prob: np.ndarray | None       # [K+1, n+H] probability of its own answer (None: unprobed)
     window: dict[str, int]             # item id -> checkpoint index (0..K-1) that trained it
     losses: np.ndarray                 # [K] mean training loss per window (nan if none/failed)
-    final_state: Any                   # learners LearnerState after the generation
+    final_state: LearnerState          # after the generation
     failure: str                       # "" = trained fine, else the one-line reason
     spectral: dict[str, Any] | None
     assess: dict[str, float | None]    # assess_* signals ({} = skipped)
     assess_curve: list[tuple[int, float]]   # probe accuracy over assessment training items
 
 
-def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], batch_size: int,
+def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item], batch_size: int,
                  checkpoint_every: int, probe: dict[str, tuple[bool, float]] | None,
                  ) -> tuple[list[list[list[Pair]]], dict[str, int]]:
     """The learner's stream as windows of optimiser-step batches, and item id -> window index.
@@ -135,7 +144,7 @@ def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], b
 
     strategy = curricula.STRATEGIES.get(plan.curriculum)(**plan.curriculum_params)
     order = strategy.order(list(items), seed=plan.stream_seed, probe=probe)
-    windows: list[list[Any]] = [[]]
+    windows: list[list[Item]] = [[]]
     window_of: dict[str, int] = {}
     for it in order:
         if it.id not in window_of:
@@ -156,7 +165,7 @@ def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], b
     return out, window_of
 
 
-def _population(job: GroupJob) -> Any:
+def _population(job: GroupJob) -> Population:
     import torch
 
     from learners.base import load_base
@@ -212,7 +221,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
                               for k in range(K)))
     correct, prob, self_prob, losses = [c0], [p0], [s0], np.full((K, P), np.nan)
     failures: dict[str, str] = {}
-    deltas: list[list[dict[str, Any]]] = [[] for _ in range(P)]
+    deltas: list[list[dict[str, torch.Tensor]]] = [[] for _ in range(P)]
     steps_done = [0] * P
     t_probe = 0.0
     for k in range(K):
@@ -258,15 +267,16 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
         self_prob=np.stack(self_prob))
 
 
-def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _spectral(pop: Population, p: int, deltas: list[dict[str, torch.Tensor]]) -> dict[str, Any] | None:
     """weightwatcher on learner p's merged weights (base + delta) at the last checkpoint."""
     from fitness.spectral import spectral
 
     return spectral(pop.merged_weights(p), deltas or None)
 
 
-def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[float, int] | None,
-                parent_states: dict[str, Any], refactorise: bool = False) -> Any:
+def child_state(genome: Genome, parents: Sequence[str], merge: MergePlan | None,
+                noise: tuple[float, int] | None, parent_states: Mapping[str, LearnerState],
+                refactorise: bool = False) -> LearnerState | None:
     """A Lamarckian child's starting `LearnerState` (None when it has no parent state).
 
     No merge: the first parent's adapter AND AdamW moments and step, with the child's spec (its
@@ -287,7 +297,7 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
         return None
     spec = genome.to_spec()
 
-    def factors(st: Any) -> Any:
+    def factors(st: LearnerState) -> LoraFactors:
         return LoraFactors(dict(st.lora), st.spec.alpha / st.spec.rank)
 
     if merge is not None:
@@ -307,7 +317,7 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
     else:
         state = LearnerState(spec=spec, step=first.step, lora=dict(first.lora),
                              exp_avg=first.exp_avg, exp_avg_sq=first.exp_avg_sq)
-    keep = [n for n in state.lora if module_matches(n, spec.target_modules)]
+    keep = [n for n in state.lora if module_matches(n, genome.target_modules)]  # = spec's
     state.lora = {n: state.lora[n] for n in keep}
     for moments in ("exp_avg", "exp_avg_sq"):
         if getattr(state, moments):
@@ -318,7 +328,7 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
     return state
 
 
-def export_adapter(base: str, state: Any, out_dir: str | Any) -> Any:
+def export_adapter(base: str, state: LearnerState, out_dir: str | Path) -> Path:
     """Write `state` as a standard PEFT adapter directory (what `PeftModel.from_pretrained` loads)."""
     from learners.base import load_base
     from learners.peft_io import export_peft

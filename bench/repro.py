@@ -55,8 +55,8 @@ def one(config: str) -> dict[str, Any]:
             for t in st.lora[name]:
                 h.update(t.detach().contiguous().numpy().tobytes())
         for moments in (st.exp_avg, st.exp_avg_sq):
-            for name in sorted(moments or {}):
-                for t in moments[name]:
+            for _, pair in sorted((moments or {}).items()):
+                for t in pair:
                     h.update(t.detach().contiguous().numpy().tobytes())
     return {"fitness": [r.fitness for r in gen.records], "champion": gen.row["champion"],
             "states_sha256": h.hexdigest()[:16], "seconds": round(time.perf_counter() - t0, 1),

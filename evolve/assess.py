@@ -29,11 +29,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evolve.steps import pairs, probe_items, train_steps
+
+if TYPE_CHECKING:
+    from curricula.items import Item
+    from learners.population import Population
 
 NAMES = ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
          "assess_learned_per_100", "assess_half_life", "assess_final_accuracy")
@@ -89,7 +93,7 @@ def summarise(correct: np.ndarray, steps: list[int], batch_size: int, item_ids: 
     }
 
 
-def assess_population(pop: Any, items: Sequence[Any], steps: int, batch_size: int,
+def assess_population(pop: Population, items: Sequence[Item], steps: int, batch_size: int,
                       checkpoints: int, seed: int, max_new_tokens: int = 32,
                       ) -> tuple[list[dict[str, float | None]], list[list[tuple[int, float]]]]:
     """Train `pop` in place on `items` for `steps` steps; per learner (signals, accuracy curve).

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from common.errors import EvolveError
 from evolve.config import RunConfig
@@ -35,6 +36,39 @@ from evolve.resume import (
     state_dir,
     trajectories_file,
 )
+
+if TYPE_CHECKING:
+    from evolve.backends import Backend
+
+
+class EvolutionTracker(Protocol):
+    """What the engine records an evolution through. `evolve.tracking.Tracker` (MLflow) is the one
+    store; `evolve tune` and the selection experiment wrap it to watch each generation."""
+
+    @property
+    def experiment_id(self) -> str: ...
+
+    def start_evolution(self, config: dict[str, Any]) -> str:
+        """Create the evolution run (`config` logged as params); returns its run id."""
+        ...
+
+    def resume_evolution(self, run_id: str | None = None) -> tuple[str, int]:
+        """Reopen an evolution (None: the latest unfinished); (run id, last logged generation)."""
+        ...
+
+    def log_generation(self, generation: int, records: list[LearnerRecord],
+                       summary: dict[str, float], plots: bool = True) -> None:
+        """One run per learner, and `summary` (`evolve.generation.summarise`'s metrics) on the
+        evolution run."""
+        ...
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def register_champion(self, record: LearnerRecord, name: str) -> str:
+        """Register the learner's adapter as a version of model `name`; returns the version."""
+        ...
+
+    def finish(self, status: str = "FINISHED") -> None: ...
 
 
 @dataclass
@@ -68,7 +102,7 @@ class Run:
     history: list[dict[str, Any]]                # summary rows of the generations done
 
 
-def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
+def evolve(cfg: RunConfig, tracker: EvolutionTracker, backend: Backend, progress: bool = True,
            resume: bool | str = False) -> Summary:
     """Run (or with `resume`, continue) an evolution; the tracker records it, the backend trains.
 
@@ -99,7 +133,7 @@ def evolve(cfg: RunConfig, tracker: Any, backend: Any, progress: bool = True,
     return finish(cfg, tracker, run.run_id, history, time.perf_counter() - t0)
 
 
-def close_generation(cfg: RunConfig, tracker: Any, run_id: str, saved: Saved) -> list[Member]:
+def close_generation(cfg: RunConfig, tracker: EvolutionTracker, run_id: str, saved: Saved) -> list[Member]:
     """After a generation's state is saved: the tracker logs it, then the next generation's
     members are selected and varied ([] after the last). Resume runs this for a generation that
     was saved but not logged when the run died."""
@@ -118,7 +152,7 @@ def next_members(cfg: RunConfig, saved: Saved) -> list[Member]:
                            saved.generation, saved.ranks)
 
 
-def open_run(cfg: RunConfig, tracker: Any, resume: bool | str) -> Run:
+def open_run(cfg: RunConfig, tracker: EvolutionTracker, resume: bool | str) -> Run:
     """Start a run, or reopen one where its saved state ends. A generation saved but not fully
     logged when the run died is logged now."""
     from evolve.basemodel import resolve_base
@@ -159,7 +193,7 @@ def _tick(bar: Any, row: dict[str, Any]) -> None:
         bar.set_postfix(champion=row["champion"], fitness=f"{row['champion_fitness']:.3f}")
 
 
-def export_champion(base: str, directory: Any, gen: Generation) -> None:
+def export_champion(base: str, directory: Path, gen: Generation) -> None:
     """Write the generation champion's adapter in PEFT format and point its record at it."""
     from evolve.train import export_adapter
 
@@ -170,7 +204,7 @@ def export_champion(base: str, directory: Any, gen: Generation) -> None:
     row["adapter_dir"] = records[i].adapter_dir
 
 
-def finish(cfg: RunConfig, tracker: Any, run_id: str, history: list[dict[str, Any]],
+def finish(cfg: RunConfig, tracker: EvolutionTracker, run_id: str, history: list[dict[str, Any]],
            seconds: float) -> Summary:
     """Register the last champion as a model version, close the run, return the summary."""
     last = history[-1]

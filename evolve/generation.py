@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,13 @@ from evolve.genome import GeneSpace, Genome, sample_genome
 from evolve.records import LearnerRecord, learner_id
 from evolve.train import GroupJob, LearnerPlan, LearnerResult
 
+if TYPE_CHECKING:
+    from curricula.items import Item
+    from evolve.backends import Backend
+    from evolve.operators.variation import Child
+    from fitness import Trajectory
+    from learners.population import LearnerState
+
 
 @dataclass
 class Member:
@@ -30,7 +37,7 @@ class Member:
 
     learner_id: str
     genome: Genome
-    state: Any | None = None                     # learners LearnerState, None = fresh adapter
+    state: LearnerState | None = None            # inherited; None = fresh adapter
     parents: list[str] = field(default_factory=list)
     operator: str = "init"
     decisions: list[str] = field(default_factory=list)
@@ -40,9 +47,9 @@ class Member:
 class Items:
     """The run's items: fixed holdout and probe sets, and fresh training items per generation."""
 
-    holdout: list[Any]
-    probe: list[Any]
-    per_generation: list[list[Any]]
+    holdout: list[Item]
+    probe: list[Item]
+    per_generation: list[list[Item]]
 
 
 @dataclass
@@ -50,10 +57,10 @@ class Generation:
     """What one generation produced, in member order."""
 
     records: list[LearnerRecord]
-    states: list[Any]                            # each learner's final LearnerState
+    states: list[LearnerState]                   # each learner's final state
     cases: list[dict[str, float]]                # per-task accuracy (lexicase cases)
     ranks: dict[str, tuple[int, float]]          # Pareto (front, crowding); {} when weighted
-    trajectories: list[Any]                      # fitness.Trajectory per learner
+    trajectories: list[Trajectory]               # per learner
     row: dict[str, Any]                          # the summary row: champion, fitness, metrics
 
 
@@ -70,7 +77,7 @@ def group_of(index: int, population: int, groups: int) -> int:
     return next(i for i in range(len(bounds) - 1) if bounds[i + 1] > index)
 
 
-def run_generation(cfg: RunConfig, backend: Any, base: str, members: Sequence[Member],
+def run_generation(cfg: RunConfig, backend: Backend, base: str, members: Sequence[Member],
                    items: Items, generation: int) -> Generation:
     """Train, probe, score and record `members` for `generation` (see the module doc)."""
     plans = build_streams(cfg, members, generation)
@@ -96,8 +103,9 @@ def init_population(cfg: RunConfig, space: GeneSpace) -> list[Member]:
 
 def draw_items(cfg: RunConfig) -> Items:
     """One seeded draw per task, split into holdout | probe | generation 0 | generation 1 | ..."""
-    holdout, probe = [], []
-    per_gen: list[list[Any]] = [[] for _ in range(cfg.generations)]
+    holdout: list[Item] = []
+    probe: list[Item] = []
+    per_gen: list[list[Item]] = [[] for _ in range(cfg.generations)]
     for t, task in enumerate(cfg.tasks):
         need = task.holdout + task.probe + task.n * cfg.generations
         try:
@@ -125,7 +133,7 @@ def build_streams(cfg: RunConfig, members: Sequence[Member], generation: int) ->
     return plans
 
 
-def train_and_probe(cfg: RunConfig, backend: Any, base: str, plans: list[LearnerPlan],
+def train_and_probe(cfg: RunConfig, backend: Backend, base: str, plans: list[LearnerPlan],
                     items: Items, generation: int) -> tuple[list[LearnerResult], dict[str, float]]:
     """Run the learners in `group_bounds` groups; per-learner results, and the groups' summed
     timings (seconds per phase)."""
@@ -153,6 +161,7 @@ def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, 
         items=items.per_generation[generation], holdout=items.holdout,
         rehearsal_pool=[it for g in range(generation) for it in items.per_generation[g]],
         batch_size=cfg.training.batch_size, checkpoint_every=cfg.training.checkpoint_every,
+        epochs=cfg.training.epochs,
         max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral and assess,
         assess_items=probe, assess_steps=cfg.assess.steps if assess_on else 0,
         assess_checkpoints=cfg.assess.checkpoints, max_new_tokens=cfg.training.max_new_tokens,
@@ -161,7 +170,7 @@ def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, 
 
 
 def compute_signals(learners: list[LearnerResult], items: Items,
-                    ) -> tuple[list[Any], list[dict[str, float | None]], list[dict[str, float]]]:
+                    ) -> tuple[list[Trajectory], list[dict[str, float | None]], list[dict[str, float]]]:
     """Trajectories, signal values (incl. assess_*) and per-task cases for every learner."""
     import fitness
     from evolve.trajectories import trajectory
@@ -239,6 +248,9 @@ def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
         vals = [r.signals.get(name) for r in ok if r.signals.get(name) is not None]
         if vals:
             metrics[f"{name}_mean"] = float(np.mean(vals))  # type: ignore[arg-type]
+    grok = [r.signals["grokking"] for r in ok if r.signals.get("grokking") is not None]
+    if grok:   # learners whose holdout jumped late (fitness.signals.generalisation)
+        metrics["grokked_learners"] = float(sum(g == 1.0 for g in grok))
     parts = {n: champ.signals.get(n) for n in cfg.fitness.weights}
     return {"generation": generation, "champion": champ.learner_id,
             "champion_fitness": float(champ.fitness or 0.0), "mean_fitness": mean, "parts": parts,
@@ -246,7 +258,7 @@ def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
 
 
 def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecord],
-                    states: list[Any], cases: list[dict[str, float]], generation: int,
+                    states: list[LearnerState], cases: list[dict[str, float]], generation: int,
                     ranks: dict[str, tuple[int, float]]) -> list[Member]:
     """The next generation: elites (full state), then selected parents varied (and inherited)."""
     from evolve import arms
@@ -278,13 +290,14 @@ def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecor
         mate, steps = plan_child(j, chosen, rng, cfg.variation, lamarckian)
         parents = [Parent(p, by_id[p][0]) for p in (pid, *([mate] if mate else []))]
         child = vary(steps, parents, space, rng)
-        state = inherit(cfg, child, {p.id: by_id[p.id][1] for p in parents})
-        members.append(Member(learner_id(nxt, len(members)), child.genome, state,
+        inherited = inherit(cfg, child, {p.id: by_id[p.id][1] for p in parents})
+        members.append(Member(learner_id(nxt, len(members)), child.genome, inherited,
                               list(child.parents), child.operator, list(child.decisions)))
     return members
 
 
-def inherit(cfg: RunConfig, child: Any, parent_states: dict[str, Any]) -> Any:
+def inherit(cfg: RunConfig, child: Child, parent_states: dict[str, LearnerState],
+            ) -> LearnerState | None:
     """The child's starting state: None (Darwinian), the merged adapters of its parents, or its
     first parent's full state (adapter AND AdamW state); a rank change pads or truncates it."""
     if cfg.inheritance != "lamarckian":

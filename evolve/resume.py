@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import EvolveError
 from evolve.config import RunConfig, from_dict, load_yaml
 from evolve.records import LearnerRecord
+
+if TYPE_CHECKING:
+    from fitness import Trajectory
+    from learners.population import LearnerState
 
 
 @dataclass
@@ -20,7 +24,7 @@ class Saved:
 
     generation: int
     records: list[LearnerRecord]
-    states: list[Any]                        # learners LearnerState per record
+    states: list[LearnerState]               # per record
     cases: list[dict[str, float]]            # per-task accuracy per record (lexicase cases)
     ranks: dict[str, tuple[int, float]]      # learner id -> (Pareto front, crowding); {} weighted
     history: list[dict[str, Any]]            # one summary row per generation so far
@@ -47,7 +51,7 @@ def load_run_config(cfg: RunConfig, run_id: str) -> RunConfig:
     return from_dict(data)
 
 
-def save_state(cfg: RunConfig, run_id: str, saved: Saved, trajs: list[Any]) -> None:
+def save_state(cfg: RunConfig, run_id: str, saved: Saved, trajs: list[Trajectory]) -> None:
     """Everything needed to continue after `saved.generation`, written atomically (tmp + rename),
     and the generation's trajectories beside it."""
     import torch

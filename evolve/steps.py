@@ -7,18 +7,22 @@ assessment) both drive a `Population` through these; neither imports the other's
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from curricula.items import Item
+    from learners.population import Population
 
 Pair = tuple[str, str]
 
 
-def pairs(items: Sequence[Any]) -> list[Pair]:
+def pairs(items: Sequence[Item]) -> list[Pair]:
     return [(it.prompt, it.answer) for it in items]
 
 
-def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
+def probe_items(pop: Population, items: Sequence[Item], max_new_tokens: int = 32,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every learner's verdicts `correct` [P, N] bool, answer probabilities `prob` [P, N] and
     self-confidence `self_prob` [P, N] (probability of its own greedy answer, `ProbeResult`).
@@ -48,7 +52,7 @@ def probe_items(pop: Any, items: Sequence[Any], max_new_tokens: int = 32,
     return correct, prob, np.asarray(res.self_prob, dtype=np.float64)
 
 
-def train_steps(pop: Any, streams: list[list[list[Pair]]], on_step: Callable[[], None] | None = None,
+def train_steps(pop: Population, streams: list[list[list[Pair]]], on_step: Callable[[], None] | None = None,
                 ) -> tuple[np.ndarray, list[int | None]]:
     """Train every learner through its own list of batches in lockstep; [P] mean loss, failing step.
 

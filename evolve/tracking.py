@@ -358,6 +358,8 @@ class Tracker:
                 "evolve.has_adapter": str(rec.adapter_dir is not None).lower()}
         if len(genome) <= TAG_MAX:
             tags["evolve.genome"] = genome
+        if rec.signals.get("grokking") is not None:   # the detector's verdict, searchable in the UI
+            tags["evolve.grokked"] = str(rec.signals["grokking"] == 1.0).lower()
         run = self._client.create_run(self._experiment_id, run_name=rec.learner_id, tags=tags)
         rec.run_id = run.info.run_id
         now = now_ms()

@@ -15,16 +15,26 @@ JSONL question sets) by batched greedy generation read by the key-term judge.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common.seeds import derive_seed
 from evolve.steps import Pair, pairs, probe_items, train_steps
+
+if TYPE_CHECKING:
+    import torch
+
+    from curricula.items import Item
+    from evolve.genome import Genome
+    from evolve.operators.decisions import MergePlan
+    from learners.population import LearnerSpec, LearnerState, Population
 
 Progress = Callable[[str, int], None]   # ("total", n) once per job, then ("step", 1) per step
 
@@ -34,8 +44,8 @@ class LearnerPlan:
     """One learner's part of a job: what it is, where it starts, how its stream is made."""
 
     learner_id: str
-    spec: Any                          # learners.population.LearnerSpec (mutated values included)
-    state: Any | None = None           # inherited LearnerState (adapter + AdamW + step) or None
+    spec: LearnerSpec                  # mutated values included
+    state: LearnerState | None = None  # inherited (adapter + AdamW + step) or None
     curriculum: str = "random"         # curricula.STRATEGIES name
     curriculum_params: dict[str, Any] = field(default_factory=dict)
     stream_seed: int = 0
@@ -50,14 +60,15 @@ class GroupJob:
     base: str
     generation: int
     learners: list[LearnerPlan]
-    items: list[Any]                   # this generation's fresh training items (curricula.Item)
-    holdout: list[Any]                 # the fixed holdout, probed at every checkpoint
-    rehearsal_pool: list[Any] = field(default_factory=list)   # earlier generations' items
+    items: list[Item]                  # this generation's fresh training items
+    holdout: list[Item]                # the fixed holdout, probed at every checkpoint
+    rehearsal_pool: list[Item] = field(default_factory=list)  # earlier generations' items
     batch_size: int = 4
     checkpoint_every: int = 8
+    epochs: int = 1                    # passes over `items` (each re-ordered, cut into windows)
     max_grad_norm: float | None = 1.0
     spectral: bool = True
-    assess_items: list[Any] = field(default_factory=list)     # fixed never-trained probe items
+    assess_items: list[Item] = field(default_factory=list)    # fixed never-trained probe items
     assess_steps: int = 0              # 0 = no assessment this generation
     assess_checkpoints: int = 4
     max_new_tokens: int = 32           # greedy generation budget of key-term items, in tokens
@@ -79,7 +90,7 @@ class GroupResult:
     prob: np.ndarray                   # [K+1, P, n+H] probability of the whole answer
     windows: list[dict[str, int]]      # per learner: item id -> checkpoint index (0..K-1)
     losses: np.ndarray                 # [K, P] mean training loss per window (nan if none/failed)
-    final_states: list[Any]
+    final_states: list[LearnerState]
     failures: dict[str, str]           # learner id -> one-line reason
     spectral: list[dict[str, Any] | None]
     assess: list[dict[str, float | None]]            # assess_* signals per learner ({} = skipped)
@@ -114,28 +125,52 @@ class LearnerResult:
     self_prob: np.ndarray | None       # [K+1, n+H] probability of its own answer (None: unprobed)
     window: dict[str, int]             # item id -> checkpoint index (0..K-1) that trained it
     losses: np.ndarray                 # [K] mean training loss per window (nan if none/failed)
-    final_state: Any                   # learners LearnerState after the generation
+    final_state: LearnerState          # after the generation
     failure: str                       # "" = trained fine, else the one-line reason
     spectral: dict[str, Any] | None
     assess: dict[str, float | None]    # assess_* signals ({} = skipped)
     assess_curve: list[tuple[int, float]]   # probe accuracy over assessment training items
 
 
-def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], batch_size: int,
+def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item], batch_size: int,
                  checkpoint_every: int, probe: dict[str, tuple[bool, float]] | None,
-                 ) -> tuple[list[list[list[Pair]]], dict[str, int]]:
+                 epochs: int = 1) -> tuple[list[list[list[Pair]]], dict[str, int]]:
     """The learner's stream as windows of optimiser-step batches, and item id -> window index.
 
     Window k holds the curriculum's new items k*checkpoint_every .. (k+1)*checkpoint_every - 1 (by
     first occurrence; repeats a rehearsing strategy inserts stay where it put them), plus
     round(rehearsal_ratio * new) items drawn from earlier generations at seeded positions. Each batch
-    of `batch_size` is trained `steps_per_item` times in a row.
+    of `batch_size` is trained `steps_per_item` times in a row. `epochs` > 1 appends further passes,
+    each ordered afresh by the curriculum (its own seed) and cut into windows the same way; an
+    item's window stays the one of its first pass.
     """
     import curricula
 
     strategy = curricula.STRATEGIES.get(plan.curriculum)(**plan.curriculum_params)
-    order = strategy.order(list(items), seed=plan.stream_seed, probe=probe)
-    windows: list[list[Any]] = [[]]
+    windows: list[list[Item]] = []
+    window_of: dict[str, int] = {}
+    new_in: list[int] = []                       # per window: its pass's items new in it
+    for e in range(epochs):
+        seed = plan.stream_seed if e == 0 else derive_seed(plan.stream_seed, "epoch", e)
+        cut, first = _cut(strategy.order(list(items), seed=seed, probe=probe), checkpoint_every)
+        window_of = window_of or first
+        new_in += [sum(1 for it in w if first[it.id] == k) for k, w in enumerate(cut)]
+        windows += cut
+    rng = random.Random(derive_seed(plan.stream_seed, "rehearsal"))
+    out: list[list[list[Pair]]] = []
+    for k, win in enumerate(windows):
+        win = list(win)
+        for _ in range(round(plan.rehearsal_ratio * new_in[k]) if pool else 0):
+            win.insert(rng.randrange(len(win) + 1), rng.choice(pool))
+        batches = [pairs(win[i:i + batch_size]) for i in range(0, len(win), batch_size)]
+        out.append([b for b in batches for _ in range(plan.steps_per_item)])
+    return out, window_of
+
+
+def _cut(order: Sequence[Item], checkpoint_every: int) -> tuple[list[list[Item]], dict[str, int]]:
+    """One pass cut into windows of `checkpoint_every` new items (by first occurrence), and item
+    id -> its window index within the pass."""
+    windows: list[list[Item]] = [[]]
     window_of: dict[str, int] = {}
     for it in order:
         if it.id not in window_of:
@@ -144,19 +179,17 @@ def build_stream(plan: LearnerPlan, items: Sequence[Any], pool: Sequence[Any], b
                 windows.append([])
             window_of[it.id] = len(windows) - 1
         windows[-1].append(it)
-    rng = random.Random(derive_seed(plan.stream_seed, "rehearsal"))
-    out: list[list[list[Pair]]] = []
-    for k, win in enumerate(windows):
-        win = list(win)
-        n_new = sum(1 for it in win if window_of[it.id] == k)
-        for _ in range(round(plan.rehearsal_ratio * n_new) if pool else 0):
-            win.insert(rng.randrange(len(win) + 1), rng.choice(pool))
-        batches = [pairs(win[i:i + batch_size]) for i in range(0, len(win), batch_size)]
-        out.append([b for b in batches for _ in range(plan.steps_per_item)])
-    return out, window_of
+    return windows, window_of
 
 
-def _population(job: GroupJob) -> Any:
+def checkpoint_steps(n: int, checkpoint_every: int, K: int) -> list[int]:
+    """The step, in training items of the generation, of each of the K checkpoints: windows of
+    `checkpoint_every` items, ceil(n / checkpoint_every) per pass over the n items."""
+    per_pass = max(1, math.ceil(n / checkpoint_every))
+    return [(k // per_pass) * n + min((k % per_pass + 1) * checkpoint_every, n) for k in range(K)]
+
+
+def _population(job: GroupJob) -> Population:
     import torch
 
     from learners.base import load_base
@@ -203,7 +236,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     for i, plan in enumerate(job.learners):
         base_probe = {iid: (bool(c0[i, j]), float(p0[i, j])) for j, iid in enumerate(item_ids)}
         s, w = build_stream(plan, job.items, job.rehearsal_pool, job.batch_size,
-                            job.checkpoint_every, base_probe)
+                            job.checkpoint_every, base_probe, job.epochs)
         streams.append(s)
         windows.append(w)
     K = max(len(s) for s in streams)
@@ -212,7 +245,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
                               for k in range(K)))
     correct, prob, self_prob, losses = [c0], [p0], [s0], np.full((K, P), np.nan)
     failures: dict[str, str] = {}
-    deltas: list[list[dict[str, Any]]] = [[] for _ in range(P)]
+    deltas: list[list[dict[str, torch.Tensor]]] = [[] for _ in range(P)]
     steps_done = [0] * P
     t_probe = 0.0
     for k in range(K):
@@ -247,7 +280,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     assessed, assess_curves = assess.assess_population(
         pop, job.assess_items, job.assess_steps, job.batch_size, job.assess_checkpoints,
         derive_seed(job.seed, "assess"), max_new_tokens=job.max_new_tokens)
-    steps = [min((k + 1) * job.checkpoint_every, len(job.items)) for k in range(K)]
+    steps = checkpoint_steps(len(job.items), job.checkpoint_every, K)
     return GroupResult(
         group=job.group, learner_ids=ids, steps=steps, item_ids=item_ids + [h.id for h in job.holdout],
         n_train=len(job.items), correct=np.stack(correct), prob=np.stack(prob), windows=windows,
@@ -258,15 +291,16 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
         self_prob=np.stack(self_prob))
 
 
-def _spectral(pop: Any, p: int, deltas: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _spectral(pop: Population, p: int, deltas: list[dict[str, torch.Tensor]]) -> dict[str, Any] | None:
     """weightwatcher on learner p's merged weights (base + delta) at the last checkpoint."""
     from fitness.spectral import spectral
 
     return spectral(pop.merged_weights(p), deltas or None)
 
 
-def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[float, int] | None,
-                parent_states: dict[str, Any], refactorise: bool = False) -> Any:
+def child_state(genome: Genome, parents: Sequence[str], merge: MergePlan | None,
+                noise: tuple[float, int] | None, parent_states: Mapping[str, LearnerState],
+                refactorise: bool = False) -> LearnerState | None:
     """A Lamarckian child's starting `LearnerState` (None when it has no parent state).
 
     No merge: the first parent's adapter AND AdamW moments and step, with the child's spec (its
@@ -287,7 +321,7 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
         return None
     spec = genome.to_spec()
 
-    def factors(st: Any) -> Any:
+    def factors(st: LearnerState) -> LoraFactors:
         return LoraFactors(dict(st.lora), st.spec.alpha / st.spec.rank)
 
     if merge is not None:
@@ -307,7 +341,7 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
     else:
         state = LearnerState(spec=spec, step=first.step, lora=dict(first.lora),
                              exp_avg=first.exp_avg, exp_avg_sq=first.exp_avg_sq)
-    keep = [n for n in state.lora if module_matches(n, spec.target_modules)]
+    keep = [n for n in state.lora if module_matches(n, genome.target_modules)]  # = spec's
     state.lora = {n: state.lora[n] for n in keep}
     for moments in ("exp_avg", "exp_avg_sq"):
         if getattr(state, moments):
@@ -318,7 +352,7 @@ def child_state(genome: Any, parents: Sequence[str], merge: Any, noise: tuple[fl
     return state
 
 
-def export_adapter(base: str, state: Any, out_dir: str | Any) -> Any:
+def export_adapter(base: str, state: LearnerState, out_dir: str | Path) -> Path:
     """Write `state` as a standard PEFT adapter directory (what `PeftModel.from_pretrained` loads)."""
     from learners.base import load_base
     from learners.peft_io import export_peft

@@ -9,14 +9,17 @@ the verdict before any training of the generation (forward transfer compares the
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evolve.train import LearnerResult
 
+if TYPE_CHECKING:
+    from fitness import Trajectory
 
-def trajectory(res: LearnerResult) -> Any:
+
+def trajectory(res: LearnerResult) -> Trajectory:
     """The learner's `fitness.Trajectory` (steps in training items)."""
     from fitness import Trajectory
 

@@ -20,13 +20,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 
 from common.errors import EvolveError
 from evolve.records import LearnerRecord
+
+if TYPE_CHECKING:
+    from evolve.config import RunConfig
+    from evolve.tracking import Tracker
 
 OBJECTIVES = {"speed": "assess_gain", "gain": "assess_gain", "auc": "assess_auc",
               "forgetting": "survival_at_end"}   # alias -> outcome signal
@@ -185,7 +189,7 @@ class Replay:
         return [float(s / c) if c else 0.0 for s, c in zip(sums, counts, strict=True)]
 
 
-def load_replay(tracker: Any, runs: Sequence[str] | None, signals: Sequence[str],
+def load_replay(tracker: Tracker, runs: Sequence[str] | None, signals: Sequence[str],
                 objectives: Sequence[str], normalise: str = "rank") -> Replay:
     """Read the evolutions (default: all of the tracker's experiment) and prepare the replay."""
     known = tracker.evolution_runs()
@@ -364,7 +368,7 @@ class _Reporter:
     """A Tracker stand-in for the engine: passes every call through, and after each generation
     is logged reports the trial's objective so far (and raises TrialPruned when told to)."""
 
-    def __init__(self, tracker: Any, trial: optuna.Trial, outcomes: Sequence[str],
+    def __init__(self, tracker: Tracker, trial: optuna.Trial, outcomes: Sequence[str],
                  tags: dict[str, str], prune: bool) -> None:
         self._tracker, self._trial, self._outcomes = tracker, trial, list(outcomes)
         self._tags, self._prune = tags, prune
@@ -390,7 +394,7 @@ class _Reporter:
                 raise optuna.TrialPruned(f"pruned after generation {generation}")
 
 
-def trial_config(cfg: Any, weights: Mapping[str, float]) -> Any:
+def trial_config(cfg: RunConfig, weights: Mapping[str, float]) -> RunConfig:
     """The evolution config of one online trial: `cfg` with these weights, assessed every
     generation (the objective needs it), in weighted mode."""
     from evolve.config import from_dict
@@ -404,8 +408,8 @@ def trial_config(cfg: Any, weights: Mapping[str, float]) -> Any:
     return from_dict(data)
 
 
-def run_online(study: optuna.Study, cfg: Any, signals: Sequence[str], outcomes: Sequence[str],
-               n_trials: int, make_tracker: Callable[[], Any],
+def run_online(study: optuna.Study, cfg: RunConfig, signals: Sequence[str], outcomes: Sequence[str],
+               n_trials: int, make_tracker: Callable[[], Tracker],
                tick: Callable[[int], None] | None = None, sampler: str = "tpe") -> list[str]:
     """Each trial one short evolution (local/ray backend per `cfg`); returns their run ids."""
     from evolve.backends import make_backend

@@ -8,9 +8,13 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evolve.tracking_flags import tracking_args, tracking_of_args
+
+if TYPE_CHECKING:
+    from evolve.compare import Evolution
+    from evolve.tracking import Tracker
 
 HELP = ("put two or more evolutions side by side: config differences, fitness and outcome per "
         "generation, champions (tables and a plot)")
@@ -24,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tracking_args(p)
 
 
-def load(tracker: Any, run_id: str) -> Any:
+def load(tracker: Tracker, run_id: str) -> Evolution:
     """One evolution from the store as `evolve.compare.Evolution`."""
     from evolve.commands.report import run_and_history
     from evolve.compare import Evolution

@@ -12,9 +12,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from common.errors import EvolveError
+
+if TYPE_CHECKING:
+    from evolve.config import RunConfig
+    from evolve.tracking import Tracker
+    from learners.population import LearnerState
 
 HELP = "re-train a learner's ancestry as one learner and reproduce its adapter"
 
@@ -54,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_config(tracker: Any, evolution: str, state_dir: str) -> Any:
+def run_config(tracker: Tracker, evolution: str, state_dir: str) -> RunConfig:
     """The evolution's config: its saved state copy, else the `config.yaml` artifact in the store."""
     from evolve.config import from_dict, load_yaml
 
@@ -66,7 +71,7 @@ def run_config(tracker: Any, evolution: str, state_dir: str) -> Any:
         return from_dict(load_yaml(Path(path).read_text()))
 
 
-def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:
+def replay(tracker: Tracker, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:
     """Re-train `learner`'s ancestry, export its adapter to `out`; max abs diff to the logged one."""
     from evolve.basemodel import resolve_base
     from evolve.train import export_adapter
@@ -81,7 +86,8 @@ def replay(tracker: Any, evolution: str, learner: str, out: Path, state_dir: str
         return adapter_diff(tracker.download_adapter(rec.run_id, tmp), out)
 
 
-def replay_state(tracker: Any, evolution: str, learner: str, state_dir: str) -> tuple[Any, Any]:
+def replay_state(tracker: Tracker, evolution: str, learner: str, state_dir: str,
+                 ) -> tuple[RunConfig, LearnerState]:
     """(the run's config, `learner`'s final LearnerState re-trained from its ancestry alone)."""
     from evolve.basemodel import resolve_base
     from evolve.generation import (
@@ -100,9 +106,9 @@ def replay_state(tracker: Any, evolution: str, learner: str, state_dir: str) -> 
     base = str(resolve_base(cfg.base))
     records = {r.learner_id: r for r in tracker.load_records(evolution, curves=False)}
     items = draw_items(cfg)
-    done: dict[str, Any] = {}
+    done: dict[str, LearnerState] = {}
 
-    def final_state(lid: str) -> Any:
+    def final_state(lid: str) -> LearnerState:
         if lid in done:
             return done[lid]
         rec = records[lid]

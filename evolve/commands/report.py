@@ -8,9 +8,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evolve.tracking_flags import tracking_args, tracking_of_args
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from evolve.report_page import EvolutionData
+    from evolve.tracking import Tracker
 
 HELP = ("write one HTML page for an evolution (champion, fitness and outcome per generation, "
         "selection response, signals, family tree, champion's curves) and log it to the run")
@@ -27,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tracking_args(p)
 
 
-def run_and_history(tracker: Any, run_id: str) -> tuple[Any, dict[str, dict[int, float]]]:
+def run_and_history(tracker: Tracker, run_id: str) -> tuple[Run, dict[str, dict[int, float]]]:
     """An evolution's MLflow run and its metric histories: metric -> {generation: value}."""
     client = tracker.client
     run = client.get_run(run_id)
@@ -35,7 +41,7 @@ def run_and_history(tracker: Any, run_id: str) -> tuple[Any, dict[str, dict[int,
                  for k in run.data.metrics}
 
 
-def gather(tracker: Any, run_id: str) -> Any:
+def gather(tracker: Tracker, run_id: str) -> EvolutionData:
     """The evolution's run, metric histories and learners, as `report_page.EvolutionData`."""
     from evolve import tracking_view as view
     from evolve.report_page import EvolutionData
@@ -50,7 +56,7 @@ def gather(tracker: Any, run_id: str) -> Any:
                          records=tracker.load_records(run_id), links=links)
 
 
-def write_report(tracker: Any, run_id: str, out: Path | None = None, log: bool = True) -> Path:
+def write_report(tracker: Tracker, run_id: str, out: Path | None = None, log: bool = True) -> Path:
     """Render the page of evolution `run_id` to `out` (default report-<run id>.html) and, with
     `log`, log it to the run as `report.html` and relink the run's description."""
     from evolve.report_page import render

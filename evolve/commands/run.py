@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from evolve.engine import Summary
+    from evolve.tracking import Tracker
 
 HELP = "evolve a population of LoRA learners (config: configs/default.yaml; see docs/run.md)"
 
@@ -49,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         resolve_base(cfg.base, [t for ts in cfg.gene_space().target_modules for t in ts])
     # the backend first: `--backend ray` without Ray fails before the store is touched
     backend = make_backend(cfg.backend, address=args.ray_address, progress=not args.quiet)
-    tracker = None
+    tracker: Tracker | None = None
     try:
         tracker = Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
                           cfg.tracking.artifact_location)
@@ -71,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(tracker: Any, run_id: str, out: Path) -> Path | None:
+def _report(tracker: Tracker, run_id: str, out: Path) -> Path | None:
     """`evolve report` of the finished run; a failure here must not fail the recorded run."""
     from evolve.commands.report import write_report
 
@@ -88,7 +92,7 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def print_table(summary: Any, uri: str, experiment: str, out: Any = None) -> None:
+def print_table(summary: Summary, uri: str, experiment: str, out: TextIO | None = None) -> None:
     """Champion per generation with its fitness parts, mean fitness, and where to look in MLflow."""
     out = out or sys.stdout
     parts = list(summary.generations[0]["parts"]) if summary.generations else []

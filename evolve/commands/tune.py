@@ -11,9 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evolve.config import CONFIG_DIR
+
+if TYPE_CHECKING:
+    import optuna
+
+    from evolve.config import RunConfig
+    from evolve.tracking import Tracker
+    from evolve.tuning import Replay
 
 HELP = "tune the fitness weights with Optuna on recorded runs (offline) or short evolutions (online)"
 ONLINE_CONFIG = CONFIG_DIR / "tune.yaml"
@@ -99,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace) -> RunConfig:
     from evolve.config import load_config
 
     if args.config is None and args.mode == "online":
@@ -107,7 +114,7 @@ def _config(args: argparse.Namespace) -> Any:
     return load_config(args.config, args.sets)
 
 
-def _tracker(cfg: Any, create: bool) -> Any:
+def _tracker(cfg: RunConfig, create: bool) -> Tracker:
     from evolve.tracking import Tracker
 
     return Tracker(cfg.tracking.uri or "", cfg.tracking.experiment or "evolve",
@@ -134,8 +141,9 @@ class _bar:
             self._bar.close()
 
 
-def report(args: argparse.Namespace, study: Any, tracker: Any, signals: list[str],
-           outcomes: list[str], runs: list[str], evidence: str, replay: Any = None) -> None:
+def report(args: argparse.Namespace, study: optuna.Study, tracker: Tracker, signals: list[str],
+           outcomes: list[str], runs: list[str], evidence: str, replay: Replay | None = None,
+           ) -> None:
     """Write the weights file, log the `tune` run, print the best weights (and Pareto front)."""
     import yaml
 

@@ -114,6 +114,8 @@ class TaskConfig:
 class TrainingConfig:
     batch_size: int = _f(4, "new items per optimiser step per learner")
     checkpoint_every: int = _f(8, "probe every this many new training items (a multiple of batch_size)")
+    epochs: int = _f(1, "passes over each generation's items, each re-ordered and probed every "
+                        "checkpoint_every items (> 1: the grokking setting, configs/grokking.yaml)")
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
     spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
     device: str = _f("auto", "cpu, cuda or auto (cuda when available)")
@@ -127,6 +129,8 @@ class TrainingConfig:
         _need(self.checkpoint_every >= 1 and self.checkpoint_every % self.batch_size == 0,
               f"training.checkpoint_every = {self.checkpoint_every} must be a positive multiple of "
               f"training.batch_size = {self.batch_size}")
+        _need(isinstance(self.epochs, int) and self.epochs >= 1,
+              f"training.epochs = {self.epochs!r}; set it to an integer >= 1 (1 = each item once)")
         _need(self.device in ("cpu", "cuda", "auto"), "training.device must be cpu, cuda or auto")
 
 

@@ -161,6 +161,7 @@ def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, 
         items=items.per_generation[generation], holdout=items.holdout,
         rehearsal_pool=[it for g in range(generation) for it in items.per_generation[g]],
         batch_size=cfg.training.batch_size, checkpoint_every=cfg.training.checkpoint_every,
+        epochs=cfg.training.epochs,
         max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral and assess,
         assess_items=probe, assess_steps=cfg.assess.steps if assess_on else 0,
         assess_checkpoints=cfg.assess.checkpoints, max_new_tokens=cfg.training.max_new_tokens,
@@ -245,8 +246,9 @@ def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
 def fitness_metrics(generation: int, records: Sequence[LearnerRecord],
                     ) -> tuple[LearnerRecord, dict[str, float]]:
     """The champion (highest fitness among the scored learners) and the generation's metrics:
-    champion and mean fitness, failed learners, and the mean of each averaged assessment outcome
-    (`evolve.assess.AVERAGED`, as `<name>_mean`). The one place these are computed."""
+    champion and mean fitness, failed learners, the mean of each averaged assessment outcome
+    (`evolve.assess.AVERAGED`, as `<name>_mean`) and how many learners grokked. The one place
+    these are computed."""
     from evolve.assess import AVERAGED
 
     ok = [r for r in records if r.scored]
@@ -261,6 +263,9 @@ def fitness_metrics(generation: int, records: Sequence[LearnerRecord],
         vals = [v for r in ok if (v := r.signals.get(name)) is not None]
         if vals:
             metrics[f"{name}_mean"] = float(np.mean(vals))
+    grok = [r.signals["grokking"] for r in ok if r.signals.get("grokking") is not None]
+    if grok:   # learners whose holdout jumped late (fitness.signals.generalisation)
+        metrics["grokked_learners"] = float(sum(g == 1.0 for g in grok))
     return champ, metrics
 
 

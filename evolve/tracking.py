@@ -151,9 +151,10 @@ class Tracker:
                        summary: dict[str, float], plots: bool = True) -> None:
         """One nested FINISHED run per record (fills `record.run_id`), lineage, `summary` as the
         parent's metrics at step `generation` (`evolve.generation.summarise`'s `metrics`: champion
-        and mean fitness are computed there, not here) and, with `plots`, the plots of the whole evolution so far redrawn (5-10 s under load; the
-        engine draws them after the last generation unless `tracking.draw_plots: every`; the
-        parent metric `plots_s` says when they were drawn). The parent tag
+        and mean fitness are computed there, not here) and, with `plots`, the plots of the whole
+        evolution so far redrawn (5-10 s under load; the engine draws them after the last
+        generation unless `tracking.draw_plots: every`; the parent metric `plots_s` says when they
+        were drawn). The parent tag
         `evolve.completed_generations` is written last (resume reads it)."""
         parent = self._require_run()
         for rec in records:   # bad input fails before anything of the generation is recorded
@@ -354,6 +355,8 @@ class Tracker:
                 "evolve.has_adapter": str(rec.adapter_dir is not None).lower()}
         if len(genome) <= TAG_MAX:
             tags["evolve.genome"] = genome
+        if rec.signals.get("grokking") is not None:   # the detector's verdict, searchable in the UI
+            tags["evolve.grokked"] = str(rec.signals["grokking"] == 1.0).lower()
         run = self._client.create_run(self._experiment_id, run_name=rec.learner_id, tags=tags)
         rec.run_id = run.info.run_id
         now = now_ms()

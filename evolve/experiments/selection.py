@@ -39,6 +39,7 @@ from evolve.experiments.selection_arms import (
     METRICS,
     PLANTED,
     PLANTED_ARMS,
+    PLANTED_SIZE,
     PRIMARY,
     arm_sets,
 )
@@ -93,9 +94,17 @@ class Capture:
 
 
 def common_sets(args: argparse.Namespace, planted: bool) -> list[str]:
-    """default < --config < quick preset < the planted control's genes < --set < tracking."""
-    return ((QUICK if args.quick else []) + (PLANTED if planted else []) + list(args.sets)
+    """default < --config < quick preset < the planted control's genes < --set < the planted
+    control's size (not with --quick) < --planted-set < tracking."""
+    if not planted:
+        return (QUICK if args.quick else []) + list(args.sets) + _tracking_defaults(args)
+    return ((QUICK if args.quick else []) + PLANTED + list(args.sets) + planted_only(args)
             + _tracking_defaults(args))
+
+
+def planted_only(args: argparse.Namespace) -> list[str]:
+    """The planted control's own size (not with --quick), then --planted-set."""
+    return ([] if args.quick else PLANTED_SIZE) + list(getattr(args, "planted_sets", []))
 
 
 def arm_config(args: argparse.Namespace, arm: str, seed: int, weights: str | None,
@@ -192,6 +201,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planted-seeds", type=int, default=None,
                    help=f"run seeds of the planted positive control (arms {', '.join(PLANTED_ARMS)}"
                         f"; default 8, quick {QUICK_SEEDS}; 0 = skip it); run before the main arms")
+    p.add_argument("--planted-set", dest="planted_sets", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help=f"config override of the planted control only, after --set and its own "
+                        f"size ({', '.join(PLANTED_SIZE)}; not with --quick); repeatable")
     p.add_argument("--pilot", type=int, default=4,
                    help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
                         "oracle's effect are computed from them and printed (default 4)")
@@ -246,6 +259,18 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], int, int]:
     return list(dict.fromkeys(args.arms)), n, planted
 
 
+def check_outcome(cfg: Any) -> None:
+    """The outcome (`assess_gain`) must be measured in every generation of every arm: one-line
+    error naming the fix otherwise (e.g. `--config real`, whose assessment is off)."""
+    probe = sum(int(getattr(t, "probe", 0) or 0) for t in cfg.tasks)
+    if cfg.assess.every != 1 or cfg.assess.steps <= 0 or probe <= 0:
+        raise EvolveError(
+            f"the selection experiment's outcome is {PRIMARY}, measured every generation on the "
+            f"tasks' probe items, but this config has assess.every={cfg.assess.every}, "
+            f"assess.steps={cfg.assess.steps} and {probe} probe items; pass --set assess.every=1 "
+            "--set assess.steps=N (N > 0) and tasks with probe > 0")
+
+
 def main(args: argparse.Namespace) -> int:
     from evolve.experiments.selection_analysis import analyse, pilot_text
     from evolve.experiments.selection_report import log_summary, write_report
@@ -256,10 +281,13 @@ def main(args: argparse.Namespace) -> int:
         raise EvolveError(f"--heritability-baseline {args.heritability_baseline}: no report.json "
                           "there; pass the --out of an earlier selection experiment")
     weights = tuned_weights(args.weights, arms)
-    cfgs = {a: arm_config(args, a, 0, weights) for a in arms}   # bad settings fail before any run
+    check_outcome(arm_config(args, "random", 0, weights))    # bad settings fail before any run
+    cfgs = {a: arm_config(args, a, 0, weights) for a in arms}
+    planted_cfg = None
     if n_planted:
         for a in PLANTED_ARMS:
-            arm_config(args, a, 0, None, planted=True)
+            planted_cfg = arm_config(args, a, 0, None, planted=True)
+        check_outcome(planted_cfg)
     seeds = [cfgs[arms[0]].seed + i for i in range(n)]
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     c = cfgs[arms[0]]
@@ -290,7 +318,8 @@ def main(args: argparse.Namespace) -> int:
     result = analyse(runs, planted, seeds, args.pilot, args.planted_pilot,
                      args.heritability_baseline)
     doc = write_report(args, cfgs, arms, seeds, weights, runs, planted, result,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, planted_cfg,
+                       PLANTED + planted_only(args) if n_planted else None)
     run_id = log_summary(args.out, cfgs[arms[0]], doc)
     for v in result["verdicts"]:
         print(v["text"])

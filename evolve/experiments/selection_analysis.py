@@ -5,6 +5,7 @@ generation, power from the pilot, how well fitness predicts the outcome, curves 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from evolve.experiments.paired import t_interval
@@ -119,7 +120,16 @@ def planted_section(planted: dict[str, list[dict[str, Any]]], pilot: int = 8) ->
                                                         ["learners"] if not x["failed"]])
                                                for r in rs]) for a, rs in planted.items()},
             "lr_generation0": mean_of([mean_of([x["lr"] for x in r["generations"][0]["learners"]])
-                                       for r in planted["random"]])}
+                                       for r in planted["random"]]),
+            "log10_lr_by_generation": {a: [mean_of([mean_of([math.log10(x["lr"]) for x in
+                                                              r["generations"][g]["learners"]
+                                                              if not x["failed"]]) for r in rs])
+                                           for g in range(len(rs[0]["generations"]))]
+                                       for a, rs in planted.items()},
+            "by_generation": {a: [t_interval([seed_value(r["generations"][g]["learners"], PRIMARY)
+                                              for r in rs])["mean"]
+                                  for g in range(len(rs[0]["generations"]))]
+                              for a, rs in planted.items()}}
 
 
 def heritability_baseline(herit: dict[str, Any], seeds: list[int], path: Any,

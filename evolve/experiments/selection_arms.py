@@ -32,12 +32,17 @@ DEFAULT_ARMS = ("fitness", "random", "shuffled", "oracle")
 PRIMARY_CONTRASTS = (("fitness", "random"), ("oracle", "random"), ("shuffled", "random"),
                      ("fitness", "shuffled"), ("fitness", "none"))
 # The planted positive control: one heritable gene (lr over two decades), every other gene fixed,
-# lr moved only by x1.2 / x0.8 (never resampled), no crossover.
-PLANTED = ["genome.lr=[3.0e-4, 3.0e-2]", "genome.rank=[4]", "genome.alpha=[8.0, 8.0]",
+# lr moved only by x1.2 / x0.8 (never resampled), no crossover. Its range is where the embedded
+# base's assessment gain rises monotonically with lr: the first design's [3e-4, 3e-2] had a flat zero
+# below ~2e-3 and a collapse above ~1.4e-2, so selection could buy little (docs/results/selection/
+# planted_design.md). It has its own size (more learners and rounds of selection than the main arms):
+# PLANTED_SIZE comes after --set (unless --quick) and --planted-set after both.
+PLANTED = ["genome.lr=[1.0e-4, 1.0e-2]", "genome.rank=[4]", "genome.alpha=[8.0, 8.0]",
            "genome.weight_decay=[0.0, 0.0]", "genome.dropout=[0.0, 0.0]",
            "genome.curricula=[random]", "genome.rehearsal_ratio=[0.0, 0.0]",
            "genome.steps_per_item=[2, 2]", "genome.fixed=[curriculum_params]",
            "variation.resample_p=0", "variation.crossover_p=0"]
+PLANTED_SIZE = ["population=10", "generations=4"]
 PLANTED_ARMS = ("fitness", "random", "shuffled", "oracle")
 
 

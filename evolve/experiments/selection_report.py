@@ -1,10 +1,13 @@
-"""The selection experiment's report: `report.json` (every run's learners and every derived number),
+"""The selection experiment's report: `report.json` (every derived number, the run ids),
+`runs.json.gz` (every run's learners: genomes, fitness, signals, assessment curves; `load_runs`),
 `report.md` (the verdict in plain words, tables read from the JSON's values) and three plots, and
 the summary run in MLflow. See `evolve/experiments/selection.py` for the design."""
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -39,11 +42,14 @@ def command_of(args: argparse.Namespace) -> str:
             parts.append(f"{flag} {v}")
     if args.pilot != 4:
         parts.append(f"--pilot {args.pilot}")
+    if getattr(args, "planted_pilot", 8) != 8:
+        parts.append(f"--planted-pilot {args.planted_pilot}")
     if args.weights != "auto":
         parts.append(f"--weights {args.weights}")
     if args.config:
         parts.append(f"--config {args.config}")
     parts += [f"--set {s}" for s in args.sets]
+    parts += [f"--planted-set {s}" for s in getattr(args, "planted_sets", [])]
     return " ".join(parts)
 
 
@@ -52,20 +58,43 @@ def ci_text(s: dict[str, Any]) -> str:
     return f"{fmt(s['mean'])} [{fmt(s['lo'])}, {fmt(s['hi'])}]"
 
 
+RUNS_FILE = "runs.json.gz"
+
+
+def _run_ids(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Per arm, each run's seed and MLflow run id (and where a reused run was first recorded)."""
+    return {a: [{"seed": r["seed"], "run_id": r["run_id"],
+                 **({"reused_from": r["reused_from"]} if r.get("reused_from") else {})}
+                for r in rs] for a, rs in runs.items()}
+
+
+def load_runs(out: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """`{"runs": ..., "planted_runs": ...}` as written beside report.json (every learner)."""
+    with gzip.open(out / RUNS_FILE, "rt") as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
 def write_report(args: argparse.Namespace, cfgs: dict[str, Any], arms: list[str], seeds: list[int],
                  weights: str | None, runs: dict[str, list[dict[str, Any]]],
                  planted: dict[str, list[dict[str, Any]]], result: dict[str, Any],
-                 seconds: float) -> dict[str, Any]:
-    """Write report.json, the plots and report.md under `args.out`; returns the JSON document."""
+                 seconds: float, planted_cfg: Any = None,
+                 planted_sets: list[str] | None = None) -> dict[str, Any]:
+    """Write report.json, runs.json.gz, the plots and report.md under `args.out`; returns the
+    JSON document (report.json: the derived numbers; the per-learner data go to runs.json.gz)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfgs[arms[0]]
+    pc = planted_cfg.to_dict() if planted_cfg is not None else None
     doc = {"command": command_of(args), "seeds": seeds, "arms": {
         a: {"description": ARMS[a][0], "sets": arm_sets(a, weights)} for a in arms},
         "base": cfg.base or "embedded default", "weights_file": weights, "primary": PRIMARY,
-        "alpha": ALPHA, "seconds": seconds, "config": cfg.to_dict(), "planted_sets": PLANTED,
-        **result, "runs": runs, "planted_runs": planted}
+        "alpha": ALPHA, "seconds": seconds, "config": cfg.to_dict(),
+        "planted_sets": planted_sets if planted_sets is not None else PLANTED,
+        "planted_config": pc, **result, "runs_file": RUNS_FILE,
+        "run_ids": _run_ids(runs), "planted_run_ids": _run_ids(planted)}
     write_json(out / "report.json", doc)
+    with gzip.open(out / RUNS_FILE, "wt") as f:
+        json.dump({"runs": runs, "planted_runs": planted}, f, separators=(",", ":"))
     plots(out, doc)
     (out / "report.md").write_text(markdown(doc))
     return doc
@@ -75,6 +104,18 @@ def _contrast_rows(cs: list[dict[str, Any]]) -> list[list[Any]]:
     return [[f"`{c['a']}` - `{c['b']}`", c["outcome"], ci_text({"mean": c["mean_diff"],
              "lo": c["ci"][0], "hi": c["ci"][1]}), c["p_signflip"], c.get("p_holm"), c["p_t"],
              c["d_z"], f"{c['wins']}/{c['losses']}/{c['ties']}"] for c in cs]
+
+
+def _reused_line(doc: dict[str, Any]) -> list[str]:
+    """A setup line naming the runs that were first recorded elsewhere (`reused_from`)."""
+    reused = {a: [r for r in rs if r.get("reused_from")] for a, rs in doc["run_ids"].items()}
+    reused = {a: rs for a, rs in reused.items() if rs}
+    if not reused:
+        return []
+    first = next(iter(reused.values()))[0]["reused_from"]
+    return ["- Reused runs (put into OUT/runs/ from an earlier report, not run here): "
+            + ", ".join(f"`{a}` {len(rs)} seeds" for a, rs in reused.items())
+            + f"; first recorded in {first.get('mlflow')}; fitness: {first.get('fitness')}."]
 
 
 CONTRAST_HEAD = ["contrast", "outcome", "mean diff [95% CI]", "sign-flip p", "Holm p",
@@ -114,6 +155,7 @@ def markdown(doc: dict[str, Any]) -> str:
            "## Setup", ""]
     md += [f"- Command: `{doc['command']}` ({fmt(doc['seconds'] / 60)} minutes of this "
            "invocation; runs reused from OUT/runs/ cost nothing here).",
+           *_reused_line(doc),
            f"- Base: `{doc['base']}`. Run seeds {', '.join(map(str, seeds))}; per arm and seed one "
            f"evolution of population {cfg['population']} for {cfg['generations']} generations, "
            f"{items} fresh training items per generation. Generation 0 is shared exactly by the "
@@ -136,13 +178,24 @@ def markdown(doc: dict[str, Any]) -> str:
     md += md_table(CONTRAST_HEAD, _contrast_rows(doc["change_from_generation0"])).split("\n")
     md += ["", "## Planted positive control", ""]
     if pl["ran"]:
-        md += [f"Genes: only `lr` varies (`--set {' --set '.join(doc['planted_sets'])}`). Mean lr "
-               f"in generation 0: {fmt(pl['lr_generation0'])}; in the last generation: "
+        pc = doc.get("planted_config") or cfg
+        md += [f"Genes: only `lr` varies (`--set {' --set '.join(doc['planted_sets'])}`): "
+               f"population {pc['population']}, {pc['generations']} generations, lr "
+               f"{fmt(pc['genome']['lr'][0])} to {fmt(pc['genome']['lr'][1])}, seeds "
+               f"{', '.join(map(str, pl['seeds']))}. Mean lr in generation 0: "
+               f"{fmt(pl['lr_generation0'])}; in the last generation: "
                + ", ".join(f"{k} {fmt(v)}" for k, v in pl["lr_last_generation"].items())
                + f". Parent-offspring slope of {PRIMARY} in its random arm: "
                f"{fmt(pl['heritability']['parent_offspring_slope'])} [95% CI "
                f"{fmt(pl['heritability']['ci'][0])}, {fmt(pl['heritability']['ci'][1])}].", ""]
         md += md_table(CONTRAST_HEAD, _contrast_rows(pl["contrasts"])).split("\n")
+        if pl.get("log10_lr_by_generation"):
+            gens = range(len(next(iter(pl["by_generation"].values()))))
+            md += ["", f"Per generation, mean over seeds: log10 lr / {PRIMARY}.", ""]
+            md += md_table(["arm"] + [f"g{g}" for g in gens], [
+                [f"`{a}`"] + [f"{fmt(pl['log10_lr_by_generation'][a][g])} / "
+                              f"{fmt(pl['by_generation'][a][g])}" for g in gens]
+                for a in pl["by_generation"]]).split("\n")
     else:
         md += ["Not run."]
     h = doc["heritability"]
@@ -214,7 +267,8 @@ def markdown(doc: dict[str, Any]) -> str:
            "`evolve.run_seed` (the planted control also `evolve.control=planted`); each carries "
            "the per-generation metrics `heritability/*`, `selection_differential/*`, "
            "`response/*`, `price/*`; plus a summary run tagged `evolve.kind=" + KIND + "`.", ""]
-    rows = [[f"`{x}`", r["seed"], r["run_id"]] for x in arms for r in doc["runs"][x]]
+    rows = [[f"`{x}`", r["seed"], r["run_id"] + (" (reused)" if r.get("reused_from") else "")]
+            for x in arms for r in doc["run_ids"][x]]
     md += md_table(["arm", "seed", "run id"], rows).split("\n")
     return "\n".join(md) + "\n"
 

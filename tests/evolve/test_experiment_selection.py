@@ -38,11 +38,15 @@ def _cli(tiny_base: Path, tmp: Path, *extra: str) -> int:
 def quick(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Any]:
     """The quick setting (2 seeds x fitness / random / shuffled / oracle, and the planted control
     over 2 seeds) on the tiny base: (out, JSON, tracker)."""
+    from evolve.experiments.selection_report import load_runs
     from evolve.tracking import Tracker
 
     tmp = tmp_path_factory.mktemp("selection")
     assert _cli(tiny_base, tmp) == 0
     doc = json.loads((tmp / "out" / "report.json").read_text())
+    # report.json stays small: every learner goes to runs.json.gz beside it
+    assert "runs" not in doc and "planted_runs" not in doc and doc["runs_file"] == "runs.json.gz"
+    doc.update(load_runs(tmp / "out"))
     return tmp / "out", doc, Tracker(f"sqlite:///{tmp}/mlflow.db", EXP, create=False)
 
 
@@ -79,7 +83,11 @@ def test_quick_run_writes_the_promised_report(quick: tuple[Path, dict[str, Any],
             assert all(len(g["learners"]) == 4 for g in r["generations"])
             assert all(x["curve"] and x["curve"][0][0] == 0 for g in r["generations"]
                        for x in g["learners"]), arm
-    # the planted control varies lr only
+    assert [r["run_id"] for r in doc["run_ids"]["random"]] == [r["run_id"] for r in doc["runs"]["random"]]
+    # the planted control varies lr only, over its own range
+    assert planted["log10_lr_by_generation"]["oracle"][0] == pytest.approx(
+        planted["log10_lr_by_generation"]["random"][0])
+    assert doc["planted_config"]["genome"]["lr"] == [1e-4, 1e-2]
     for runs in doc["planted_runs"].values():
         for r in runs:
             learners = r["generations"][0]["learners"]
@@ -162,7 +170,7 @@ def test_rerun_reuses_finished_runs(quick: tuple[Path, dict[str, Any], Any], tin
     before = len(tracker.client.search_runs([tracker.experiment_id], "tags.`evolve.kind` = 'evolution'"))
     assert _cli(tiny_base, tmp) == 0
     again = json.loads((out / "report.json").read_text())
-    assert [r["run_id"] for r in again["runs"]["oracle"]] == [r["run_id"] for r in doc["runs"]["oracle"]]
+    assert [r["run_id"] for r in again["run_ids"]["oracle"]] == [r["run_id"] for r in doc["runs"]["oracle"]]
     after = len(tracker.client.search_runs([tracker.experiment_id], "tags.`evolve.kind` = 'evolution'"))
     assert after == before
 
@@ -199,6 +207,9 @@ def test_uniform_selection_ignores_fitness_and_skips_failed() -> None:
     (["--arms", "fitness,oracle"], "include random"),
     (["--planted-seeds", "1"], "--planted-seeds 1"),
     (["--set", "population=1"], "population 1"),
+    # a config whose assessment is off (configs/real.yaml) cannot give the outcome
+    (["--config", "real", "--set", "base=smollm2"], "assess.every=0"),
+    (["--set", "assess.steps=0"], "assess.steps=0"),
 ])
 def test_bad_flags_are_one_line_errors(flags: list[str], fragment: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -200,3 +201,24 @@ def test_signal_table_finds_the_signal_that_predicts_the_offspring_gain() -> Non
     assert rows["x"]["offspring"]["populations"] == 3
     assert abs(rows["noise"]["offspring"]["mean"]) < 0.8
     assert "x" in table["suggested_weights"] and "noise" not in table["suggested_weights"]
+
+
+def test_the_planted_control_has_its_own_size_and_genes() -> None:
+    """Its genes come before --set, its size after --set (not with --quick), --planted-set last;
+    the main arms never see any of them."""
+    import argparse
+
+    from evolve.experiments.selection import arm_config
+
+    def cfg(quick: bool, sets: list[str], planted_sets: list[str], planted: bool = True) -> Any:
+        args = argparse.Namespace(config=None, quick=quick, sets=sets, planted_sets=planted_sets)
+        return arm_config(args, "random", 0, None, planted=planted)
+
+    c = cfg(False, ["population=6", "generations=3"], [])
+    assert (c.population, c.generations, c.genome["lr"]) == (10, 4, [1e-4, 1e-2])
+    assert c.genome["rank"] == [4] and c.variation.resample_p == 0 == c.variation.crossover_p
+    c = cfg(False, ["population=6"], ["population=12", "genome.lr=[1e-3, 1e-2]"])
+    assert (c.population, c.genome["lr"]) == (12, [1e-3, 1e-2])
+    assert cfg(True, [], []).population == 4            # --quick keeps its tiny size
+    main = cfg(False, ["population=6"], ["population=12"], planted=False)
+    assert main.population == 6 and main.genome["lr"] != [1e-4, 1e-2]

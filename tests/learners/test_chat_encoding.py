@@ -142,3 +142,26 @@ def test_teacher_forced_verdict_equals_greedy_generate_with_a_chat_template(
     for p in range(2):
         for j, (_, answer) in enumerate(items):
             assert (texts[p][j] == answer) == bool(fast.correct[p, j]), (p, items[j], texts[p][j])
+
+
+def test_passes_hold_at_most_group_tokens_real_tokens_with_a_chat_template(chat_base: Path) -> None:
+    """A step's learners go through the forward in passes of at most `group_tokens` tokens (the
+    memory bound of a big population), counted as encoded: the chat template's system turn and
+    tags included, which a count of characters missed (SmolLM2's prompts: ~2.4x more tokens)."""
+    from learners.base import load_base
+
+    model, tok = load_base(chat_base)
+    specs = [LearnerSpec(lr=1e-3, weight_decay=0.0, rank=4, alpha=8.0, dropout=0.0, seed=s)
+             for s in range(8)]
+    pop = Population(model, tok, specs, group_tokens=160)
+    batches = [FACTS[p % 4:p % 4 + 3] for p in range(8)]
+    T = encode_pairs(tok, [x for b in batches for x in b]).input_ids.shape[1]
+    chars = max(len(q) + len(a) for b in batches for q, a in b) + 2
+    assert pop.tokens(batches) == T > chars            # the template outweighs the characters
+    size = pop._group(batches)
+    assert size * 3 * T <= 160 < (size + 1) * 3 * T   # as many learners as fit, no more
+    seen: list[int] = []
+    losses = pop.losses
+    pop.losses = lambda b, span=None: seen.append(span[1] - span[0]) or losses(b, span)  # type: ignore[method-assign,assignment]
+    assert np.isfinite(pop.train_step(batches)).all()
+    assert seen and max(seen) == size and sum(seen) == 8

@@ -149,10 +149,12 @@ class Tracker:
 
     def log_generation(self, generation: int, records: list[LearnerRecord],
                        summary: dict[str, float], plots: bool = True) -> None:
-        """One nested FINISHED run per record (fills `record.run_id`), lineage, parent metrics and,
-        with `plots`, the plots of the whole evolution so far redrawn (5-10 s under load; the
-        engine draws them after the last generation unless `tracking.draw_plots: every`; the
-        parent metric `plots_s` says when they were drawn). The parent tag
+        """One nested FINISHED run per record (fills `record.run_id`), lineage, `summary` as the
+        parent's metrics at step `generation` (`evolve.generation.summarise`'s `metrics`: champion
+        and mean fitness are computed there, not here) and, with `plots`, the plots of the whole
+        evolution so far redrawn (5-10 s under load; the engine draws them after the last
+        generation unless `tracking.draw_plots: every`; the parent metric `plots_s` says when they
+        were drawn). The parent tag
         `evolve.completed_generations` is written last (resume reads it)."""
         parent = self._require_run()
         for rec in records:   # bad input fails before anything of the generation is recorded
@@ -174,11 +176,6 @@ class Tracker:
             t0 = time.perf_counter()
             self._draw_plots(parent)
             values["plots_s"] = time.perf_counter() - t0
-        scores = [r.fitness for r in records if r.scored and r.fitness is not None]
-        if scores:
-            values.setdefault("champion_fitness", max(scores))
-            values.setdefault("mean_fitness", sum(scores) / len(scores))
-        values.setdefault("failed_learners", float(sum(r.failed for r in records)))
         now = now_ms()
         metrics = [Metric(k, float(v), now, generation) for k, v in values.items() if v is not None]
         self._client.log_batch(parent, metrics=metrics)

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from curricula.families._common import check_float, check_subset, cycle, distinct_indices, rng_for
 from curricula.families.jsonl import JUDGES, parse_line, read_rows
 from curricula.items import Item, exact_match, key_terms_match
+from curricula.registry import FAMILIES
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "trivia.jsonl"
 PRIORS = ("any", "right", "wrong")
@@ -125,10 +126,11 @@ class _TriviaBase:
         return key_terms_match(item.key_terms, output)
 
 
+@FAMILIES.named
 class Trivia(_TriviaBase):
     """Items ``trivia_<fact id>``; `prior` keeps the facts SmolLM2 got right / wrong / any."""
 
-    name: ClassVar[str] = "trivia"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = ("general-knowledge questions with short answers and key terms, "
                                   "with SmolLM2-135M's prior answers")
 
@@ -155,10 +157,11 @@ class Trivia(_TriviaBase):
         return []
 
 
+@FAMILIES.named
 class TriviaCounterfactual(_TriviaBase):
     """Category ``counterfactual`` (``tcf_edit_<fact>``) or ``true`` (``tcf_true_<fact>``)."""
 
-    name: ClassVar[str] = "trivia_counterfactual"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = ("edited real facts (capital of France? -> Lyon) "
                                   "mixed with true facts the model knew")
 

@@ -46,6 +46,6 @@ def test_one_generation_of_two_smollm2_learners(tmp_path: Path,
         assert len(edits) == 2
         before = {**t.baseline, **dict(zip(t.holdout_ids, t.holdout_baseline, strict=True))}
         assert len(before) == 6 and not any(before[i] for i in before if i.startswith("tcf_edit_"))
-        # (a near-tie may flip one verdict: the learners' rows of one batch do not round alike;
-        # in `make real` 3 of 24 known trained facts started wrong for one learner or another)
+        # (one may flip: in `make real` 3 of 24 known trained facts started wrong for one base
+        # learner or another, likely a near-tie rounded by the batch's layout; docs/base-model.md)
         assert sum(not before[i] for i in before if i.startswith("tcf_true_")) <= 1

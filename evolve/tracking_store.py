@@ -12,7 +12,6 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 # per-file download progress bars would interleave with `evolve run`'s own bars
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -169,7 +168,7 @@ class Store:
             if k == view.SHARE_TAG or k not in tags:
                 self._client.set_experiment_tag(self._experiment_id, k, v)
 
-    def _get_run(self, run_id: str) -> Any:
+    def _get_run(self, run_id: str) -> Run:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -178,9 +177,9 @@ class Store:
             raise EvolveError(f"no run {run_id} in the MLflow store {self.uri}; pass a run id "
                               "from `evolve run`'s summary or the MLflow UI") from None
 
-    def _learner_runs(self, evolution: str) -> list[Any]:
+    def _learner_runs(self, evolution: str) -> list[Run]:
         exp = self._get_run(evolution).info.experiment_id
-        out: list[Any] = []
+        out: list[Run] = []
         token = None
         while True:
             page = self._client.search_runs([exp], f"tags.`{PARENT}` = '{evolution}'",
@@ -190,7 +189,7 @@ class Store:
             if not token:
                 return out
 
-    def _record_of(self, run: Any, curves: bool) -> LearnerRecord:
+    def _record_of(self, run: Run, curves: bool) -> LearnerRecord:
         tags, metrics = run.data.tags, run.data.metrics
         split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
         genome = json.loads(tags["evolve.genome"]) if "evolve.genome" in tags else \

@@ -296,7 +296,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     if cls is TaskConfig:
-        kwargs["params"] = {k: v for k, v in data.items() if k not in names}
+        nested_params = data.get("params") or {}   # `params: {...}` counts as keys beside family
+        _need(isinstance(nested_params, dict), f"config key {where}params must be a mapping")
+        kwargs["params"] = {**nested_params, **{k: v for k, v in data.items() if k not in names}}
         data = {k: v for k, v in data.items() if k in names and k != "params"}
     for key, value in data.items():
         if key not in names:

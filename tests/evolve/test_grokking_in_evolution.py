@@ -4,6 +4,7 @@ generation the repeated passes (and checkpoints) that grokking needs."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,22 @@ def test_grokked_learner_is_tagged_with_its_onset_and_the_other_is_not(
     assert "signal.grok_onset_step" not in other[0].data.metrics
     assert "grok_onset_step" in other[0].data.tags["evolve.undefined_signals"].split(",")
     tracker.finish()
+    # the report section reads the same runs back: one grokked learner, its onset, the plot
+    from evolve.experiments.grokking import evolution
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("# Grokking\n\n## 6. Grokking inside evolution\n\nSTALE SECTION\n")
+    assert evolution.main(["--uri", cfg.tracking.uri, "--experiment", cfg.tracking.experiment,
+                           "--out", str(out), "--command", "evolve run"]) == 0
+    doc = json.loads((out / "evolution.json").read_text())
+    assert doc["grokked"] == ["g0-l0"]
+    assert [(r["memorised_step"], r["onset_step"], r["delay"]) for r in doc["learners"]] == \
+        [(12, 60, 48), (12, None, None)]
+    report = (out / "report.md").read_text()
+    assert report.count("## 6. Grokking inside evolution") == 1 and "STALE SECTION" not in report
+    assert "**1 of 2 learners grokked**" in report
+    assert (out / "evolution_curves.png").stat().st_size > 0
 
 
 def test_epochs_repeat_the_items_in_fresh_orders_with_a_checkpoint_per_window() -> None:
@@ -83,3 +100,22 @@ def test_epochs_must_be_a_positive_integer(make_cfg: Any) -> None:
     assert make_cfg(**{"training.epochs": 3}).training.epochs == 3
     with pytest.raises(EvolveError, match="training.epochs"):
         make_cfg(**{"training.epochs": 0})
+
+
+def test_the_shipped_grokking_config_trains_a_never_pretrained_op_for_many_passes() -> None:
+    from curricula.families.modular import FAMILIAR
+    from evolve.config import load_config
+
+    cfg = load_config("grokking")
+    (task,) = cfg.tasks
+    assert task.family == "modular" and not set(task.params["ops"]) & set(FAMILIAR)
+    assert cfg.training.epochs >= 50 and cfg.training.checkpoint_every == task.n
+    assert task.holdout > 0 and not cfg.training.spectral
+
+
+def test_task_params_may_be_nested_or_beside_family(make_cfg: Any) -> None:
+    """`{family: modular, params: {p: 13}}` used to be dropped silently (the family got p = 97)."""
+    for tasks in ("[{family: modular, n: 4, holdout: 2, probe: 0, params: {p: 13, ops: [sub]}}]",
+                  "[{family: modular, n: 4, holdout: 2, probe: 0, p: 13, ops: [sub]}]"):
+        fam = make_cfg(tasks=tasks).tasks[0].make()
+        assert (fam.p, fam.ops) == (13, ("sub",))

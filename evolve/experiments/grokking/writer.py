@@ -186,6 +186,19 @@ def _meta_md(meta: dict[str, Any]) -> list[str]:
             "![meta-optimiser](meta_optimizer.png)", ""]
 
 
+EVOLUTION_HEADING = "## 6. Grokking inside evolution"
+
+
+def evolution_md(out: Path) -> list[str]:
+    """Section 6 from `out/evolution.md` (written by `python -m evolve.experiments.grokking.evolution`
+    from an `evolve run --config configs/grokking.yaml`), or a line saying how to make it."""
+    f = out / "evolution.md"
+    body = f.read_text().rstrip("\n").split("\n") if f.is_file() else [
+        "Not run here: `evolve run --config configs/grokking.yaml`, then "
+        "`python -m evolve.experiments.grokking.evolution` (docs/experiments.md)."]
+    return [EVOLUTION_HEADING, "", *body, ""]
+
+
 def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict[str, Any],
           parts: dict[str, Any]) -> dict[str, Any]:
     """Write report.json, report.md and every plot; returns the JSON document."""
@@ -231,7 +244,8 @@ def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict
             else ["Not run (--skip hysteresis).", ""]),
           "## 5. A meta-optimiser", "",
           *(_meta_md(parts["meta"]) if "skipped" not in parts["meta"]
-            else ["Not run (--skip meta).", ""])]
+            else ["Not run (--skip meta).", ""]),
+          *evolution_md(out)]
     (out / "report.md").write_text("\n".join(md))
     return doc
 

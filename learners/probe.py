@@ -259,15 +259,15 @@ def _greedy_rows(model: Any, P: int, seqs: list[list[int]], max_new_tokens: int,
     for j, q in enumerate(seqs):              # suffixes right-aligned: padding sits mid-sequence
         suffix[j, S - len(q) + pre:] = torch.tensor(q[pre:])
         smask[j, S - len(q) + pre:] = 1
-    cache, last_only = DynamicCache(), _last_logits(model)
+    cache = DynamicCache()
+    kw = _step_kwargs(model, cache)
     if pre:                                   # the prefix once per learner: [P, pre] rows
-        model(input_ids=torch.tensor([seqs[0][:pre]], device=device).repeat(P, 1),
-              past_key_values=cache, use_cache=True, **last_only)
+        model(input_ids=torch.tensor([seqs[0][:pre]], device=device).repeat(P, 1), **kw)
         cache.batch_repeat_interleave(k)      # row p*k + j gets learner p's prefix
     mask = torch.cat([torch.ones((k, pre), dtype=torch.long), smask], 1).to(device).repeat(P, 1)
     pos = (mask.cumsum(1) - 1).clamp(min=0)[:, pre:]       # [P*k, S]; padding: any position
     out = model(input_ids=suffix.to(device).repeat(P, 1), attention_mask=mask, position_ids=pos,
-                past_key_values=cache, use_cache=True, **last_only)
+                **kw)
     rows = torch.arange(P * k, device=device)  # the rows still in the batch (original indices)
     last = pos[:, -1]
     done = torch.zeros(P * k, dtype=torch.bool, device=device)
@@ -289,18 +289,22 @@ def _greedy_rows(model: Any, P: int, seqs: list[list[int]], max_new_tokens: int,
             rows, done, nxt, mask, last = rows[keep], done[keep], nxt[keep], mask[keep], last[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
         last = last + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
-                    past_key_values=cache, use_cache=True, **last_only)
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], **kw)
     return toks
 
 
-def _last_logits(model: Any) -> dict[str, int]:
-    """`logits_to_keep=1` where the model's forward takes it (logits of the last position only:
-    [R, 1, V] instead of [R, T, V] at a real vocabulary), else nothing."""
+def _step_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """The forward's cache argument (`cache`, `past_key_values` before transformers 5.2x) and
+    `logits_to_keep=1` where it takes it (the last position's logits only: [R, 1, V], not
+    [R, T, V] at a real vocabulary)."""
     import inspect
 
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters \
-        else {}
+    params = inspect.signature(model.forward).parameters
+    kw: dict[str, Any] = {"cache" if "cache" in params else "past_key_values": cache,
+                          "use_cache": True}
+    if "logits_to_keep" in params:
+        kw["logits_to_keep"] = 1
+    return kw
 
 
 @torch.no_grad()

@@ -14,9 +14,10 @@ CPU-second, and `identical` (every verdict of (1) equals (2)'s).
 were recorded (`curricula.families.trivia`: question + INSTRUCTION, PRIOR_TOKENS new tokens), half
 that SmolLM2 answered right and half wrong, judged by key terms in the greedy answer as `evolve
 run` judges them. (1) is then `learners.probe.generate_greedy` (every learner's continuation from
-one `generate()` per chunk over all learners) and (2) per learner PEFT batched `generate()` over
-all N prompts, each stopped at the end of turn or eos; `identical` compares the verdicts and
-`same_text` the share of identical answers.
+one decoding loop per chunk over all learners: shared prompt prefix, finished items dropped),
+beside the same population through transformers' `generate()` (`generate_greedy_hf`), and (2)
+per learner PEFT batched `generate()` over all N prompts, each stopped at the end of turn or eos;
+`identical` compares the verdicts and `same_text` the share of identical answers.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def key_term_bench(a: Any, pop: Any, twin_base: Any, tok: Any, N: int, reps: int
     """The key-term probe (see the module doc) side by side with per-learner PEFT generate()."""
     from curricula.families.trivia import PRIOR_TOKENS
     from curricula.items import key_terms_match
-    from learners.probe import generate_greedy
+    from learners.probe import generate_greedy, generate_greedy_hf
 
     items, train = trivia_items(N)
     for t in range(4):   # 4 steps of 8 trivia pairs each: the adapters differ per learner
@@ -115,6 +116,9 @@ def key_term_bench(a: Any, pop: Any, twin_base: Any, tok: Any, N: int, reps: int
     t_pop, texts = timed(lambda: generate_greedy(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
                                                  pop.probe_chunk, pop.device),
                          reps, "population_generate_greedy")
+    t_hf, texts_hf = timed(lambda: generate_greedy_hf(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
+                                                      pop.probe_chunk, pop.device),
+                           reps, "population_transformers_generate")
     pm = peft_adapters(twin_base, pop).eval()
 
     def learner(i: int) -> Any:
@@ -132,12 +136,14 @@ def key_term_bench(a: Any, pop: Any, twin_base: Any, tok: Any, N: int, reps: int
     return {"base": a.base, "mode": "key_terms", "P": a.P, "items": N, "threads": a.threads,
             "reps": reps, "max_new_tokens": PRIOR_TOKENS,
             "items_per_s": {"population_generate_greedy": round(n / t_pop, 2),
+                            "population_transformers_generate": round(n / t_hf, 2),
                             "peft_batched_generate": round(n / t_gen, 2)},
             "speedup": round(t_gen / t_pop, 3),
+            "speedup_over_transformers_generate": round(t_hf / t_pop, 3),
             "items_per_cpu_s": {k: round(n / CPU[k], 2) for k in CPU},
             "speedup_per_cpu_s": round(CPU["peft_batched_generate"]
                                        / CPU["population_generate_greedy"], 3),
-            "identical": judge == judge_ref,
+            "identical": judge == judge_ref, "same_text_as_transformers": texts == texts_hf,
             "same_text": round(sum(u == v for u, v in pairs) / len(pairs), 4),
             "fraction_correct": round(sum(map(sum, judge)) / n, 4),
             "peak_rss_mib": round(max_rss_mib(), 1)}

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 from learners.encoding import TokenizerCodec, as_codec, encode_pairs, stop_ids
 from learners.population import LearnerSpec, Population
-from learners.probe import generate_greedy
+from learners.probe import generate_greedy, generate_greedy_hf
 
 # SmolLM2's template, with a shorter default system turn
 TEMPLATE = (
@@ -142,6 +142,47 @@ def test_teacher_forced_verdict_equals_greedy_generate_with_a_chat_template(
     for p in range(2):
         for j, (_, answer) in enumerate(items):
             assert (texts[p][j] == answer) == bool(fast.correct[p, j]), (p, items[j], texts[p][j])
+
+
+@pytest.mark.parametrize("budget", [1 << 18, 1])
+def test_greedy_generation_equals_transformers_generate(chat_base: Path, budget: int) -> None:
+    """The key-term probe's own decoding loop (the template's system turn computed once per
+    learner, finished items dropped from the batch) gives transformers' `generate()` texts, for
+    learners whose answers end at different steps, in one chunk and one item a chunk."""
+    from learners.base import load_base
+
+    model, tok = load_base(chat_base)
+    specs = [LearnerSpec(lr=3e-2, weight_decay=0.0, rank=8, alpha=16.0, dropout=0.0, seed=s)
+             for s in (1, 2, 3)]
+    pop = Population(model, tok, specs, target_modules=ALL_LINEAR)
+    for t in range(12):       # learner 0 part-trained, 1 barely, 2 untrained (random answers)
+        pop.train_step([FACTS, FACTS[:2], []], active=[True, t < 2, False])
+    prompts = [q for q, _ in FACTS + UNSEEN] + ["Capital", "The Jupiter is"]
+    for new_tokens in (1, 3, 12):
+        ours = generate_greedy(pop.model, tok, 3, prompts, new_tokens, budget, pop.device)
+        assert ours == generate_greedy_hf(pop.model, tok, 3, prompts, new_tokens, budget,
+                                          pop.device)
+    # the untrained learner rambles: also end answers at frequent tokens of its, so items end
+    # at different steps for every learner and leave the batch while others still run
+    import torch
+
+    from learners.probe import _greedy_rows
+
+    enc = encode_pairs(tok, [(q, "") for q in prompts])
+    seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
+    end = as_codec(tok).end_id
+    rows = _greedy_rows(pop.model, 3, seqs, 12, torch.tensor([end]), pop.device)
+    rambles = rows[2 * len(seqs):]
+
+    def first_steps(t: int) -> set[int]:   # the step at which each item would end at token t
+        return {r.index(t) if t in r else 12 for r in rambles}
+
+    stops = [end, max({t for r in rambles for t in r}, key=lambda t: len(first_steps(t)))]
+    ours = generate_greedy(pop.model, tok, 3, prompts, 12, budget, pop.device, stops)
+    assert ours == generate_greedy_hf(pop.model, tok, 3, prompts, 12, budget, pop.device, stops)
+    rows = _greedy_rows(pop.model, 3, seqs, 12, torch.tensor(stops), pop.device)
+    steps = [max(len(rows[p * len(seqs) + j]) for p in range(3)) for j in range(len(seqs))]
+    assert len(set(steps)) >= 2 and min(steps) < 11, "need items ending at different steps"
 
 
 def test_passes_hold_at_most_group_tokens_real_tokens_with_a_chat_template(chat_base: Path) -> None:

@@ -40,6 +40,7 @@ def rows_of(records: Sequence[LearnerRecord]) -> list[dict[str, Any]]:
             "final_train_acc": train[-1][1] if train else None,
             "final_holdout_acc": hold[-1][1] if hold else None,
             "max_holdout_acc": max((v for _, v in hold), default=None),
+            "max_holdout_step": max(hold, key=lambda p: p[1])[0] if hold else None,
             "checkpoints": len(hold), "failed": r.failed,
             "train_acc": [list(p) for p in train], "holdout_acc": [list(p) for p in hold]})
     return out
@@ -103,16 +104,18 @@ def section(rows: Sequence[dict[str, Any]], command: str, wall_s: float | None,
           + (f"; {wall_s:.0f} s wall on the shared 2-core machine." if wall_s else "."), "",
           f"**{len(grok)} of {len(defined)} learners grokked** (the `grokking` detector fired: a "
           "window-mean jump of holdout accuracy > 0.2 after train accuracy plateaued); "
-          f"{len(mem)} memorised their training items (train accuracy >= 0.9).", "",
+          f"{len(mem)} memorised their training items (train accuracy >= 0.9)"
+          + (f"; of those, {sum(_before(r) for r in mem)} had their best holdout accuracy at or "
+             "before the checkpoint where they memorised" if mem else "") + ".", "",
           "| learner | lr | weight decay | rank | memorised at | onset at | delay | "
-          "final train | final holdout | best holdout | grokked |",
+          "final train | final holdout | best holdout (at) | grokked |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         g = r["genes"]
         md.append(f"| {r['learner']} | {_g(g['lr'])} | {_g(g['weight_decay'])} | {g['rank']} | "
                   f"{_s(r['memorised_step'])} | {_s(r['onset_step'])} | {_s(r['delay'])} | "
                   f"{_s(r['final_train_acc'])} | {_s(r['final_holdout_acc'])} | "
-                  f"{_s(r['max_holdout_acc'])} | {YES_NO.get(r['grokked'], '-')} |")
+                  f"{_s(r['max_holdout_acc'])} ({_s(r['max_holdout_step'])}) | {YES_NO.get(r['grokked'], '-')} |")
     md += ["", "Steps count training items of the generation (every pass over the items counts). "
            "Memorised = first checkpoint with train accuracy >= 0.9; onset = first checkpoint after "
            "it where holdout accuracy came half-way up its later rise; delay = onset - memorised. "
@@ -121,6 +124,10 @@ def section(rows: Sequence[dict[str, Any]], command: str, wall_s: float | None,
            "`curve.train_acc`, `curve.holdout_acc`.", "",
            "![train vs holdout accuracy per learner](evolution_curves.png)", ""]
     return md
+
+
+def _before(r: dict[str, Any]) -> bool:
+    return r["max_holdout_step"] is not None and r["max_holdout_step"] <= r["memorised_step"]
 
 
 def _s(x: Any) -> str:

@@ -25,8 +25,8 @@ def test_experiment_run_records_params_metrics_histories_tags_and_artifacts(tmp_
     extra = tmp_path / "weights.yaml"
     extra.write_text("weights: {a: 1}\n")
     tracker = _tracker(tmp_path)
-    run_id = log_experiment_run(tracker, 
-        "grokking-p97-seed0", "experiment.grokking",
+    run_id = log_experiment_run(
+        tracker, "grokking-p97-seed0", "experiment.grokking",
         params={"p": 97, "weight_decay": 1.0, "name": "x", "seeds": [0, 1], "long": "y" * 900},
         metrics={"memorised_step": 200, "val_after": 0.97, "undefined": None, "bad": math.nan},
         histories={"val_acc": [(0, 0.01), (100, 0.5), (200, 0.97)], "alpha": [(0, 9.3), (5, None)]},

@@ -1,7 +1,7 @@
 """What the engine records about one learner in one generation: the unit that tracking writes to
 MLflow, that `evolve lineage` and `evolve tune` read back, and that replay follows.
 
-Plain data, no mlflow import: `evolve/tracking.py` is the only module that talks to MLflow.
+Plain data, no mlflow import: only the tracking modules (`evolve/tracking*.py`) talk to MLflow.
 """
 
 from __future__ import annotations

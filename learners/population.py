@@ -227,7 +227,9 @@ class Population:
         # memoises the pairs, so `_stack` reuses the work) x the batch size
         B = max(len(b) for b in batches)
         T = self.tokens(batches)
-        return max(1, min(self.P, self.group_tokens // max(1, B * T)))
+        fit = max(1, min(self.P, self.group_tokens // max(1, B * T)))
+        passes = -(-self.P // fit)
+        return -(-self.P // passes)     # the same passes, evened out: 16 by 5 -> 4, 4, 4, 4
 
     def tokens(self, batches: Sequence[Sequence[Pair]]) -> int:
         """The longest sequence, in tokens, of the learners' batches as they are encoded (prompt as

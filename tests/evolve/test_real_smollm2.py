@@ -40,9 +40,12 @@ def test_one_generation_of_two_smollm2_learners(tmp_path: Path,
         assert not t.failed and len(t.baseline) == 4 and len(t.holdout_ids) == 2
         # judged through the chat template on the model's own greedy answers, asked as the
         # priors were recorded (question + " Answer in a few words.", 32 new tokens): before
-        # training it states every true fact it is recorded to know and none of the
+        # training it states the true facts it is recorded to know and none of the
         # counterfactual edits, trained or held out
         edits = [i for i in t.baseline if i.startswith("tcf_edit_")]
         assert len(edits) == 2
         before = {**t.baseline, **dict(zip(t.holdout_ids, t.holdout_baseline, strict=True))}
-        assert len(before) == 6 and all(before[i] == i.startswith("tcf_true_") for i in before)
+        assert len(before) == 6 and not any(before[i] for i in before if i.startswith("tcf_edit_"))
+        # (one may flip: in `make real` 3 of 24 known trained facts started wrong for one base
+        # learner or another, likely a near-tie rounded by the batch's layout; docs/base-model.md)
+        assert sum(not before[i] for i in before if i.startswith("tcf_true_")) <= 1

@@ -199,10 +199,12 @@ def test_passes_hold_at_most_group_tokens_real_tokens_with_a_chat_template(chat_
     T = encode_pairs(tok, [x for b in batches for x in b]).input_ids.shape[1]
     chars = max(len(q) + len(a) for b in batches for q, a in b) + 2
     assert pop.tokens(batches) == T > chars            # the template outweighs the characters
+    fit = 160 // (3 * T)                               # learners that fit in one pass
+    assert 1 <= fit < 8
     size = pop._group(batches)
-    assert size * 3 * T <= 160 < (size + 1) * 3 * T   # as many learners as fit, no more
+    assert size <= fit and -(-8 // size) == -(-8 // fit)   # as few passes as fit, evened out
     seen: list[int] = []
     losses = pop.losses
     pop.losses = lambda b, span=None: seen.append(span[1] - span[0]) or losses(b, span)  # type: ignore[method-assign,assignment]
     assert np.isfinite(pop.train_step(batches)).all()
-    assert seen and max(seen) == size and sum(seen) == 8
+    assert sum(seen) == 8 and len(seen) == -(-8 // fit) and max(seen) == size <= fit

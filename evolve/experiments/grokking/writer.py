@@ -226,6 +226,8 @@ def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict
           "the measure throughout.", "",
           "## 1. The watched run", "", *_single_md(cfg, run, s),
           "## 2. The latent Dunning-Kruger curve", "",
+          *(["No study runs here (--skip warning): the watched run's peak gap and onset are in "
+             "section 1.", ""] if not dk else [
           f"Self-confidence = mean probability of the model's own (argmax) answer on the "
           f"validation set; the gap = self-confidence - validation accuracy. In {len(before)} of "
           f"{len(grok)} grokking runs the gap peaked before the onset (per run in report.json "
@@ -235,7 +237,7 @@ def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict
           f"{_st(ahead[len(ahead) // 2] if ahead else None)} steps before the onset"
           + (": the overconfident peak is the memorised state itself, so its timing says when "
              "memorisation ended, not when generalisation will come." if after_mem
-             and after_mem[len(after_mem) // 2] <= 100 else "."), "",
+             and after_mem[len(after_mem) // 2] <= 100 else "."), ""]),
           "## 3. An early warning, causal and tested out of sample", "",
           *(_warning_md(parts["early_warning"], parts["runs"]) if parts["early_warning"]
             else ["Not run (--skip warning).", ""]),

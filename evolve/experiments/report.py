@@ -139,14 +139,15 @@ def _save(fig: Any, path: Path) -> Path:
 
 def log_run(settings: Mapping[str, Any], run_name: str, kind: str, params: Mapping[str, Any],
             history: Mapping[str, Sequence[tuple[int, float]]], summary: Mapping[str, float],
-            out_dir: Path) -> str:
+            out_dir: Path | Sequence[Path]) -> str:
     """Record a finished experiment as one MLflow run (tag `evolve.kind` = `kind`): params, the
-    summary metrics, each history series as a metric over steps, and `out_dir` as artifacts under
-    `report/`, through `Tracker.log_experiment_run` (`evolve.tracking`, the only mlflow importer).
+    summary metrics, each history series as a metric over steps, and `out_dir` (a directory, or
+    a list of files and directories) as artifacts under `report/`, through `Tracker.log_experiment_run` (`evolve.tracking`, the only mlflow importer).
     `settings` = {uri, experiment, artifact_location} (`evolve.config.tracking_settings`)."""
     from evolve.tracking import Tracker
 
     tracker = Tracker(settings["uri"], settings["experiment"], settings.get("artifact_location"))
     return tracker.log_experiment_run(run_name, kind, params=params, metrics=summary,
-                                      histories=history, artifacts=[out_dir],
+                                      histories=history,
+                                      artifacts=[out_dir] if isinstance(out_dir, Path) else out_dir,
                                       artifact_path="report")

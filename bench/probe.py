@@ -1,6 +1,6 @@
 """Probe throughput: the population's teacher-forced probe against greedy generate() with PEFT.
 
-    python bench/probe.py [--quick] [--json] [--P 8] [--items 256]
+    python bench/probe.py [--quick] [--json] [--P 8] [--items 256] [--key-terms]
 
 P learners (trained a few steps so the adapters matter) probe the same N items. Side by side: (1)
 `Population.probe`, one teacher-forced pass per chunk for all learners; (2) the strongest way to
@@ -9,6 +9,15 @@ learner (`set_adapter`) batched greedy `generate()` (left padding, KV cache) ove
 (3) one item at a time `generate()` (timed on a subset, reported per item). Prints items/s
 (learner x item verdicts per second) for each, `speedup` over (2) and (3), the same per
 CPU-second, and `identical` (every verdict of (1) equals (2)'s).
+
+`--key-terms` (a real base, `--base smollm2`): the items are trivia questions asked as their priors
+were recorded (`curricula.families.trivia`: question + INSTRUCTION, PRIOR_TOKENS new tokens), half
+that SmolLM2 answered right and half wrong, judged by key terms in the greedy answer as `evolve
+run` judges them. (1) is then `learners.probe.generate_greedy` (every learner's continuation from
+one decoding loop per chunk over all learners: shared prompt prefix, finished items dropped),
+beside the same population through transformers' `generate()` (`generate_greedy_hf`), and (2)
+per learner PEFT batched `generate()` over all N prompts, each stopped at the end of turn or eos;
+`identical` compares the verdicts and `same_text` the share of identical answers.
 """
 
 from __future__ import annotations
@@ -59,6 +68,87 @@ def generate_verdicts(pm: Any, tok: Any, pairs: list[tuple[str, str]]) -> torch.
     return out
 
 
+def trivia_items(N: int) -> tuple[list[Any], list[Any]]:
+    """(probed, trained): N trivia items, half with SmolLM2's recorded prior right and half wrong,
+    interleaved; and 64 other items the learners train on so their adapters differ."""
+    from curricula import FAMILIES
+
+    right = FAMILIES.get("trivia")(prior="right").generate(N // 2 + 32, seed=0)
+    wrong = FAMILIES.get("trivia")(prior="wrong").generate(N - N // 2 + 32, seed=0)
+    probed = [x for pair in zip(right, wrong, strict=False) for x in pair][:N]
+    return probed, right[N // 2:] + wrong[N - N // 2:]
+
+
+@torch.no_grad()
+def peft_texts(pm: Any, tok: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """One learner's greedy answers: batched generate() over every prompt (left padding, KV
+    cache), stopped at the end of turn or eos, decoded without special tokens."""
+    from learners.encoding import as_codec, encode_pairs, stop_ids
+
+    enc = encode_pairs(tok, [(p, "") for p in prompts])
+    start = enc.answer_start.tolist()
+    L, pad = max(start), as_codec(tok).pad_token_id or 0
+    ids = torch.full((len(prompts), L), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for j, s in enumerate(start):
+        ids[j, L - s:], mask[j, L - s:] = enc.input_ids[j, :s], 1
+    stops = stop_ids(tok)
+    gen = pm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                      do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=stops)
+    out = []
+    for toks in gen[:, L:].tolist():
+        cut = next((t for t, x in enumerate(toks) if x in stops), len(toks))
+        out.append(tok.decode(toks[:cut], skip_special_tokens=True))
+    return out
+
+
+def key_term_bench(a: Any, pop: Any, twin_base: Any, tok: Any, N: int, reps: int) -> dict:
+    """The key-term probe (see the module doc) side by side with per-learner PEFT generate()."""
+    from curricula.families.trivia import PRIOR_TOKENS
+    from curricula.items import key_terms_match
+    from learners.probe import generate_greedy, generate_greedy_hf
+
+    items, train = trivia_items(N)
+    for t in range(4):   # 4 steps of 8 trivia pairs each: the adapters differ per learner
+        pop.train_step([[(x.prompt, x.answer) for x in train[(8 * (p + t)) % len(train):][:8]]
+                        for p in range(a.P)])
+    prompts = [x.prompt for x in items]
+    t_pop, texts = timed(lambda: generate_greedy(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
+                                                 pop.probe_chunk, pop.device),
+                         reps, "population_generate_greedy")
+    t_hf, texts_hf = timed(lambda: generate_greedy_hf(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
+                                                      pop.probe_chunk, pop.device),
+                           reps, "population_transformers_generate")
+    pm = peft_adapters(twin_base, pop).eval()
+
+    def learner(i: int) -> Any:
+        pm.set_adapter(f"l{i}")
+        return pm
+
+    t_gen, ref = timed(lambda: [peft_texts(learner(i), tok, prompts, PRIOR_TOKENS)
+                                for i in range(a.P)], reps, "peft_batched_generate")
+    judge = [[key_terms_match(x.key_terms, t) for x, t in zip(items, row, strict=True)]
+             for row in texts]
+    judge_ref = [[key_terms_match(x.key_terms, t) for x, t in zip(items, row, strict=True)]
+                 for row in ref]
+    pairs = [(u, v) for r, q in zip(texts, ref, strict=True) for u, v in zip(r, q, strict=True)]
+    n = a.P * N
+    return {"base": a.base, "mode": "key_terms", "P": a.P, "items": N, "threads": a.threads,
+            "reps": reps, "max_new_tokens": PRIOR_TOKENS,
+            "items_per_s": {"population_generate_greedy": round(n / t_pop, 2),
+                            "population_transformers_generate": round(n / t_hf, 2),
+                            "peft_batched_generate": round(n / t_gen, 2)},
+            "speedup": round(t_gen / t_pop, 3),
+            "speedup_over_transformers_generate": round(t_hf / t_pop, 3),
+            "items_per_cpu_s": {k: round(n / CPU[k], 2) for k in CPU},
+            "speedup_per_cpu_s": round(CPU["peft_batched_generate"]
+                                       / CPU["population_generate_greedy"], 3),
+            "identical": judge == judge_ref, "same_text_as_transformers": texts == texts_hf,
+            "same_text": round(sum(u == v for u, v in pairs) / len(pairs), 4),
+            "fraction_correct": round(sum(map(sum, judge)) / n, 4),
+            "peak_rss_mib": round(max_rss_mib(), 1)}
+
+
 CPU: dict[str, float] = {}   # median CPU seconds (this process, all threads) of each timed call
 
 
@@ -84,6 +174,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None, help="repeats, median taken (default 3)")
     ap.add_argument("--one-at-a-time", type=int, default=16, help="items timed one by one")
     ap.add_argument("--threads", type=int, default=CORES, help="torch threads (default all cores)")
+    ap.add_argument("--key-terms", action="store_true",
+                    help="trivia questions judged by key terms in greedy answers (a real base)")
     add_base_args(ap)
     a = ap.parse_args()
     N = a.items or (64 if a.quick else 256)
@@ -97,6 +189,9 @@ def main() -> None:
     specs = [LearnerSpec(lr=1e-3, weight_decay=0.0, rank=8, alpha=16.0, dropout=0.0, seed=s)
              for s in range(a.P)]
     pop = Population(model, tok, specs)
+    if a.key_terms:
+        emit(key_term_bench(a, pop, twin_base, tok, N, reps), a.json)
+        return
     items = addition_pairs(N, seed=1)
     for t in range(4):  # a few steps each on different items: adapters differ per learner
         pop.train_step([items[(8 * (p + t)) % N:][:8] for p in range(a.P)])

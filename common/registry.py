@@ -12,8 +12,9 @@ A lazy entry is a ``"module:object"`` placeholder (lm-eval's `Registry` is the m
 lists it without importing anything, and the first `get` of the name imports the module and takes
 the object, so nobody imports a package for its side effects. The entry's description is the
 object's `description` attribute (a class's ClassVar, a `Signal`'s field) or else the first line
-of its docstring (less its final period): written once, next to the code it describes. An object
-that carries a `name` attribute must carry the name it is registered under (checked on loading).
+of its docstring (less its final period): written once, next to the code it describes. A class
+gets its `name` ClassVar from the table, by the `named` decorator, so the name too is written once
+(an object that carries some other `name` fails on loading).
 
 Objects built at run time (tests, plug-ins) register eagerly with `add` or the `register`
 decorator. A duplicate name fails loudly; an unknown name lists the valid ones (the CLI turns that
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
 class UnknownNameError(KeyError):
@@ -61,6 +63,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
         self._lazy: dict[str, str] = {}
+        self._targets: dict[str, str] = {}   # "module:object" -> name, kept after loading
         self._lock = threading.RLock()   # learner groups train in threads and look names up at once
         for name, target in (lazy or {}).items():
             self.lazy(name, target)
@@ -73,6 +76,18 @@ class Registry(Generic[T]):
                              f"got {target!r}")
         self._refuse_duplicate(name)
         self._lazy[name] = target
+        self._targets[target] = name
+
+    def named(self, cls: C) -> C:
+        """Class decorator: set `cls.name` to the name its ``"module:Class"`` line in this
+        registry's table gives it, so the table is the one place a registered class's name is
+        written (the class keeps only the annotation `name: ClassVar[str]`)."""
+        target = f"{cls.__module__}:{cls.__qualname__}"
+        if target not in self._targets:
+            raise ValueError(f"{self.kind} {target} is not in the registry's table; add its "
+                             "'name': 'module:Class' line")
+        cls.name = self._targets[target]  # type: ignore[attr-defined]
+        return cls
 
     def register(self, name: str, description: str) -> Callable[[T], T]:
         """Decorator: register `obj` under `name` with a one-line `description`, now."""

@@ -46,6 +46,9 @@ META = {"assess_gain": (True, "worst"), "assess_learned_share": (True, "worst"),
         "assess_initial_accuracy": (True, "worst"), "assess_auc": (True, "worst"),
         "assess_learned_per_100": (True, "worst"),
         "assess_half_life": (True, "best"), "assess_final_accuracy": (True, "worst")}
+# the outcomes whose mean over a generation's learners is an evolution-run metric (`<name>_mean`):
+# every one whose undefined value ranks worst; a half-life's None ("never forgot") has no number
+AVERAGED = tuple(n for n in NAMES if META[n][1] == "worst")
 
 
 def schedule(n_items: int, steps: int, batch_size: int, checkpoints: int, seed: int,

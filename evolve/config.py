@@ -1,11 +1,12 @@
-"""The run configuration: typed dataclasses with a help string per field, validated on creation.
+"""The run configuration: typed dataclasses with a help string per field, validated on creation,
+built from plain data (`from_dict`), and `load_config`, the one entry point from files and flags.
 
-Layers, lowest first: `evolve/configs/default.yaml` (the embedded default, shipped in the package;
-`configs/` in a checkout links to it), `--config FILE` (merged key by key onto the default; lists
-replace; a shipped config may be named without a path: `--config smoke`), `--set a.b.0.c=v` (dotted paths with list indexes, values
-parsed as YAML scalars), `--base PATH`. The tracking URI is `--set tracking.uri` (or a config file
-that sets it) > `$MLFLOW_TRACKING_URI` > `mlflow.yaml` (working directory, else the repository's).
-Every error is one line naming the key and the fix.
+Where the plain data comes from is in the modules beside this one: `evolve/config_layers.py` (the
+layers: default YAML < `--config FILE` < `--set a.b.0.c=v` < `--base PATH`),
+`evolve/config_files.py` (reading YAML, the shipped configs, `evolve tune`'s weights files) and
+`evolve/tracking_uri.py` (the tracking URI: `--set tracking.uri` or a config file that sets it >
+`$MLFLOW_TRACKING_URI` > `mlflow.yaml`). Their public names are importable from here too. Every
+error is one line naming the key and the fix.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,33 +21,20 @@ from typing import Any
 import yaml
 
 from common.errors import EvolveError
+from evolve.config_files import CONFIG_DIR as CONFIG_DIR
+from evolve.config_files import DEFAULT_CONFIG as DEFAULT_CONFIG
+from evolve.config_files import config_file as config_file
+from evolve.config_files import load_weights_file as load_weights_file
+from evolve.config_files import load_yaml as load_yaml
+from evolve.config_files import need as _need
+from evolve.config_files import read_yaml as read_yaml
+from evolve.config_files import shipped_configs as shipped_configs
+from evolve.config_layers import apply_set as apply_set
+from evolve.config_layers import layered as layered
+from evolve.config_layers import tracking_section
+from evolve.config_layers import tracking_settings as tracking_settings
+from evolve.tracking_uri import resolve_tracking as resolve_tracking
 
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, where `3e-4` (no dot) is a string; people write learning rates
-    that way, so every YAML this project reads resolves it as a float."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """`yaml.safe_load`, except that `1e-3` is a float (see `_Loader`)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-
-REPO = Path(__file__).resolve().parents[1]
-# inside the package, so a wheel (not only an editable checkout) ships them: package-data in
-# pyproject.toml; the checkout's top-level `configs/` is a link to this directory
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 MERGE_METHODS = ("linear", "svd", "ties")   # adapter merges (evolve.merge); "none" also configures
 DRAW_PLOTS = ("end", "every")
 
@@ -65,11 +51,6 @@ def _f(default: Any, help: str, nested: type | None = None) -> Any:
 
 def _copy(v: Any) -> Any:
     return yaml.safe_load(yaml.safe_dump(v, sort_keys=False))   # keep the declared order
-
-
-def _need(ok: bool, msg: str) -> None:
-    if not ok:
-        raise EvolveError(msg)
 
 
 def _prob(name: str, v: float) -> None:
@@ -114,6 +95,8 @@ class TaskConfig:
 class TrainingConfig:
     batch_size: int = _f(4, "new items per optimiser step per learner")
     checkpoint_every: int = _f(8, "probe every this many new training items (a multiple of batch_size)")
+    epochs: int = _f(1, "passes over each generation's items, each re-ordered and probed every "
+                        "checkpoint_every items (> 1: the grokking setting, configs/grokking.yaml)")
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
     spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
     device: str = _f("auto", "cpu, cuda or auto (cuda when available)")
@@ -127,6 +110,8 @@ class TrainingConfig:
         _need(self.checkpoint_every >= 1 and self.checkpoint_every % self.batch_size == 0,
               f"training.checkpoint_every = {self.checkpoint_every} must be a positive multiple of "
               f"training.batch_size = {self.batch_size}")
+        _need(isinstance(self.epochs, int) and self.epochs >= 1,
+              f"training.epochs = {self.epochs!r}; set it to an integer >= 1 (1 = each item once)")
         _need(self.device in ("cpu", "cuda", "auto"), "training.device must be cpu, cuda or auto")
 
 
@@ -290,16 +275,6 @@ def check_signal(name: str, where: str) -> None:
     _need(name in valid, f"unknown signal {name!r} in {where}; valid: {', '.join(valid)}")
 
 
-def load_weights_file(path: str | Path) -> dict[str, float]:
-    """Read fitness weights from YAML: `{weights: {signal: w}}` (as `evolve tune` writes) or `{signal: w}`."""
-    data = read_yaml(Path(path))
-    if isinstance(data, dict) and isinstance(data.get("weights"), dict):
-        data = data["weights"]
-    _need(isinstance(data, dict) and all(isinstance(v, (int, float)) for v in data.values()),
-          f"{path}: expected {{weights: {{signal: number}}}}; write it with `evolve tune --out`")
-    return {str(k): float(v) for k, v in data.items()}
-
-
 # --- building from plain data -------------------------------------------------------------
 
 
@@ -321,7 +296,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     if cls is TaskConfig:
-        kwargs["params"] = {k: v for k, v in data.items() if k not in names}
+        nested_params = data.get("params") or {}   # `params: {...}` counts as keys beside family
+        _need(isinstance(nested_params, dict), f"config key {where}params must be a mapping")
+        kwargs["params"] = {**nested_params, **{k: v for k, v in data.items() if k not in names}}
         data = {k: v for k, v in data.items() if k in names and k != "params"}
     for key, value in data.items():
         if key not in names:
@@ -344,143 +321,11 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, data, "")
 
 
-# --- YAML, overrides, tracking ------------------------------------------------------------
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a syntax error becomes one line `FILE:LINE: ...`."""
-    if not path.is_file():
-        raise EvolveError(f"{path}: no such file; pass an existing YAML file")
-    try:
-        return load_yaml(path.read_text())
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise EvolveError(f"{path}:{line}: invalid YAML ({exc.problem}); fix the file") from None
-    except yaml.YAMLError as exc:
-        raise EvolveError(f"{path}: invalid YAML ({exc}); fix the file") from None
-
-
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = _merge(base.get(k), v) if k in base else v
-        return out
-    return over
-
-
-def apply_set(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `a.b.0.c=value` override in place (value parsed as a YAML scalar)."""
-    key, sep, raw = assignment.partition("=")
-    _need(bool(sep) and bool(key), f"--set {assignment!r}: expected key=value, e.g. population=16")
-    try:
-        value = load_yaml(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    parts = key.strip().split(".")
-    node: Any = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, list):
-            _need(part.isdigit() and int(part) <= len(node),
-                  f"--set {key}: {part!r} is not an index of a {len(node)}-item list")
-            idx = int(part)
-            if idx == len(node):
-                node.append({})
-            if last:
-                node[idx] = value
-            node = node[idx]
-        else:
-            _need(isinstance(node, dict), f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
-            if last:
-                node[part] = value
-            else:
-                if not isinstance(node.get(part), (dict, list)):
-                    node[part] = {}
-                node = node[part]
-
-
-def shipped_configs() -> list[str]:
-    """Names of the configs shipped in the package (`default`, `smoke`, `tune`)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def config_file(path: str | Path) -> Path:
-    """`path` when it is a file, else the shipped config of that name (`smoke` or `smoke.yaml`);
-    neither is one line naming both ways."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    shipped = CONFIG_DIR / (p.name if p.suffix == ".yaml" else f"{p.name}.yaml")
-    if p.parent == Path(".") and shipped.is_file():
-        return shipped
-    raise EvolveError(f"{path}: no such file; pass an existing YAML file or a shipped config "
-                      f"({', '.join(shipped_configs())})")
-
-
-def layered(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
-            base: str | None = None) -> tuple[dict[str, Any], str | None]:
-    """The config as plain data, not yet validated: default YAML < `path` < `--set` overrides <
-    `base`; and the tracking URI when the file or a `--set` gives it explicitly (else None)."""
-    data = read_yaml(DEFAULT_CONFIG) or {}
-    explicit_uri = None
-    if path is not None:
-        user = read_yaml(config_file(path)) or {}
-        _need(isinstance(user, dict), f"{path}: the top level must be a mapping of config keys")
-        explicit_uri = (user.get("tracking") or {}).get("uri")
-        data = _merge(data, user)
-    for s in sets:
-        apply_set(data, s)
-        if s.partition("=")[0].strip() == "tracking.uri":
-            explicit_uri = data["tracking"]["uri"]
-    if base is not None:
-        data["base"] = base
-    tracking = data.get("tracking") or {}
-    _need(isinstance(tracking, dict), f"config key tracking must be a mapping, got {tracking!r}")
-    data["tracking"] = tracking
-    return data, explicit_uri
-
-
-def _tracking_section(data: dict[str, Any], explicit_uri: str | None) -> dict[str, Any]:
-    """The layered tracking section with uri, experiment and artifact_location resolved."""
-    return {**data["tracking"], **resolve_tracking(explicit_uri, data["tracking"])}
-
-
 def load_config(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),
                 base: str | None = None) -> RunConfig:
     """Default YAML < `path` < `--set` overrides < `base`; then the tracking URI precedence."""
     data, explicit_uri = layered(path, sets, base)
-    data["tracking"] = _tracking_section(data, explicit_uri)
+    data["tracking"] = tracking_section(data, explicit_uri)
     return from_dict(data)
 
 
-def tracking_settings(path: str | Path | None = None,
-                      sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The tracking section `load_config(path, sets)` would resolve — {uri, experiment,
-    artifact_location, model_name, draw_plots} — without building (or validating) the rest, for
-    the commands that only open the store (`evolve ui`, `evolve lineage`, `evolve replay`, the
-    experiments). Same precedence: `--set tracking.*` > the file's `tracking:` >
-    $MLFLOW_TRACKING_URI > mlflow.yaml (working directory, else the repository's) > defaults."""
-    data, explicit_uri = layered(path, sets)
-    return _tracking_section(data, explicit_uri)
-
-
-def resolve_tracking(uri: str | None = None, given: dict[str, Any] | None = None,
-                     cwd: Path | None = None) -> dict[str, Any]:
-    """Tracking settings: explicit `uri` > $MLFLOW_TRACKING_URI > mlflow.yaml (cwd, else repo).
-
-    `given` holds explicit experiment / artifact_location values that win over mlflow.yaml.
-    """
-    cwd = cwd or Path.cwd()
-    file = cwd / "mlflow.yaml" if (cwd / "mlflow.yaml").is_file() else REPO / "mlflow.yaml"
-    settings = (read_yaml(file) or {}) if file.is_file() else {}
-    given = given or {}
-    art = given.get("artifact_location") or settings.get("artifact_location")
-    if art and "://" not in art and not Path(art).is_absolute():
-        art = str((cwd / art).resolve())
-    return {
-        "uri": uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.get("tracking_uri")
-        or "sqlite:///mlflow.db",
-        "experiment": given.get("experiment") or settings.get("experiment") or "evolve",
-        "artifact_location": art,
-    }

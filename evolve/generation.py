@@ -161,6 +161,7 @@ def make_job(cfg: RunConfig, base: str, plans: list[LearnerPlan], items: Items, 
         items=items.per_generation[generation], holdout=items.holdout,
         rehearsal_pool=[it for g in range(generation) for it in items.per_generation[g]],
         batch_size=cfg.training.batch_size, checkpoint_every=cfg.training.checkpoint_every,
+        epochs=cfg.training.epochs,
         max_grad_norm=cfg.training.max_grad_norm, spectral=cfg.training.spectral and assess,
         assess_items=probe, assess_steps=cfg.assess.steps if assess_on else 0,
         assess_checkpoints=cfg.assess.checkpoints, max_new_tokens=cfg.training.max_new_tokens,
@@ -233,24 +234,39 @@ def record(generation: int, members: Sequence[Member], learners: list[LearnerRes
 
 def summarise(cfg: RunConfig, generation: int, records: list[LearnerRecord],
               timings: dict[str, float]) -> dict[str, Any]:
-    """The generation's row: champion, its fitness parts, mean fitness, timings (parent metrics)."""
+    """The generation's row: champion, its fitness parts, mean fitness, and the evolution run's
+    metrics (`fitness_metrics` plus the timings)."""
+    champ, metrics = fitness_metrics(generation, records)
+    parts = {n: champ.signals.get(n) for n in cfg.fitness.weights}
+    return {"generation": generation, "champion": champ.learner_id,
+            "champion_fitness": metrics["champion_fitness"], "mean_fitness": metrics["mean_fitness"],
+            "parts": parts, "metrics": {**metrics, **timings}}
+
+
+def fitness_metrics(generation: int, records: Sequence[LearnerRecord],
+                    ) -> tuple[LearnerRecord, dict[str, float]]:
+    """The champion (highest fitness among the scored learners) and the generation's metrics:
+    champion and mean fitness, failed learners, the mean of each averaged assessment outcome
+    (`evolve.assess.AVERAGED`, as `<name>_mean`) and how many learners grokked. The one place
+    these are computed."""
+    from evolve.assess import AVERAGED
+
     ok = [r for r in records if r.scored]
     if not ok:
         raise EvolveError(f"all {len(records)} learners failed in generation {generation} (nan loss); "
                           "lower the learning-rate range (genome.lr) or fix the task")
     champ = max(ok, key=lambda r: r.fitness or 0.0)
-    mean = float(np.mean([r.fitness for r in ok]))
-    metrics = {"champion_fitness": float(champ.fitness or 0.0), "mean_fitness": mean,
-               "failed_learners": float(len(records) - len(ok)), **timings}
-    for name in ("assess_gain", "assess_learned_share", "assess_initial_accuracy", "assess_auc",
-                 "assess_learned_per_100"):
-        vals = [r.signals.get(name) for r in ok if r.signals.get(name) is not None]
+    metrics = {"champion_fitness": float(champ.fitness or 0.0),
+               "mean_fitness": float(np.mean([r.fitness for r in ok])),
+               "failed_learners": float(len(records) - len(ok))}
+    for name in AVERAGED:
+        vals = [v for r in ok if (v := r.signals.get(name)) is not None]
         if vals:
-            metrics[f"{name}_mean"] = float(np.mean(vals))  # type: ignore[arg-type]
-    parts = {n: champ.signals.get(n) for n in cfg.fitness.weights}
-    return {"generation": generation, "champion": champ.learner_id,
-            "champion_fitness": float(champ.fitness or 0.0), "mean_fitness": mean, "parts": parts,
-            "metrics": metrics}
+            metrics[f"{name}_mean"] = float(np.mean(vals))
+    grok = [r.signals["grokking"] for r in ok if r.signals.get("grokking") is not None]
+    if grok:   # learners whose holdout jumped late (fitness.signals.generalisation)
+        metrics["grokked_learners"] = float(sum(g == 1.0 for g in grok))
+    return champ, metrics
 
 
 def select_and_vary(cfg: RunConfig, space: GeneSpace, records: list[LearnerRecord],

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from evolve.records import LearnerRecord
+from evolve.records import LearnerRecord, learner_key
 
 # viridis at 0, .25, .5, .75, 1: low fitness dark purple, high fitness yellow
 _VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
@@ -46,9 +46,9 @@ def tree_layout(records: list[LearnerRecord]) -> dict[str, tuple[float, int]]:
         by_gen.setdefault(r.generation, []).append(r)
     pos: dict[str, tuple[float, int]] = {}
     for g in sorted(by_gen):
-        def key(r: LearnerRecord) -> tuple[float, str]:
+        def key(r: LearnerRecord) -> tuple[float, tuple[int, int, str]]:
             xs = [pos[p][0] for p in r.parents if p in pos]
-            return (sum(xs) / len(xs) if xs else math.inf, r.learner_id)
+            return (sum(xs) / len(xs) if xs else math.inf, learner_key(r.learner_id))
         ordered = sorted(by_gen[g], key=key)
         for col, r in enumerate(ordered):
             pos[r.learner_id] = (float(col), g)

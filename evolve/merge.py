@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import EvolveError
-
-METHODS = ("linear", "svd", "ties")
+from evolve.config import MERGE_METHODS
 
 
 @dataclass
@@ -100,8 +99,8 @@ def merge_adapters(parents: Sequence[LoraFactors], weights: Sequence[float] | No
     """Merge `parents` into one adapter of `rank` (default the first parent's) and `alpha`
     (default `rank`, so scale 1). A layer a parent lacks counts as a zero delta for it. `layers`
     default: every layer of any parent. `seed` only fills slots the merge leaves empty."""
-    if method not in METHODS:
-        raise EvolveError(f"unknown merge method {method!r}; valid: {', '.join(METHODS)}")
+    if method not in MERGE_METHODS:
+        raise EvolveError(f"unknown merge method {method!r}; valid: {', '.join(MERGE_METHODS)}")
     if not parents:
         raise EvolveError("merge needs at least one parent adapter")
     w = [1.0 / len(parents)] * len(parents) if weights is None else [float(x) for x in weights]

@@ -1,7 +1,7 @@
 """What the engine records about one learner in one generation: the unit that tracking writes to
 MLflow, that `evolve lineage` and `evolve tune` read back, and that replay follows.
 
-Plain data, no mlflow import: `evolve/tracking.py` is the only module that talks to MLflow.
+Plain data, no mlflow import: only the tracking modules (`evolve/tracking*.py`) talk to MLflow.
 """
 
 from __future__ import annotations
@@ -19,14 +19,20 @@ def learner_id(generation: int, index: int) -> str:
     return f"g{generation}-l{index}"
 
 
+_ID = re.compile(r"^g(\d+)-l(\d+)$")   # what `learner_id` writes, read back
+
+
 def learner_index(lid: str) -> int:
     """The index part of a learner id: "g2-l3" -> 3."""
-    return int(lid.rsplit("-l", 1)[1])
+    m = _ID.match(lid)
+    if m is None:
+        raise ValueError(f"{lid!r} is not a learner id; learner ids look like g2-l3")
+    return int(m.group(2))
 
 
 def learner_key(lid: str) -> tuple[int, int, str]:
     """Sort key: g2-l10 after g2-l9; ids of another form last."""
-    m = re.match(r"^g(\d+)-l(\d+)$", lid)
+    m = _ID.match(lid)
     return (int(m.group(1)), int(m.group(2)), "") if m else (1 << 30, 0, lid)
 
 

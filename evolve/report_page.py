@@ -25,14 +25,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from evolve import lineage_html, plots  # noqa: E402
+from evolve.assess import AVERAGED  # noqa: E402
 from evolve.records import LearnerRecord  # noqa: E402
 
 # parent metrics that are timings or bookkeeping, not results
 SKIP = ("plots_s", "failed_learners")
 # metric prefixes of the selection-response analysis (heritability, response, differentials)
 RESPONSE = ("heritability/", "response/", "selection_differential/", "price/")
-OUTCOME = ("assess_auc_mean", "assess_gain_mean", "assess_learned_share_mean",
-           "assess_learned_per_100_mean", "assess_initial_accuracy_mean")
+# the outcome: each averaged assessment outcome's mean (`evolve.generation.fitness_metrics`), the
+# learning speed on never-trained items first
+OUTCOME = ("assess_auc_mean", *(f"{n}_mean" for n in AVERAGED if n != "assess_auc"))
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""MLflow tracking: one parent run per evolution, one nested run per learner per generation, the
-lineage as our own edge list, the pictures, and the champion as a registered model version.
+"""MLflow tracking of an evolution: one parent run per evolution, one nested run per learner per
+generation, the lineage as our own edge list, the pictures, and the champion as a registered model
+version.
 
-The only module that imports `mlflow`. It works the same on a SQLite URI and on a tracking server
-(`http://127.0.0.1:PORT`). What goes where is documented in `docs/tracking.md`.
+`Tracker` is the store (`evolve.tracking_store.Store`: opening it, reading back) plus the writes of
+one evolution; `evolve.tracking_runs.log_experiment_run` records work that is not an evolution.
+These three are the only modules that import `mlflow`. It works the same on a SQLite URI and on a
+tracking server (`http://127.0.0.1:PORT`). What goes where is documented in `docs/tracking.md`.
 """
 
 from __future__ import annotations
@@ -10,101 +13,45 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import re
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-# per-file download progress bars would interleave with `evolve run`'s own bars
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-from mlflow.entities import Metric, Param, ViewType
-from mlflow.tracking import MlflowClient
+from mlflow.entities import Metric, Param
 
 from common.errors import EvolveError
 from evolve import tracking_view as view
 from evolve.lineage import ancestry, edge_of, lineage_document
-from evolve.records import LearnerRecord, LineageEdge, learner_key
+from evolve.records import LearnerRecord
 from evolve.store_format import (
     BATCH_METRICS,
     BATCH_TAGS,
     PARAM_MAX,
     TAG_MAX,
-    check_server,
     chunks,
     flatten,
     now_ms,
     one_line,
     param_value,
-    resolve_artifact_location,
-    unclamp,
 )
+from evolve.tracking_store import COMPLETED, KIND, PARENT, SUPERSEDED, Store
 
 log = logging.getLogger(__name__)
 
-KIND, PARENT = "evolve.kind", "mlflow.parentRunId"
-COMPLETED = "evolve.completed_generations"
-SUPERSEDED = "evolve.superseded"   # learner runs of an interrupted generation, redone on resume
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
-
-class Tracker:
-    """Records one evolution in MLflow. `uri` is any MLflow tracking URI."""
+class Tracker(Store):
+    """Records one evolution in MLflow (and reads it back, as a `Store`)."""
 
     def __init__(self, uri: str, experiment: str, artifact_location: str | None = None,
                  create: bool = True) -> None:
         """Open (and with `create`, create and write-check) the store and the experiment."""
-        self.uri, self.experiment = uri, experiment
-        self._run_id: str | None = None
+        super().__init__(uri, experiment, artifact_location, create)
         self._records: list[LearnerRecord] = []
         self._run_ids: dict[str, str] = {}      # learner id -> run id, this evolution
         self.run_name: str | None = None         # the next evolution's name (`evolve run` sets it)
-        remote = uri.startswith(("http://", "https://"))
-        if remote:
-            check_server(uri)
-        fix = ("; set tracking.uri (--set tracking.uri=..., $MLFLOW_TRACKING_URI or mlflow.yaml) "
-               "to a writable store")
-        try:
-            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            exp = self._client.get_experiment_by_name(experiment)
-            if exp is None and not create:
-                raise EvolveError(f"no experiment {experiment!r} in the MLflow store {uri}; "
-                                  "run `evolve run` first or set tracking.experiment")
-            if exp is not None and exp.lifecycle_stage == "deleted":
-                raise EvolveError(f"experiment {experiment!r} in {uri} is deleted; restore it "
-                                  "(`mlflow experiments restore`) or set tracking.experiment")
-            if exp is None:
-                self._experiment_id = self._client.create_experiment(
-                    experiment, artifact_location=resolve_artifact_location(artifact_location, remote),
-                    tags=view.experiment_tags())
-            else:
-                self._experiment_id = exp.experiment_id
-                if create:  # prove the store takes writes now, not after a generation of training
-                    self._client.set_experiment_tag(self._experiment_id, "evolve.opened_ms",
-                                                    str(now_ms()))
-                    self._label_experiment(exp.tags)
-        except EvolveError:
-            raise
-        except Exception as exc:  # MlflowException, OSError, sqlalchemy errors: all one line
-            raise EvolveError(f"cannot open the MLflow store {uri}: {one_line(exc)}{fix}") from None
 
-    @property
-    def experiment_id(self) -> str:
-        return self._experiment_id
-
-    @property
-    def run_id(self) -> str | None:
-        return self._run_id
-
-    @property
-    def client(self) -> MlflowClient:
-        return self._client
-
-    # --- the evolution run -------------------------------------------------------------------
     def start_evolution(self, config: dict[str, Any], run_name: str | None = None) -> str:
         """Create the parent run; log the config as params (short values) and `config.yaml`."""
         run_name = run_name or self.run_name or view.evolution_name(
@@ -149,10 +96,12 @@ class Tracker:
 
     def log_generation(self, generation: int, records: list[LearnerRecord],
                        summary: dict[str, float], plots: bool = True) -> None:
-        """One nested FINISHED run per record (fills `record.run_id`), lineage, parent metrics and,
-        with `plots`, the plots of the whole evolution so far redrawn (5-10 s under load; the
-        engine draws them after the last generation unless `tracking.draw_plots: every`; the
-        parent metric `plots_s` says when they were drawn). The parent tag
+        """One nested FINISHED run per record (fills `record.run_id`), lineage, `summary` as the
+        parent's metrics at step `generation` (`evolve.generation.summarise`'s `metrics`: champion
+        and mean fitness are computed there, not here) and, with `plots`, the plots of the whole
+        evolution so far redrawn (5-10 s under load; the engine draws them after the last
+        generation unless `tracking.draw_plots: every`; the parent metric `plots_s` says when they
+        were drawn). The parent tag
         `evolve.completed_generations` is written last (resume reads it)."""
         parent = self._require_run()
         for rec in records:   # bad input fails before anything of the generation is recorded
@@ -174,11 +123,6 @@ class Tracker:
             t0 = time.perf_counter()
             self._draw_plots(parent)
             values["plots_s"] = time.perf_counter() - t0
-        scores = [r.fitness for r in records if r.scored and r.fitness is not None]
-        if scores:
-            values.setdefault("champion_fitness", max(scores))
-            values.setdefault("mean_fitness", sum(scores) / len(scores))
-        values.setdefault("failed_learners", float(sum(r.failed for r in records)))
         now = now_ms()
         metrics = [Metric(k, float(v), now, generation) for k, v in values.items() if v is not None]
         self._client.log_batch(parent, metrics=metrics)
@@ -248,102 +192,18 @@ class Tracker:
         if self._run_id:
             self._client.set_terminated(self._run_id, status)
 
-    def download_adapter(self, run_id: str, dst: str | Path) -> Path:
-        """Download a learner run's `adapter/` into `dst`; returns the directory PEFT loads."""
-        Path(dst).mkdir(parents=True, exist_ok=True)
-        return Path(self._client.download_artifacts(run_id, "adapter", str(dst)))
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags on any run of the store (e.g. `evolve.tune_trial` on a tuning trial's evolution)."""
+        from mlflow.entities import RunTag
 
-    # --- reading back ------------------------------------------------------------------------
-    def load_records(self, run_id: str | None = None, curves: bool = True) -> list[LearnerRecord]:
-        """The learners of an evolution (default: this one, else the latest), oldest first.
-        Superseded runs (an interrupted generation) are left out; `adapter_dir` is None (use
-        `download_adapter`)."""
-        run_id = run_id or self._run_id or self.latest_evolution()
-        out = [self._record_of(r, curves) for r in self._learner_runs(run_id)
-               if r.data.tags.get(SUPERSEDED) != "true"]
-        return sorted(out, key=lambda r: learner_key(r.learner_id))
-
-    def lineage(self, learner_or_run: str, evolution: str | None = None) -> list[LineageEdge]:
-        """Ancestry of a learner (a learner id such as `g2-l3`, or its run id), oldest first; the
-        whole tree for an evolution run id. Learner ids are looked up in `evolution` (default: this
-        evolution, else the latest)."""
-        evolution = self.evolution_of(learner_or_run, evolution)
-        edges = {r.learner_id: edge_of(r) for r in self.load_records(evolution, curves=False)}
-        if learner_or_run == evolution:
-            return list(edges.values())
-        learner = learner_or_run
-        if _RUN_ID.match(learner_or_run):
-            learner = self._get_run(learner_or_run).data.tags.get("evolve.learner_id", "")
-        if learner not in edges:
-            known = ", ".join(sorted(edges, key=learner_key)[-3:])
-            raise EvolveError(f"no learner {learner_or_run!r} in evolution {evolution}; pass a "
-                              f"learner id such as {known or 'g0-l0'} or a run id")
-        return ancestry(edges, learner)
-
-    def evolution_of(self, learner_or_run: str, evolution: str | None = None) -> str:
-        """The evolution run a target belongs to: itself for an evolution run id, the parent for
-        a learner run id, else `evolution`, this evolution, or the latest of the experiment."""
-        if _RUN_ID.match(learner_or_run):
-            run = self._get_run(learner_or_run)
-            if run.data.tags.get(KIND) == "evolution":
-                return learner_or_run
-            if PARENT in run.data.tags:
-                return str(run.data.tags[PARENT])
-            raise EvolveError(f"run {learner_or_run} was not made by `evolve run`; pass an "
-                              "evolution or learner run id")
-        return evolution or self._run_id or self.latest_evolution()
-
-    def lineage_artifact(self, run_id: str) -> list[LineageEdge]:
-        """The edge list from the evolution run's `lineage.json` (the second copy of the lineage)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self._client.download_artifacts(run_id, "lineage.json", tmp)
-            doc = json.loads(Path(path).read_text())
-        return [LineageEdge(e["child"], tuple(e["parents"]), e["operator"], e["generation"])
-                for e in doc["edges"]]
-
-    def latest_evolution(self) -> str:
-        """The run id of the most recently started evolution of the experiment."""
-        runs = self._client.search_runs([self._experiment_id],
-                                        filter_string=f"tags.`{KIND}` = 'evolution'",
-                                        order_by=["attributes.start_time DESC"], max_results=1)
-        if not runs:
-            raise EvolveError(f"no evolution in experiment {self.experiment!r} of {self.uri}; run "
-                              "`evolve run` first or pass a run id")
-        return runs[0].info.run_id
-
-    # --- internals ---------------------------------------------------------------------------
-    def _label_experiment(self, tags: Mapping[str, str]) -> None:
-        """An experiment made before these tags existed gets them; a kind or description
-        someone set by hand is kept. The shared view state (columns) is always evolve's."""
-        for k, v in view.experiment_tags().items():
-            if k == view.SHARE_TAG or k not in tags:
-                self._client.set_experiment_tag(self._experiment_id, k, v)
+        items = [RunTag(k, str(v)[:TAG_MAX]) for k, v in tags.items()]
+        for chunk in chunks(items, BATCH_TAGS):
+            self._client.log_batch(run_id, tags=chunk)
 
     def _require_run(self) -> str:
         if not self._run_id:
             raise EvolveError("no evolution run; call start_evolution() or resume_evolution()")
         return self._run_id
-
-    def _get_run(self, run_id: str) -> Any:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self._client.get_run(run_id)
-        except MlflowException:
-            raise EvolveError(f"no run {run_id} in the MLflow store {self.uri}; pass a run id "
-                              "from `evolve run`'s summary or the MLflow UI") from None
-
-    def _learner_runs(self, evolution: str) -> list[Any]:
-        exp = self._get_run(evolution).info.experiment_id
-        out: list[Any] = []
-        token = None
-        while True:
-            page = self._client.search_runs([exp], f"tags.`{PARENT}` = '{evolution}'",
-                                            ViewType.ACTIVE_ONLY, 1000, page_token=token)
-            out.extend(page)
-            token = page.token
-            if not token:
-                return out
 
     def _log_learner(self, parent: str, generation: int, rec: LearnerRecord) -> None:
         decisions = "\n".join(rec.decisions)
@@ -358,6 +218,8 @@ class Tracker:
                 "evolve.has_adapter": str(rec.adapter_dir is not None).lower()}
         if len(genome) <= TAG_MAX:
             tags["evolve.genome"] = genome
+        if rec.signals.get("grokking") is not None:   # the detector's verdict, searchable in the UI
+            tags["evolve.grokked"] = str(rec.signals["grokking"] == 1.0).lower()
         run = self._client.create_run(self._experiment_id, run_name=rec.learner_id, tags=tags)
         rec.run_id = run.info.run_id
         now = now_ms()
@@ -379,34 +241,6 @@ class Tracker:
             self._client.log_artifacts(rec.run_id, str(rec.adapter_dir), "adapter")
         self._client.set_terminated(rec.run_id, "FINISHED")
 
-    def _record_of(self, run: Any, curves: bool) -> LearnerRecord:
-        tags, metrics = run.data.tags, run.data.metrics
-        split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
-        genome = json.loads(tags["evolve.genome"]) if "evolve.genome" in tags else \
-            dict(run.data.params)
-        decisions = tags.get("evolve.decisions", "")
-        if tags.get("evolve.decisions_truncated") == "true":
-            with tempfile.TemporaryDirectory() as tmp:
-                p = self._client.download_artifacts(run.info.run_id, "decisions.txt", tmp)
-                decisions = Path(p).read_text().rstrip("\n")
-        metrics = {k: unclamp(v) for k, v in metrics.items()}
-        signals: dict[str, float | None] = {k[7:]: v for k, v in metrics.items()
-                                            if k.startswith("signal.")}
-        signals.update({k: None for k in split(tags.get("evolve.undefined_signals", ""))})
-        hist: dict[str, list[tuple[int, float]]] = {}
-        if curves:
-            for key in (k for k in metrics if k.startswith("curve.")):
-                pts = self._client.get_metric_history(run.info.run_id, key)
-                hist[key[6:]] = [(m.step, unclamp(m.value)) for m in sorted(pts, key=lambda m: m.step)]
-        return LearnerRecord(
-            learner_id=tags["evolve.learner_id"], generation=int(tags["evolve.generation"]),
-            genome=genome, parents=split(tags.get("evolve.parents", "")),
-            operator=tags.get("evolve.operator", "init"),
-            decisions=decisions.split("\n") if decisions else [], fitness=metrics.get("fitness"),
-            failed=tags.get("evolve.failed") == "true", failure=tags.get("evolve.failure", ""),
-            signals=signals, curves=hist, adapter_dir=None, run_id=run.info.run_id,
-            parent_run_ids=split(tags.get("evolve.parent_run_ids", "")))
-
     def _draw_plots(self, parent: str) -> None:
         """Redraw the PNGs and the HTML family tree under `plots/`. A drawing bug must not lose
         the generation that was just recorded, so it is logged, not raised."""
@@ -421,74 +255,3 @@ class Tracker:
         except Exception as exc:  # noqa: BLE001
             log.warning("evolve: drawing the plots failed: %s", one_line(exc))
             self._client.set_tag(parent, "evolve.plot_error", one_line(exc))
-
-    # --- tuning (`evolve tune`, evolve/tuning.py) ----------------------------------------------
-    def evolution_runs(self) -> list[str]:
-        """Run ids of every evolution of the experiment, oldest first (what `evolve tune` replays)."""
-        out: list[str] = []
-        token = None
-        while True:
-            page = self._client.search_runs(
-                [self._experiment_id], f"tags.`{KIND}` = 'evolution'", ViewType.ACTIVE_ONLY, 1000,
-                order_by=["attributes.start_time ASC"], page_token=token)
-            out.extend(r.info.run_id for r in page)
-            token = page.token
-            if not token:
-                return out
-
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        """Set tags on any run of the store (e.g. `evolve.tune_trial` on a tuning trial's evolution)."""
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)[:TAG_MAX]) for k, v in tags.items()]
-        for chunk in chunks(items, BATCH_TAGS):
-            self._client.log_batch(run_id, tags=chunk)
-
-    # --- runs that are not evolutions (experiments, tuning studies) ---------------------------
-    def log_experiment_run(self, name: str, kind: str, params: Mapping[str, Any] | None = None,
-                           metrics: Mapping[str, float | None] | None = None,
-                           histories: Mapping[str, Iterable[tuple[int, float | None]]] | None = None,
-                           artifacts: Iterable[str | Path] = (), tags: Mapping[str, Any] | None = None,
-                           artifact_path: str | None = None) -> str:
-        """Record finished work that is not an evolution as one FINISHED run of this experiment,
-        named `name` and tagged `evolve.kind=kind` (e.g. `experiment.grokking`); returns its id.
-
-        params: name -> value (non-strings JSON-encoded, cut at 500 characters); metrics: summary
-        values at step 0; histories: name -> [(step, value)]; None and non-finite values are left
-        out of both. tags: name -> value (as strings). artifacts: files and directories (a
-        directory's contents), under `artifact_path` (default: the run's root). A missing
-        artifact fails before the run is created; an error while logging marks the run FAILED.
-        """
-        paths = [Path(a) for a in artifacts]
-        missing = [str(a) for a in paths if not a.exists()]
-        if missing:
-            raise EvolveError(f"artifact {missing[0]} does not exist; write it before logging "
-                              f"the {kind} run {name!r}")
-        run_tags = {k: str(v)[:TAG_MAX] for k, v in (tags or {}).items()}
-        run = self._client.create_run(self._experiment_id, run_name=name,
-                                      tags={**run_tags, KIND: kind})
-        run_id = run.info.run_id
-        try:
-            now = now_ms()
-            points = [(k, 0, v) for k, v in (metrics or {}).items()]
-            points += [(k, step, v) for k, pts in (histories or {}).items() for step, v in pts]
-            mlist = [Metric(k, float(v), now, int(step)) for k, step, v in points
-                     if v is not None and math.isfinite(float(v))]
-            plist = [Param(k, param_value(v)[:PARAM_MAX]) for k, v in (params or {}).items()]
-            # one call when it fits (6-10x faster than per-metric calls), chunks past the limits
-            for i in range(max(1, math.ceil(len(mlist) / BATCH_METRICS),
-                               math.ceil(len(plist) / BATCH_TAGS))):
-                self._client.log_batch(run_id, mlist[i * BATCH_METRICS:(i + 1) * BATCH_METRICS],
-                                       plist[i * BATCH_TAGS:(i + 1) * BATCH_TAGS])
-            for a in paths:
-                if a.is_dir():
-                    self._client.log_artifacts(run_id, str(a), artifact_path)
-                else:
-                    self._client.log_artifact(run_id, str(a), artifact_path)
-        except BaseException:
-            self._client.set_terminated(run_id, "FAILED")
-            raise
-        self._client.set_terminated(run_id, "FINISHED")
-        return str(run_id)
-
-

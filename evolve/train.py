@@ -15,6 +15,7 @@ JSONL question sets) by batched greedy generation read by the key-term judge.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +65,7 @@ class GroupJob:
     rehearsal_pool: list[Item] = field(default_factory=list)  # earlier generations' items
     batch_size: int = 4
     checkpoint_every: int = 8
+    epochs: int = 1                    # passes over `items` (each re-ordered, cut into windows)
     max_grad_norm: float | None = 1.0
     spectral: bool = True
     assess_items: list[Item] = field(default_factory=list)    # fixed never-trained probe items
@@ -132,18 +134,42 @@ class LearnerResult:
 
 def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item], batch_size: int,
                  checkpoint_every: int, probe: dict[str, tuple[bool, float]] | None,
-                 ) -> tuple[list[list[list[Pair]]], dict[str, int]]:
+                 epochs: int = 1) -> tuple[list[list[list[Pair]]], dict[str, int]]:
     """The learner's stream as windows of optimiser-step batches, and item id -> window index.
 
     Window k holds the curriculum's new items k*checkpoint_every .. (k+1)*checkpoint_every - 1 (by
     first occurrence; repeats a rehearsing strategy inserts stay where it put them), plus
     round(rehearsal_ratio * new) items drawn from earlier generations at seeded positions. Each batch
-    of `batch_size` is trained `steps_per_item` times in a row.
+    of `batch_size` is trained `steps_per_item` times in a row. `epochs` > 1 appends further passes,
+    each ordered afresh by the curriculum (its own seed) and cut into windows the same way; an
+    item's window stays the one of its first pass.
     """
     import curricula
 
     strategy = curricula.STRATEGIES.get(plan.curriculum)(**plan.curriculum_params)
-    order = strategy.order(list(items), seed=plan.stream_seed, probe=probe)
+    windows: list[list[Item]] = []
+    window_of: dict[str, int] = {}
+    new_in: list[int] = []                       # per window: its pass's items new in it
+    for e in range(epochs):
+        seed = plan.stream_seed if e == 0 else derive_seed(plan.stream_seed, "epoch", e)
+        cut, first = _cut(strategy.order(list(items), seed=seed, probe=probe), checkpoint_every)
+        window_of = window_of or first
+        new_in += [sum(1 for it in w if first[it.id] == k) for k, w in enumerate(cut)]
+        windows += cut
+    rng = random.Random(derive_seed(plan.stream_seed, "rehearsal"))
+    out: list[list[list[Pair]]] = []
+    for k, win in enumerate(windows):
+        win = list(win)
+        for _ in range(round(plan.rehearsal_ratio * new_in[k]) if pool else 0):
+            win.insert(rng.randrange(len(win) + 1), rng.choice(pool))
+        batches = [pairs(win[i:i + batch_size]) for i in range(0, len(win), batch_size)]
+        out.append([b for b in batches for _ in range(plan.steps_per_item)])
+    return out, window_of
+
+
+def _cut(order: Sequence[Item], checkpoint_every: int) -> tuple[list[list[Item]], dict[str, int]]:
+    """One pass cut into windows of `checkpoint_every` new items (by first occurrence), and item
+    id -> its window index within the pass."""
     windows: list[list[Item]] = [[]]
     window_of: dict[str, int] = {}
     for it in order:
@@ -153,16 +179,14 @@ def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item],
                 windows.append([])
             window_of[it.id] = len(windows) - 1
         windows[-1].append(it)
-    rng = random.Random(derive_seed(plan.stream_seed, "rehearsal"))
-    out: list[list[list[Pair]]] = []
-    for k, win in enumerate(windows):
-        win = list(win)
-        n_new = sum(1 for it in win if window_of[it.id] == k)
-        for _ in range(round(plan.rehearsal_ratio * n_new) if pool else 0):
-            win.insert(rng.randrange(len(win) + 1), rng.choice(pool))
-        batches = [pairs(win[i:i + batch_size]) for i in range(0, len(win), batch_size)]
-        out.append([b for b in batches for _ in range(plan.steps_per_item)])
-    return out, window_of
+    return windows, window_of
+
+
+def checkpoint_steps(n: int, checkpoint_every: int, K: int) -> list[int]:
+    """The step, in training items of the generation, of each of the K checkpoints: windows of
+    `checkpoint_every` items, ceil(n / checkpoint_every) per pass over the n items."""
+    per_pass = max(1, math.ceil(n / checkpoint_every))
+    return [(k // per_pass) * n + min((k % per_pass + 1) * checkpoint_every, n) for k in range(K)]
 
 
 def _population(job: GroupJob) -> Population:
@@ -212,7 +236,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     for i, plan in enumerate(job.learners):
         base_probe = {iid: (bool(c0[i, j]), float(p0[i, j])) for j, iid in enumerate(item_ids)}
         s, w = build_stream(plan, job.items, job.rehearsal_pool, job.batch_size,
-                            job.checkpoint_every, base_probe)
+                            job.checkpoint_every, base_probe, job.epochs)
         streams.append(s)
         windows.append(w)
     K = max(len(s) for s in streams)
@@ -256,7 +280,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     assessed, assess_curves = assess.assess_population(
         pop, job.assess_items, job.assess_steps, job.batch_size, job.assess_checkpoints,
         derive_seed(job.seed, "assess"), max_new_tokens=job.max_new_tokens)
-    steps = [min((k + 1) * job.checkpoint_every, len(job.items)) for k in range(K)]
+    steps = checkpoint_steps(len(job.items), job.checkpoint_every, K)
     return GroupResult(
         group=job.group, learner_ids=ids, steps=steps, item_ids=item_ids + [h.id for h in job.holdout],
         n_train=len(job.items), correct=np.stack(correct), prob=np.stack(prob), windows=windows,

@@ -31,6 +31,7 @@ from evolve.records import LearnerRecord
 if TYPE_CHECKING:
     from evolve.config import RunConfig
     from evolve.tracking import Tracker
+    from evolve.tracking_store import Store
 
 OBJECTIVES = {"speed": "assess_gain", "gain": "assess_gain", "auc": "assess_auc",
               "forgetting": "survival_at_end"}   # alias -> outcome signal
@@ -189,7 +190,7 @@ class Replay:
         return [float(s / c) if c else 0.0 for s, c in zip(sums, counts, strict=True)]
 
 
-def load_replay(tracker: Tracker, runs: Sequence[str] | None, signals: Sequence[str],
+def load_replay(tracker: Store, runs: Sequence[str] | None, signals: Sequence[str],
                 objectives: Sequence[str], normalise: str = "rank") -> Replay:
     """Read the evolutions (default: all of the tracker's experiment) and prepare the replay."""
     known = tracker.evolution_runs()

@@ -18,7 +18,7 @@ from torch import nn
 
 from learners import probe as probing
 from learners.arch import lm_logits, shared_copy
-from learners.encoding import as_codec, encode_pairs, predicting
+from learners.encoding import as_codec, encode_pairs, pair_ids, predicting
 from learners.fastpath import FastLlama
 from learners.lora import StackedLoRALinear, inject, module_matches
 from learners.optim import StackedAdamW
@@ -223,11 +223,19 @@ class Population:
             return self.P
         if self.group_size > 0:
             return self.group_size
-        # tokens per learner, estimated as characters + bos/eos (exact for the embedded character
-        # tokenizer; an over-estimate for sub-word ones, which only makes the passes smaller)
+        # tokens per learner: the longest encoded sequence (chat template included; the codec
+        # memoises the pairs, so `_stack` reuses the work) x the batch size
         B = max(len(b) for b in batches)
-        T = max((len(p) + len(a) for b in batches for p, a in b), default=0) + 2
-        return max(1, min(self.P, self.group_tokens // max(1, B * T)))
+        T = self.tokens(batches)
+        fit = max(1, min(self.P, self.group_tokens // max(1, B * T)))
+        passes = -(-self.P // fit)
+        return -(-self.P // passes)     # the same passes, evened out: 16 by 5 -> 4, 4, 4, 4
+
+    def tokens(self, batches: Sequence[Sequence[Pair]]) -> int:
+        """The longest sequence, in tokens, of the learners' batches as they are encoded (prompt as
+        the model expects it, answer, end token): the T of the padded [G*B, T] batch."""
+        codec = as_codec(self.tokenizer)
+        return max((len(pair_ids(codec, p, a)[0]) for b in batches for p, a in b), default=0)
 
     def _train_mode(self, on: bool) -> None:
         """Training mode for the adapters only (their dropout is the learner's gene): the frozen

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, cycle, distinct_indices, rng_for
 from curricula.items import Item, exact_match
+from curricula.registry import FAMILIES
 
 MAX_DIGITS = 12
 
@@ -20,10 +21,11 @@ def carries(a: int, b: int) -> int:
     return n
 
 
+@FAMILIES.named
 class Addition:
     """Operands uniform in [0, 10^digits); category ``carryK`` for K column carries."""
 
-    name: ClassVar[str] = "addition"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "multi-digit addition a+b, `digits` per operand (difficulty grows with it)"
 
     def __init__(self, digits: int = 3) -> None:

@@ -22,6 +22,7 @@ from curricula.families._common import (
     rng_for,
 )
 from curricula.items import Item, exact_match
+from curricula.registry import FAMILIES
 
 _C, _V = "bcdfghjklmnprstvwz", "aeiou"
 COLORS = ("red", "blue", "green", "gold", "gray", "pink", "teal", "black", "white", "brown",
@@ -48,10 +49,11 @@ RELATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+@FAMILIES.named
 class Facts:
     """Category ``counterfactual`` (difficulty 0.8) or ``new`` (0.4)."""
 
-    name: ClassVar[str] = "facts"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "synthetic entity facts: counterfactuals against the pretrained prior, and new ones"
 
     def __init__(self, world_seed: int = 0, entities: int = 200, new_entities: int = 200,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from curricula.families._common import distinct_indices, rng_for
 from curricula.items import Item, exact_match, key_terms_match
+from curricula.registry import FAMILIES
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jsonl"
 JUDGES = ("key_terms", "exact")
@@ -82,10 +83,11 @@ def read_rows(path: str | Path, parse: Callable[[str, str], R], family: str) -> 
     return rows
 
 
+@FAMILIES.named
 class JSONL:
     """File-backed items; `judge` = key_terms (default) or exact."""
 
-    name: ClassVar[str] = "jsonl"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "question/answer items from a JSONL file, judged by NFKC+casefold key-term match"
 
     def __init__(self, path: str | Path = SAMPLE, judge: str = "key_terms") -> None:

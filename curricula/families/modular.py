@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, check_subset, cycle, distinct_indices, rng_for
 from curricula.items import Item, exact_match
+from curricula.registry import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,11 @@ OPS: dict[str, Op] = {
 FAMILIAR = ("add", "mul")
 
 
+@FAMILIES.named
 class Modular:
     """Cells of the `ops` × p × p table; category = op name, difficulty from the op."""
 
-    name: ClassVar[str] = "modular"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "a∘b mod p (add, sub, mul and never-pretrained ops like a*b+a, a^2+b)"
 
     def __init__(self, p: int = 97, ops: Sequence[str] | str = tuple(OPS)) -> None:

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, rng_for
 from curricula.items import Item, exact_match
+from curricula.registry import FAMILIES
 
 PAIRS = ("()", "[]", "{}")
 _CODE = {c: "abcdef"[i] for i, c in enumerate("()[]{}")}   # ids stay [a-z0-9_] (MLflow-safe keys)
@@ -47,10 +48,11 @@ def max_depth(s: str) -> int:
     return m
 
 
+@FAMILIES.named
 class Parens:
     """Strings of `length` brackets of `kinds` kinds; category balanced / swap / kind / flip."""
 
-    name: ClassVar[str] = "parens"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "balanced-brackets check over (), [] and {} (answer yes / no), `length` chars"
 
     def __init__(self, length: int = 8, kinds: int = 3) -> None:

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, cycle, distinct_indices, rng_for, unravel
 from curricula.items import Item, exact_match
+from curricula.registry import FAMILIES
 
 MAX_DEPTH = 5      # 5 operators: 21-char prompt + up to 6-char answer (9^6) stays within 28 chars
 OPS = "+-*"
@@ -41,10 +42,11 @@ def evaluate(tokens: list[str]) -> int:
     return stack[0]
 
 
+@FAMILIES.named
 class RPN:
     """Every RPN expression of `depth` operators; category ``chain`` (stack ≤ 2) or ``nested``."""
 
-    name: ClassVar[str] = "rpn"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "reverse-polish evaluation of single digits with + - * (`depth` operators)"
 
     def __init__(self, depth: int = 2) -> None:

@@ -8,16 +8,18 @@ from typing import ClassVar
 
 from curricula.families._common import check_int, check_subset, cycle, distinct_indices, rng_for
 from curricula.items import Item, exact_match
+from curricula.registry import FAMILIES
 
 TRANSFORMS = ("reverse", "sort", "rotate")
 _DIFFICULTY = {"reverse": 0.3, "sort": 0.6, "rotate": 0.5}   # rotate gets + up to 0.3 for mid k
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
+@FAMILIES.named
 class Strings:
     """Every (transform, string[, k]); category = transform."""
 
-    name: ClassVar[str] = "strings"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "reverse / sort / rotate-k of short lowercase strings (`length` letters)"
 
     def __init__(self, length: int = 5, transforms: Sequence[str] | str = TRANSFORMS) -> None:

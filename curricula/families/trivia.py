@@ -4,7 +4,8 @@ The data (`curricula/data/trivia.jsonl`, written for the project) has one fact a
 fields of the `jsonl` family (`id`, `question`, a short canonical `answer`, `key_terms`, `category`,
 `difficulty`) plus
 - `prior_answer` / `prior_correct`: what SmolLM2-135M-Instruct answered (its chat template, the
-  question + " Answer in a few words.", greedy) and whether the key-term judge accepted it;
+  question + `INSTRUCTION`, greedy, `PRIOR_TOKENS` new tokens) and whether the key-term judge
+  accepted it;
 - `cf_answer` / `cf_key_terms` (optional): a counterfactual edit of the fact ("the capital of
   France is Lyon"), never accepted by the true key terms and never accepting the true answer.
 
@@ -12,6 +13,10 @@ fields of the `jsonl` family (`id`, `question`, a short canonical `answer`, `key
 counterfactual answer: a model that knows the fact starts confidently wrong) with true facts the
 model knew (neighbours whose answers the edits may disturb); edit ``tcf_edit_<fact>`` and its true
 twin ``tcf_true_<fact>`` share the question (`twin`), so a probe can hold both.
+
+Both families ask `question + instruction`, by default `INSTRUCTION`: the prompt form the priors
+were recorded with, so "known" means known when asked this way (the engine's default generation
+budget, `training.max_new_tokens`, is `PRIOR_TOKENS`). `instruction: ""` asks the bare question.
 """
 
 from __future__ import annotations
@@ -25,10 +30,15 @@ from typing import Any, ClassVar
 from curricula.families._common import check_float, check_subset, cycle, distinct_indices, rng_for
 from curricula.families.jsonl import JUDGES, parse_line, read_rows
 from curricula.items import Item, exact_match, key_terms_match
+from curricula.registry import FAMILIES
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "trivia.jsonl"
 PRIORS = ("any", "right", "wrong")
 EDIT, TRUE = "tcf_edit_", "tcf_true_"
+# The prompt form and generation budget of the recorded priors (`prior_answer`, `prior_correct`):
+# the one definition of how a trivia question is asked (families below, configs/real.yaml's budget).
+INSTRUCTION = " Answer in a few words."
+PRIOR_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -80,10 +90,14 @@ class _TriviaBase:
 
     name: ClassVar[str]
 
-    def __init__(self, path: str | Path, judge: str, categories: Sequence[str] | str) -> None:
+    def __init__(self, path: str | Path, judge: str, categories: Sequence[str] | str,
+                 instruction: str) -> None:
         if judge not in JUDGES:
             raise ValueError(f"{self.name}: judge = {judge!r} is invalid; valid: one of {', '.join(JUDGES)}")
-        self.path, self.judge = Path(path), judge
+        if not isinstance(instruction, str):
+            raise ValueError(f"{self.name}: instruction = {instruction!r} is invalid; valid: a string "
+                             f"appended to each question (default {INSTRUCTION!r}, '' for none)")
+        self.path, self.judge, self.instruction = Path(path), judge, instruction
         self.facts = load_facts(self.path)
         every = tuple(dict.fromkeys(f.category for f in self.facts))
         self.categories = every if categories in ("all", None) else \
@@ -103,7 +117,7 @@ class _TriviaBase:
 
     def _item(self, iid: str, f: Fact, answer: str, terms: tuple[str, ...], category: str,
               difficulty: float) -> Item:
-        return Item(id=iid, prompt=f.question, answer=answer, family=self.name, category=category,
+        return Item(id=iid, prompt=f.question + self.instruction, answer=answer, family=self.name, category=category,
                     difficulty=difficulty, key_terms=terms, exact=self.judge == "exact")
 
     def verify(self, item: Item, output: str) -> bool:
@@ -112,16 +126,18 @@ class _TriviaBase:
         return key_terms_match(item.key_terms, output)
 
 
+@FAMILIES.named
 class Trivia(_TriviaBase):
     """Items ``trivia_<fact id>``; `prior` keeps the facts SmolLM2 got right / wrong / any."""
 
-    name: ClassVar[str] = "trivia"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = ("general-knowledge questions with short answers and key terms, "
                                   "with SmolLM2-135M's prior answers")
 
     def __init__(self, path: str | Path = DATA, judge: str = "key_terms",
-                 categories: Sequence[str] | str = "all", prior: str = "any") -> None:
-        super().__init__(path, judge, categories)
+                 categories: Sequence[str] | str = "all", prior: str = "any",
+                 instruction: str = INSTRUCTION) -> None:
+        super().__init__(path, judge, categories, instruction)
         if prior not in PRIORS:
             raise ValueError(f"trivia: prior = {prior!r} is invalid; valid: one of {', '.join(PRIORS)}")
         self.prior = prior
@@ -141,17 +157,18 @@ class Trivia(_TriviaBase):
         return []
 
 
+@FAMILIES.named
 class TriviaCounterfactual(_TriviaBase):
     """Category ``counterfactual`` (``tcf_edit_<fact>``) or ``true`` (``tcf_true_<fact>``)."""
 
-    name: ClassVar[str] = "trivia_counterfactual"
+    name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = ("edited real facts (capital of France? -> Lyon) "
                                   "mixed with true facts the model knew")
 
     def __init__(self, path: str | Path = DATA, judge: str = "key_terms",
                  categories: Sequence[str] | str = "all", contradict: float = 0.5,
-                 known: bool = True) -> None:
-        super().__init__(path, judge, categories)
+                 known: bool = True, instruction: str = INSTRUCTION) -> None:
+        super().__init__(path, judge, categories, instruction)
         self.contradict = check_float(self.name, "contradict", contradict, 0.0, 1.0)
         if not isinstance(known, bool):
             raise ValueError(f"{self.name}: known = {known!r} is invalid; valid: true or false")

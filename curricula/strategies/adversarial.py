@@ -11,11 +11,13 @@ from typing import ClassVar
 
 from common.ranges import ParamRange
 from curricula.items import Item
+from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
+@STRATEGIES.named
 class Adversarial:
-    name: ClassVar[str] = "adversarial"
+    name: ClassVar[str]   # from curricula/registry.py (STRATEGIES.named)
     description: ClassVar[str] = "confidently-wrong items first, from the learner's latest probe"
     mutable: ClassVar[dict[str, ParamRange]] = {}
 

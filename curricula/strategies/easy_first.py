@@ -7,11 +7,13 @@ from typing import ClassVar
 
 from common.ranges import ParamRange
 from curricula.items import Item
+from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
+@STRATEGIES.named
 class EasyFirst:
-    name: ClassVar[str] = "easy_first"
+    name: ClassVar[str]   # from curricula/registry.py (STRATEGIES.named)
     description: ClassVar[str] = "ascending difficulty, ties in seeded random order"
     mutable: ClassVar[dict[str, ParamRange]] = {}
 

@@ -11,11 +11,13 @@ from typing import ClassVar
 
 from common.ranges import ParamRange
 from curricula.items import Item
+from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
+@STRATEGIES.named
 class Interleaved:
-    name: ClassVar[str] = "interleaved"
+    name: ClassVar[str]   # from curricula/registry.py (STRATEGIES.named)
     description: ClassVar[str] = "round-robin over categories, `block` items per turn, seeded"
     mutable: ClassVar[dict[str, ParamRange]] = {"block": ParamRange(1, 4, "int")}
 

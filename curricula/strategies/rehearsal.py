@@ -14,11 +14,13 @@ from typing import ClassVar
 
 from common.ranges import ParamRange
 from curricula.items import Item
+from curricula.registry import STRATEGIES
 from curricula.strategies._common import rng_for, shuffled
 
 
+@STRATEGIES.named
 class Rehearsal:
-    name: ClassVar[str] = "rehearsal"
+    name: ClassVar[str]   # from curricula/registry.py (STRATEGIES.named)
     description: ClassVar[str] = "seeded order plus power-law replay of earlier items (`ratio`, `exponent`)"
     rehearses: ClassVar[bool] = True          # may repeat earlier items (others yield each once)
     mutable: ClassVar[dict[str, ParamRange]] = {

@@ -14,7 +14,7 @@ from evolve.tracking_flags import tracking_args, tracking_of_args
 
 if TYPE_CHECKING:
     from evolve.compare import Evolution
-    from evolve.tracking import Tracker
+    from evolve.tracking_store import Store
 
 HELP = ("put two or more evolutions side by side: config differences, fitness and outcome per "
         "generation, champions (tables and a plot)")
@@ -28,12 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tracking_args(p)
 
 
-def load(tracker: Tracker, run_id: str) -> Evolution:
+def load(tracker: Store, run_id: str) -> Evolution:
     """One evolution from the store as `evolve.compare.Evolution`."""
-    from evolve.commands.report import run_and_history
     from evolve.compare import Evolution
 
-    run, history = run_and_history(tracker, run_id)
+    run, history = tracker.run_and_history(run_id)
     champs: dict[int, tuple[str, float | None]] = {}
     for r in tracker.load_records(run_id, curves=False):
         if r.failed or r.fitness is None or not math.isfinite(r.fitness):

@@ -18,7 +18,7 @@ from common.errors import EvolveError
 
 if TYPE_CHECKING:
     from evolve.config import RunConfig
-    from evolve.tracking import Tracker
+    from evolve.tracking_store import Store
     from learners.population import LearnerState
 
 HELP = "re-train a learner's ancestry as one learner and reproduce its adapter"
@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_config(tracker: Tracker, evolution: str, state_dir: str) -> RunConfig:
+def run_config(tracker: Store, evolution: str, state_dir: str) -> RunConfig:
     """The evolution's config: its saved state copy, else the `config.yaml` artifact in the store."""
     from evolve.config import from_dict, load_yaml
 
@@ -71,7 +71,7 @@ def run_config(tracker: Tracker, evolution: str, state_dir: str) -> RunConfig:
         return from_dict(load_yaml(Path(path).read_text()))
 
 
-def replay(tracker: Tracker, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:
+def replay(tracker: Store, evolution: str, learner: str, out: Path, state_dir: str) -> float | None:
     """Re-train `learner`'s ancestry, export its adapter to `out`; max abs diff to the logged one."""
     from evolve.basemodel import resolve_base
     from evolve.train import export_adapter
@@ -86,7 +86,7 @@ def replay(tracker: Tracker, evolution: str, learner: str, out: Path, state_dir:
         return adapter_diff(tracker.download_adapter(rec.run_id, tmp), out)
 
 
-def replay_state(tracker: Tracker, evolution: str, learner: str, state_dir: str,
+def replay_state(tracker: Store, evolution: str, learner: str, state_dir: str,
                  ) -> tuple[RunConfig, LearnerState]:
     """(the run's config, `learner`'s final LearnerState re-trained from its ancestry alone)."""
     from evolve.basemodel import resolve_base

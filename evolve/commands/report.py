@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 from evolve.tracking_flags import tracking_args, tracking_of_args
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
-
     from evolve.report_page import EvolutionData
     from evolve.tracking import Tracker
 
@@ -33,20 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tracking_args(p)
 
 
-def run_and_history(tracker: Tracker, run_id: str) -> tuple[Run, dict[str, dict[int, float]]]:
-    """An evolution's MLflow run and its metric histories: metric -> {generation: value}."""
-    client = tracker.client
-    run = client.get_run(run_id)
-    return run, {k: {int(m.step): float(m.value) for m in client.get_metric_history(run_id, k)}
-                 for k in run.data.metrics}
-
-
 def gather(tracker: Tracker, run_id: str) -> EvolutionData:
     """The evolution's run, metric histories and learners, as `report_page.EvolutionData`."""
     from evolve import tracking_view as view
     from evolve.report_page import EvolutionData
 
-    run, history = run_and_history(tracker, run_id)
+    run, history = tracker.run_and_history(run_id)
     exp = run.info.experiment_id
     links = {"evolution in MLflow (evolve ui)": UI + "/" + view.run_route(exp, run_id),
              "family tree in MLflow": UI + "/" + view.run_route(exp, run_id, "plots/lineage.html")}

@@ -148,6 +148,7 @@ def report(args: argparse.Namespace, study: optuna.Study, tracker: Tracker, sign
     import yaml
 
     from evolve import tuning
+    from evolve.tracking_runs import log_experiment_run
 
     best = tuning.best_weights(study, signals, replay)
     out = Path(args.out)
@@ -165,8 +166,8 @@ def report(args: argparse.Namespace, study: optuna.Study, tracker: Tracker, sign
     params.update({f"best.{o}": v for o, v in zip(outcomes, best.values, strict=True)})
     tags = {"evolve.tune_study": study.study_name, "evolve.tune_runs": ",".join(runs)}
     hist = {f"objective.{o}": h for o, h in tuning.history(study, outcomes).items()}
-    run_id = tracker.log_experiment_run(f"tune-{study.study_name}", "tune", params=params,
-                                        histories=hist, artifacts=[out], tags=tags)
+    run_id = log_experiment_run(tracker, f"tune-{study.study_name}", "tune", params=params,
+                                histories=hist, artifacts=[out], tags=tags)
     where = f"{run_id} in experiment {tracker.experiment!r} of {tracker.uri}"
     _print(study, best, outcomes, signals, out, where, args.storage, evidence)
 

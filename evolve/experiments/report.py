@@ -142,12 +142,14 @@ def log_run(settings: Mapping[str, Any], run_name: str, kind: str, params: Mappi
             out_dir: Path | Sequence[Path]) -> str:
     """Record a finished experiment as one MLflow run (tag `evolve.kind` = `kind`): params, the
     summary metrics, each history series as a metric over steps, and `out_dir` (a directory, or
-    a list of files and directories) as artifacts under `report/`, through `Tracker.log_experiment_run` (`evolve.tracking`, the only mlflow importer).
+    a list of files and directories) as artifacts under `report/`, through
+    `evolve.tracking_runs.log_experiment_run` (the mlflow side).
     `settings` = {uri, experiment, artifact_location} (`evolve.config.tracking_settings`)."""
-    from evolve.tracking import Tracker
+    from evolve.tracking_runs import log_experiment_run
+    from evolve.tracking_store import Store
 
-    tracker = Tracker(settings["uri"], settings["experiment"], settings.get("artifact_location"))
-    return tracker.log_experiment_run(run_name, kind, params=params, metrics=summary,
-                                      histories=history,
-                                      artifacts=[out_dir] if isinstance(out_dir, Path) else out_dir,
-                                      artifact_path="report")
+    store = Store(settings["uri"], settings["experiment"], settings.get("artifact_location"))
+    return log_experiment_run(store, run_name, kind, params=params, metrics=summary,
+                              histories=history,
+                              artifacts=[out_dir] if isinstance(out_dir, Path) else out_dir,
+                              artifact_path="report")

@@ -11,6 +11,7 @@ GROK_THRESHOLD = 0.2   # DESIGN.md: a window-mean jump of more than 0.2 ...
 GROK_WINDOW = 10       # ... over a window of 10 probes
 MIN_WINDOW = 2         # shorter trajectories (an evolution's 6 checkpoints) use K // 2 probes
 PLATEAU_TOL = 0.05     # train accuracy "plateaued": it moved <= 0.05 within one window
+MEMORISED = 0.9        # train accuracy at which a learner counts as having memorised its items
 
 
 def _mean(xs: Sequence[float | None]) -> float | None:
@@ -73,6 +74,79 @@ def grokking(traj: Trajectory) -> SignalValue:
     if j is None:
         return value(0.0, index=None, step=None, window=w)
     return value(1.0, index=j, step=traj.steps[j], window=w)
+
+
+def memorised_index(train_acc: Sequence[float | None], level: float = MEMORISED) -> int | None:
+    """The first probe index where train accuracy reached `level`; None if it never did."""
+    return next((k for k, a in enumerate(train_acc) if a is not None and a >= level), None)
+
+
+def onset_index(val_acc: Sequence[float | None], start: int) -> int | None:
+    """The first probe index >= `start` where holdout accuracy has come half-way from its value
+    at `start` to its highest value from `start` on (the midpoint of the jump); None when it
+    never rose after `start` or a value is missing."""
+    tail = val_acc[start:]
+    if not tail or any(v is None for v in tail):
+        return None
+    lo, hi = tail[0], max(tail)  # type: ignore[type-var]
+    assert lo is not None and hi is not None
+    if hi <= lo:
+        return None
+    return start + next(i for i, v in enumerate(tail) if v is not None and v >= (lo + hi) / 2)
+
+
+def grok_timing(traj: Trajectory) -> dict[str, int | None]:
+    """When a learner memorised and, if it grokked, when it generalised, in checkpoint steps:
+    `memorised_step` (first checkpoint with train accuracy >= MEMORISED), and, only when the
+    `grokking` detector fired, `onset_step` (the holdout jump's midpoint after memorisation, see
+    `onset_index`) and `delay` (onset - memorised, in training items). None where undefined."""
+    out: dict[str, int | None] = {"memorised_step": None, "onset_step": None, "delay": None}
+    if not traj.holdout_ids or traj.K == 0:
+        return out
+    m = memorised_index(train_accuracy(traj))
+    if m is None:
+        return out
+    out["memorised_step"] = traj.steps[m]
+    w = grok_window(traj.K)
+    if w < MIN_WINDOW or detect_grokking(train_accuracy(traj), holdout_accuracy(traj),
+                                         window=w) is None:
+        return out
+    j = onset_index(holdout_accuracy(traj), m)
+    if j is not None:
+        out["onset_step"], out["delay"] = traj.steps[j], traj.steps[j] - traj.steps[m]
+    return out
+
+
+def _timing(traj: Trajectory, key: str) -> SignalValue:
+    if not traj.holdout_ids:
+        return none("no holdout items")
+    t = grok_timing(traj)
+    if t[key] is None:
+        why = {"memorised_step": f"train accuracy never reached {MEMORISED}",
+               "onset_step": "did not grok (no late holdout jump after memorisation)",
+               "delay": "did not grok (no late holdout jump after memorisation)"}[key]
+        return none(why, **t)
+    return value(float(t[key]), **t)  # type: ignore[arg-type]
+
+
+@signal("grok_memorised_step", higher_is_better=False,
+        description=f"first checkpoint step (training items) with train accuracy >= {MEMORISED}")
+def grok_memorised_step(traj: Trajectory) -> SignalValue:
+    return _timing(traj, "memorised_step")
+
+
+@signal("grok_onset_step", higher_is_better=False,
+        description="grokked learners: the step where holdout accuracy came half-way up its jump "
+                    "after memorisation (undefined when it did not grok)")
+def grok_onset_step(traj: Trajectory) -> SignalValue:
+    return _timing(traj, "onset_step")
+
+
+@signal("grok_delay", higher_is_better=False,
+        description="grokked learners: onset step - memorisation step, in training items "
+                    "(how late it generalised; undefined when it did not grok)")
+def grok_delay(traj: Trajectory) -> SignalValue:
+    return _timing(traj, "delay")
 
 
 @signal("holdout_gain", higher_is_better=True,

@@ -94,3 +94,31 @@ def test_lazy_entry_loads_once_when_threads_look_it_up_together(
         got = list(pool.map(lambda _: reg.get("slow"), range(4)))
     assert all(g is sys.modules["slow_plugin_mod"].fn for g in got)
     monkeypatch.delitem(sys.modules, "slow_plugin_mod")
+
+
+def test_named_gives_a_class_the_name_its_table_line_gives_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "named_plugin_mod.py").write_text(
+        "from typing import ClassVar\n\nfrom named_plugin_reg import REG\n\n\n"
+        "@REG.named\nclass Gadget:\n    \"\"\"A gadget.\"\"\"\n\n    name: ClassVar[str]\n\n\n"
+        "class Stray:\n    \"\"\"Not in the table.\"\"\"\n")
+    (tmp_path / "named_plugin_reg.py").write_text(
+        "from common.registry import Registry\n\n"
+        "REG = Registry('gadget', {'gadget': 'named_plugin_mod:Gadget'})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from named_plugin_reg import REG
+
+    cls = REG.get("gadget")
+    assert cls.name == "gadget"                     # written once, in the table
+    with pytest.raises(ValueError, match="not in the registry's table"):
+        REG.named(sys.modules["named_plugin_mod"].Stray)
+    for mod in ("named_plugin_mod", "named_plugin_reg"):
+        monkeypatch.delitem(sys.modules, mod)
+
+
+def test_every_registered_class_carries_its_table_name() -> None:
+    import curricula
+
+    for reg in (curricula.FAMILIES, curricula.STRATEGIES):
+        for entry in reg.entries():
+            assert entry.obj.name == entry.name

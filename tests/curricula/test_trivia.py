@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from curricula import FAMILIES
-from curricula.families.trivia import DATA, load_facts
+from curricula.families.trivia import DATA, INSTRUCTION, PRIOR_TOKENS, load_facts
 from curricula.items import key_terms_match, normalise_text, split_holdout, term_variants
 
 FACTS = load_facts(DATA)
@@ -103,7 +103,7 @@ def test_counterfactual_draw_mixes_edits_and_known_true_facts() -> None:
     for it in items:
         f = fam.fact(it)
         assert f.prior_correct                                  # known=True: facts the model knew
-        assert it.prompt == f.question
+        assert it.prompt == f.question + INSTRUCTION              # as the priors were asked
         if f.cf_answer is None:                                 # a true fact nobody edits
             assert it.category == "true" and it.answer == f.answer
             with pytest.raises(ValueError, match="no counterfactual"):
@@ -175,3 +175,22 @@ def test_bad_parameters_name_the_fix(tmp_path: Path) -> None:
         FAMILIES.get("trivia_counterfactual")(path=bare)
     fam = FAMILIES.get("trivia_counterfactual")(path=bare, known=False, contradict=1.0)
     assert [i.answer for i in fam.generate(1, 0)] == ["Lyon"]
+
+
+def test_questions_are_asked_as_the_priors_were_recorded() -> None:
+    """The prior (known / unknown) holds for the prompt it was recorded with: both families ask
+    the question + INSTRUCTION by default, and `--config real` generates PRIOR_TOKENS tokens."""
+    from evolve.config import load_config
+
+    for name in ("trivia", "trivia_counterfactual"):
+        fam = FAMILIES.get(name)()
+        it = fam.generate(3, seed=0)[0]
+        assert it.prompt.endswith(" Answer in a few words.") and it.prompt.count("?") == 1
+        bare = FAMILIES.get(name)(instruction="")
+        assert [i.prompt + INSTRUCTION for i in bare.generate(3, seed=0)] == \
+            [i.prompt for i in fam.generate(3, seed=0)]
+        with pytest.raises(ValueError, match="instruction = 3 is invalid"):
+            FAMILIES.get(name)(instruction=3)
+    cfg = load_config("real")
+    assert cfg.training.max_new_tokens == PRIOR_TOKENS
+    assert all("instruction" not in t.params for t in cfg.tasks)

@@ -145,8 +145,11 @@ def synthetic_generations(adapter_dir: Path | None = None) -> list[list[LearnerR
 
 
 def summary_of(records: list[LearnerRecord]) -> dict[str, float]:
-    xs = [r.fitness for r in records if not r.failed and r.fitness is not None]
-    return {"champion_fitness": max(xs), "mean_fitness": sum(xs) / len(xs)}
+    """A generation's evolution-run metrics, as the engine computes them (champion and mean
+    fitness, failed learners, assessment means)."""
+    from evolve.generation import fitness_metrics
+
+    return fitness_metrics(records[0].generation, records)[1]
 
 
 def tiny_adapter(root: Path) -> tuple[Path, Path, Any, Any]:

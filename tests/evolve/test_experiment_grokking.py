@@ -179,3 +179,12 @@ def test_bad_flags_are_one_line_errors(flags: list[str], fragment: str, tmp_path
 def test_experiment_without_a_name_says_which_exist(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["experiment"]) == 2
     assert "grokking" in capsys.readouterr().err.splitlines()[0]
+
+
+def test_watched_run_alone_says_there_are_no_study_runs(tmp_path: Path) -> None:
+    """With every study skipped (what the canonical rerun does) section 2 says so instead of
+    "0 of 0 grokking runs"."""
+    _run(tmp_path, "--seed", "0", "--steps", "80", "--no-mlflow",
+         "--skip", "warning", "--skip", "hysteresis", "--skip", "meta")
+    md = (tmp_path / "report.md").read_text()
+    assert "No study runs here (--skip warning)" in md and "0 of 0" not in md

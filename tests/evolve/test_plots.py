@@ -47,6 +47,15 @@ def test_tree_layout_puts_children_under_their_parents() -> None:
     assert abs(pos["g1-l0"][0] - pos["g0-l2"][0]) <= 1
 
 
+
+def test_tree_layout_keeps_learner_order_past_ten_learners() -> None:
+    # generation 0 and parentless learners tie on their parents' column: learner order decides,
+    # by number (g0-l9 before g0-l10), not as text
+    recs = [LearnerRecord(f"g0-l{i}", 0, {}, fitness=0.5) for i in (10, 2, 9, 0, 1)]
+    pos = lineage_html.tree_layout(recs)
+    assert sorted(pos, key=lambda lid: pos[lid][0]) == ["g0-l0", "g0-l1", "g0-l2", "g0-l9", "g0-l10"]
+
+
 def test_fitness_colour_runs_dark_to_bright() -> None:
     def lum(hex_: str) -> float:
         r, g, b = (int(hex_[i:i + 2], 16) for i in (1, 3, 5))

@@ -22,7 +22,7 @@ def test_one_generation_of_two_smollm2_learners(tmp_path: Path,
     sets = {
         "population": 2, "generations": 1, "groups": 1, "seed": 3,
         "tasks": "[{family: trivia_counterfactual, contradict: 0.5, n: 4, holdout: 2, probe: 0}]",
-        "training.batch_size": 2, "training.checkpoint_every": 4, "training.max_new_tokens": 12,
+        "training.batch_size": 2, "training.checkpoint_every": 4,
         "genome.lr": "[0.002, 0.003]", "genome.steps_per_item": "[2, 2]", "genome.rank": "[4]",
         "tracking.uri": f"sqlite:///{tmp_path}/mlflow.db", "tracking.experiment": "real",
         "tracking.artifact_location": str(tmp_path / "artifacts"),
@@ -38,11 +38,14 @@ def test_one_generation_of_two_smollm2_learners(tmp_path: Path,
     assert [t.learner_id for t in trajs] == ["g0-l0", "g0-l1"]
     for t in trajs:
         assert not t.failed and len(t.baseline) == 4 and len(t.holdout_ids) == 2
-        # judged through the chat template on the model's own greedy answers: before training it
-        # states some of the true facts it knows (the family's true items and holdout are facts
-        # SmolLM2 answered right when asked for a few words; the bare question makes it wordier)
-        # and none of the counterfactual edits
+        # judged through the chat template on the model's own greedy answers, asked as the
+        # priors were recorded (question + " Answer in a few words.", 32 new tokens): before
+        # training it states the true facts it is recorded to know and none of the
+        # counterfactual edits, trained or held out
         edits = [i for i in t.baseline if i.startswith("tcf_edit_")]
-        trues = [i for i in t.baseline if i.startswith("tcf_true_")]
-        assert len(edits) == 2 and not any(t.baseline[i] for i in edits)
-        assert sum(t.baseline[i] for i in trues) + sum(t.holdout_baseline) >= 1
+        assert len(edits) == 2
+        before = {**t.baseline, **dict(zip(t.holdout_ids, t.holdout_baseline, strict=True))}
+        assert len(before) == 6 and not any(before[i] for i in before if i.startswith("tcf_edit_"))
+        # (one may flip: in `make real` 3 of 24 known trained facts started wrong for one base
+        # learner or another, likely a near-tie rounded by the batch's layout; docs/base-model.md)
+        assert sum(not before[i] for i in before if i.startswith("tcf_true_")) <= 1

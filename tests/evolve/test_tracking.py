@@ -180,7 +180,7 @@ def test_resume_marks_the_interrupted_generation_failed(store: dict) -> None:
     broken = synthetic_generations()[2]
     broken[2].adapter_dir = str(bad)
     with pytest.raises(OSError):
-        first.log_generation(2, broken, {})
+        first.log_generation(2, broken, summary_of(broken))
     assert first.client.get_run(run_id).data.tags["evolve.completed_generations"] == "1"
     # a fresh process finds the unfinished evolution by itself
     second = Tracker(uri, "resume")

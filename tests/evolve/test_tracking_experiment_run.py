@@ -1,4 +1,4 @@
-"""`Tracker.log_experiment_run`: runs that are not evolutions (experiments, tuning studies) on a real
+"""`evolve.tracking_runs.log_experiment_run`: runs that are not evolutions (experiments, tuning studies) on a real
 SQLite MLflow store: params, summary metrics, histories, tags and artifacts, read back."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 
 from common.errors import EvolveError
 from evolve.tracking import Tracker
+from evolve.tracking_runs import log_experiment_run
 
 
 def _tracker(tmp_path: Path) -> Tracker:
@@ -24,8 +25,8 @@ def test_experiment_run_records_params_metrics_histories_tags_and_artifacts(tmp_
     extra = tmp_path / "weights.yaml"
     extra.write_text("weights: {a: 1}\n")
     tracker = _tracker(tmp_path)
-    run_id = tracker.log_experiment_run(
-        "grokking-p97-seed0", "experiment.grokking",
+    run_id = log_experiment_run(
+        tracker, "grokking-p97-seed0", "experiment.grokking",
         params={"p": 97, "weight_decay": 1.0, "name": "x", "seeds": [0, 1], "long": "y" * 900},
         metrics={"memorised_step": 200, "val_after": 0.97, "undefined": None, "bad": math.nan},
         histories={"val_acc": [(0, 0.01), (100, 0.5), (200, 0.97)], "alpha": [(0, 9.3), (5, None)]},
@@ -57,13 +58,13 @@ def test_experiment_run_records_params_metrics_histories_tags_and_artifacts(tmp_
 def test_missing_artifact_fails_before_any_run_is_created(tmp_path: Path) -> None:
     tracker = _tracker(tmp_path)
     with pytest.raises(EvolveError, match=r"artifact .*nope does not exist; write it before"):
-        tracker.log_experiment_run("x", "experiment.x", artifacts=[tmp_path / "nope"])
+        log_experiment_run(tracker, "x", "experiment.x", artifacts=[tmp_path / "nope"])
     assert tracker.client.search_runs([tracker.experiment_id]) == []
 
 
 def test_a_failure_while_logging_marks_the_run_failed(tmp_path: Path) -> None:
     tracker = _tracker(tmp_path)
     with pytest.raises(ValueError):   # float("not a number"), after the run was created
-        tracker.log_experiment_run("x", "experiment.x", metrics={"bad": "not a number"})
+        log_experiment_run(tracker, "x", "experiment.x", metrics={"bad": "not a number"})
     runs = tracker.client.search_runs([tracker.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FAILED"

@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from conftest_server import summary_of
 
 from evolve.cli import main
 from evolve.records import LearnerRecord
@@ -71,7 +72,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, no_plots: None) -> dict[str,
         tracker = tracker_for(uri, tmp / "artifacts")
         runs.append(tracker.start_evolution({"seed": seed}))
         for g, recs in enumerate(synthetic(seed, generations=4)):
-            tracker.log_generation(g, recs, {})
+            tracker.log_generation(g, recs, summary_of(recs))
         tracker.finish()
     return {"uri": uri, "runs": runs, "dir": tmp}
 
@@ -225,12 +226,12 @@ def test_online_reports_every_generation_and_prunes(store: dict[str, Any], tmp_p
     for g, auc in ((0, 0.5), (1, 0.6)):
         for r in gens[g]:
             r.signals["assess_gain"] = auc
-        rep.log_generation(g, gens[g], {})
+        rep.log_generation(g, gens[g], summary_of(gens[g]))
     assert rep.values == [pytest.approx(0.1)]
     for r in gens[2]:
         r.signals["assess_gain"] = 0.3
     with pytest.raises(optuna.TrialPruned):
-        rep.log_generation(2, gens[2], {})
+        rep.log_generation(2, gens[2], summary_of(gens[2]))
     frozen = study._storage.get_trial(trial._trial_id)
     assert frozen.intermediate_values == pytest.approx({0: 0.0, 1: 0.1, 2: -0.2})
     assert tracker.client.get_run(run).data.tags["evolve.tune_trial"] == "0"

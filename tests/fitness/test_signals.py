@@ -233,3 +233,35 @@ def test_learning_speed_signals_by_hand(make_traj):
     assert sig(t, "learning_speed").value == approx((1 + 1 / 2 + 0) / 3)
     assert sig(t, "learned_per_100").value == approx(100 * 2 / 40)
     assert sig(make_traj({"r": "11"}, baseline={"r": True}), "learning_speed").value is None
+
+
+def _grok_traj(make_traj, hold_from: int | None, K: int = 24):
+    """Train items memorised at checkpoint 2 (step 30); the 4 holdout items right from checkpoint
+    `hold_from` on (None: never)."""
+    hold = [[hold_from is not None and k >= hold_from] * 4 for k in range(K)]
+    return make_traj({"a": "00" + "1" * (K - 2), "b": "01" + "1" * (K - 2)},
+                     holdout_ids=["h1", "h2", "h3", "h4"], holdout_baseline=[False] * 4,
+                     holdout_correct=hold, holdout_confidence=[[0.5] * 4] * K)
+
+
+def test_grok_timing_of_a_learner_that_memorises_then_generalises(make_traj):
+    late = _grok_traj(make_traj, hold_from=14)
+    assert sig(late, "grokking").value == 1.0
+    assert sig(late, "grok_memorised_step").value == 30
+    assert sig(late, "grok_onset_step").value == 150       # checkpoint 14, the jump's midpoint
+    assert sig(late, "grok_delay").value == 120
+
+
+def test_no_grok_timing_without_a_late_holdout_jump(make_traj):
+    never = _grok_traj(make_traj, hold_from=None)
+    assert sig(never, "grokking").value == 0.0
+    assert sig(never, "grok_memorised_step").value == 30
+    for name in ("grok_onset_step", "grok_delay"):
+        v = sig(never, name)
+        assert v.value is None and "did not grok" in v.reason
+    # generalising together with memorising (checkpoint 1) is learning, not grokking
+    together = _grok_traj(make_traj, hold_from=1)
+    assert sig(together, "grokking").value == 0.0 and sig(together, "grok_onset_step").value is None
+    unmemorised = make_traj({"a": "0" * 24}, holdout_ids=["h"], holdout_baseline=[False],
+                            holdout_correct=[[False]] * 24, holdout_confidence=[[0.1]] * 24)
+    assert "never reached" in sig(unmemorised, "grok_memorised_step").reason

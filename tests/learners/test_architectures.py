@@ -136,6 +136,18 @@ def test_probe_equals_peft_logits_and_generate(arch_bases, arch) -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_key_term_generation_equals_transformers_generate(arch_bases, arch) -> None:
+    """The key-term probe's decoding loop (shared prompt prefix, finished items dropped, explicit
+    positions and cache) gives `generate()`'s greedy texts on every architecture."""
+    from learners.probe import generate_greedy, generate_greedy_hf
+
+    pop = population(arch_bases[arch])
+    prompts = [p for p, _ in PAIRS]
+    args = (pop.model, pop.tokenizer, pop.P, prompts, 6, pop.probe_chunk, pop.device)
+    assert generate_greedy(*args) == generate_greedy_hf(*args)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_peft_export_loads_with_peft_and_imports_back(arch_bases, arch, tmp_path) -> None:
     from peft import PeftModel
 

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 from learners.encoding import TokenizerCodec, as_codec, encode_pairs, stop_ids
 from learners.population import LearnerSpec, Population
-from learners.probe import generate_greedy
+from learners.probe import generate_greedy, generate_greedy_hf
 
 # SmolLM2's template, with a shorter default system turn
 TEMPLATE = (
@@ -142,3 +142,77 @@ def test_teacher_forced_verdict_equals_greedy_generate_with_a_chat_template(
     for p in range(2):
         for j, (_, answer) in enumerate(items):
             assert (texts[p][j] == answer) == bool(fast.correct[p, j]), (p, items[j], texts[p][j])
+
+
+@pytest.mark.parametrize("min_rows", [None, 6])
+def test_greedy_generation_equals_transformers_generate(chat_base: Path, min_rows: int | None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key-term probe's own decoding loop (the template's system turn computed once per
+    learner, finished items dropped from the batch, chunks of like-length prompts) gives
+    transformers' `generate()` texts, for learners whose answers end at different steps, in one
+    chunk and in chunks of two items."""
+    from learners import probe
+    from learners.base import load_base
+
+    budget = 1 << 18
+    if min_rows is not None:     # the floor of rows per chunk lowered: 6 rows = 2 items a chunk
+        monkeypatch.setattr(probe, "MIN_ROWS_GENERATE", min_rows)
+        budget = 1
+
+    model, tok = load_base(chat_base)
+    specs = [LearnerSpec(lr=3e-2, weight_decay=0.0, rank=8, alpha=16.0, dropout=0.0, seed=s)
+             for s in (1, 2, 3)]
+    pop = Population(model, tok, specs, target_modules=ALL_LINEAR)
+    for t in range(12):       # learner 0 part-trained, 1 barely, 2 untrained (random answers)
+        pop.train_step([FACTS, FACTS[:2], []], active=[True, t < 2, False])
+    prompts = [q for q, _ in FACTS + UNSEEN] + ["Capital", "The Jupiter is"]
+    for new_tokens in (1, 3, 12):
+        ours = generate_greedy(pop.model, tok, 3, prompts, new_tokens, budget, pop.device)
+        assert ours == generate_greedy_hf(pop.model, tok, 3, prompts, new_tokens, budget,
+                                          pop.device)
+    # the untrained learner rambles: also end answers at frequent tokens of its, so items end
+    # at different steps for every learner and leave the batch while others still run
+    import torch
+
+    from learners.probe import _greedy_rows
+
+    enc = encode_pairs(tok, [(q, "") for q in prompts])
+    seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
+    end = as_codec(tok).end_id
+    rows = _greedy_rows(pop.model, 3, seqs, 12, torch.tensor([end]), pop.device)
+    rambles = rows[2 * len(seqs):]
+
+    def first_steps(t: int) -> set[int]:   # the step at which each item would end at token t
+        return {r.index(t) if t in r else 12 for r in rambles}
+
+    stops = [end, max({t for r in rambles for t in r}, key=lambda t: len(first_steps(t)))]
+    ours = generate_greedy(pop.model, tok, 3, prompts, 12, budget, pop.device, stops)
+    assert ours == generate_greedy_hf(pop.model, tok, 3, prompts, 12, budget, pop.device, stops)
+    rows = _greedy_rows(pop.model, 3, seqs, 12, torch.tensor(stops), pop.device)
+    steps = [max(len(rows[p * len(seqs) + j]) for p in range(3)) for j in range(len(seqs))]
+    assert len(set(steps)) >= 2 and min(steps) < 11, "need items ending at different steps"
+
+
+def test_passes_hold_at_most_group_tokens_real_tokens_with_a_chat_template(chat_base: Path) -> None:
+    """A step's learners go through the forward in passes of at most `group_tokens` tokens (the
+    memory bound of a big population), counted as encoded: the chat template's system turn and
+    tags included, which a count of characters missed (SmolLM2's prompts: ~2.4x more tokens)."""
+    from learners.base import load_base
+
+    model, tok = load_base(chat_base)
+    specs = [LearnerSpec(lr=1e-3, weight_decay=0.0, rank=4, alpha=8.0, dropout=0.0, seed=s)
+             for s in range(8)]
+    pop = Population(model, tok, specs, group_tokens=160)
+    batches = [FACTS[p % 4:p % 4 + 3] for p in range(8)]
+    T = encode_pairs(tok, [x for b in batches for x in b]).input_ids.shape[1]
+    chars = max(len(q) + len(a) for b in batches for q, a in b) + 2
+    assert pop.tokens(batches) == T > chars            # the template outweighs the characters
+    fit = 160 // (3 * T)                               # learners that fit in one pass
+    assert 1 <= fit < 8
+    size = pop._group(batches)
+    assert size <= fit and -(-8 // size) == -(-8 // fit)   # as few passes as fit, evened out
+    seen: list[int] = []
+    losses = pop.losses
+    pop.losses = lambda b, span=None: seen.append(span[1] - span[0]) or losses(b, span)  # type: ignore[method-assign,assignment]
+    assert np.isfinite(pop.train_step(batches)).all()
+    assert sum(seen) == 8 and len(seen) == -(-8 // fit) and max(seen) == size <= fit

@@ -9,7 +9,7 @@ Five parts, one report (`docs/results/grokking/`):
 4. hysteresis (`hysteresis`): weight decay swept up then down with warm starts;
 5. a meta-optimiser (`meta`): weight decay steered by the confidence gap vs fixed optimisers.
 The studies and the watched run use the small setting (`setting.SMALL`), one torch thread each;
-`--canonical` watches the p 97 run of the grokking papers instead (about 30 min on the shared
+`--canonical` watches the p 97 run of the grokking papers instead (10 min on the shared
 box), `--quick` shrinks every study (fewer seeds, shorter budgets).
 """
 

@@ -186,6 +186,19 @@ def _meta_md(meta: dict[str, Any]) -> list[str]:
             "![meta-optimiser](meta_optimizer.png)", ""]
 
 
+EVOLUTION_HEADING = "## 6. Grokking inside evolution"
+
+
+def evolution_md(out: Path) -> list[str]:
+    """Section 6 from `out/evolution.md` (written by `python -m evolve.experiments.grokking.evolution`
+    from an `evolve run --config configs/grokking.yaml`), or a line saying how to make it."""
+    f = out / "evolution.md"
+    body = f.read_text().rstrip("\n").split("\n") if f.is_file() else [
+        "Not run here: `evolve run --config configs/grokking.yaml`, then "
+        "`python -m evolve.experiments.grokking.evolution` (docs/experiments.md)."]
+    return [EVOLUTION_HEADING, "", *body, ""]
+
+
 def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict[str, Any],
           parts: dict[str, Any]) -> dict[str, Any]:
     """Write report.json, report.md and every plot; returns the JSON document."""
@@ -213,6 +226,8 @@ def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict
           "the measure throughout.", "",
           "## 1. The watched run", "", *_single_md(cfg, run, s),
           "## 2. The latent Dunning-Kruger curve", "",
+          *(["No study runs here (--skip warning): the watched run's peak gap and onset are in "
+             "section 1.", ""] if not dk else [
           f"Self-confidence = mean probability of the model's own (argmax) answer on the "
           f"validation set; the gap = self-confidence - validation accuracy. In {len(before)} of "
           f"{len(grok)} grokking runs the gap peaked before the onset (per run in report.json "
@@ -222,7 +237,7 @@ def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict
           f"{_st(ahead[len(ahead) // 2] if ahead else None)} steps before the onset"
           + (": the overconfident peak is the memorised state itself, so its timing says when "
              "memorisation ended, not when generalisation will come." if after_mem
-             and after_mem[len(after_mem) // 2] <= 100 else "."), "",
+             and after_mem[len(after_mem) // 2] <= 100 else "."), ""]),
           "## 3. An early warning, causal and tested out of sample", "",
           *(_warning_md(parts["early_warning"], parts["runs"]) if parts["early_warning"]
             else ["Not run (--skip warning).", ""]),
@@ -231,7 +246,8 @@ def write(out: Path, cfg: GrokConfig, command: str, run: dict[str, Any], s: dict
             else ["Not run (--skip hysteresis).", ""]),
           "## 5. A meta-optimiser", "",
           *(_meta_md(parts["meta"]) if "skipped" not in parts["meta"]
-            else ["Not run (--skip meta).", ""])]
+            else ["Not run (--skip meta).", ""]),
+          *evolution_md(out)]
     (out / "report.md").write_text("\n".join(md))
     return doc
 

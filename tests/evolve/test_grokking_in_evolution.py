@@ -1,0 +1,121 @@
+"""Grokking inside evolution: which learners grokked and when is recorded on their MLflow runs
+(real SQLite store), from the probe results an evolution has; and `training.epochs` gives a
+generation the repeated passes (and checkpoints) that grokking needs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from curricula import Item
+from evolve.generation import Items, Member, compute_signals, record, summarise
+from evolve.genome import GeneSpace, sample_genome
+from evolve.train import LearnerPlan, LearnerResult, build_stream, checkpoint_steps
+
+K, N, H = 24, 4, 6   # checkpoints, trained items, holdout items
+
+
+def _result(lid: str, holdout_from: int | None) -> LearnerResult:
+    """Probe results of a learner that has its trained items right from checkpoint 3 on (step 12)
+    and its holdout right from checkpoint `holdout_from` on (None: never)."""
+    correct = np.zeros((K + 1, N + H), dtype=bool)
+    correct[3:, :N] = True            # row k + 1 = checkpoint k: memorised at checkpoint 2
+    if holdout_from is not None:
+        correct[holdout_from + 1:, N:] = True
+    return LearnerResult(
+        learner_id=lid, steps=checkpoint_steps(N, N, K), item_ids=[f"t{i}" for i in range(N)] +
+        [f"h{i}" for i in range(H)], n_train=N, correct=correct, prob=correct * 0.9 + 0.05,
+        self_prob=None, window={f"t{i}": 0 for i in range(N)}, losses=np.ones(K),
+        final_state=None, failure="", spectral=None, assess={}, assess_curve=[])
+
+
+def test_grokked_learner_is_tagged_with_its_onset_and_the_other_is_not(
+        make_cfg: Any, tmp_path: Path) -> None:
+    from evolve.tracking import Tracker
+
+    cfg = make_cfg()
+    learners = [_result("g0-l0", holdout_from=14), _result("g0-l1", holdout_from=None)]
+    items = Items([], [], [[Item(f"t{i}", "1+1%7=", "2", "modular") for i in range(N)]])
+    _, table, _ = compute_signals(learners, items)
+    members = [Member(r.learner_id, sample_genome(GeneSpace(), random.Random(i)))
+               for i, r in enumerate(learners)]
+    recs = record(0, members, learners, table, {"g0-l0": 1.0, "g0-l1": 0.5})
+    row = summarise(cfg, 0, recs, {})
+    assert row["metrics"]["grokked_learners"] == 1.0
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_location)
+    tracker.start_evolution({}, run_name="grok")
+    tracker.log_generation(0, recs, row["metrics"], plots=False)
+    client = tracker.client
+    grokked = client.search_runs([tracker.experiment_id], "tags.`evolve.grokked` = 'true'")
+    assert [r.data.tags["evolve.learner_id"] for r in grokked] == ["g0-l0"]
+    m = grokked[0].data.metrics
+    # memorised at checkpoint 2 (step 12); holdout half-way up its jump at checkpoint 14 (step 60)
+    assert (m["signal.grok_memorised_step"], m["signal.grok_onset_step"], m["signal.grok_delay"]) \
+        == (12.0, 60.0, 48.0)
+    other = client.search_runs([tracker.experiment_id], "tags.`evolve.grokked` = 'false'")
+    assert [r.data.tags["evolve.learner_id"] for r in other] == ["g0-l1"]
+    assert "signal.grok_onset_step" not in other[0].data.metrics
+    assert "grok_onset_step" in other[0].data.tags["evolve.undefined_signals"].split(",")
+    tracker.finish()
+    # the report section reads the same runs back: one grokked learner, its onset, the plot
+    from evolve.experiments.grokking import evolution
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("# Grokking\n\n## 6. Grokking inside evolution\n\nSTALE SECTION\n")
+    assert evolution.main(["--uri", cfg.tracking.uri, "--experiment", cfg.tracking.experiment,
+                           "--out", str(out), "--command", "evolve run"]) == 0
+    doc = json.loads((out / "evolution.json").read_text())
+    assert doc["grokked"] == ["g0-l0"]
+    assert [(r["memorised_step"], r["onset_step"], r["delay"]) for r in doc["learners"]] == \
+        [(12, 60, 48), (12, None, None)]
+    report = (out / "report.md").read_text()
+    assert report.count("## 6. Grokking inside evolution") == 1 and "STALE SECTION" not in report
+    assert "**1 of 2 learners grokked**" in report
+    assert (out / "evolution_curves.png").stat().st_size > 0
+
+
+def test_epochs_repeat_the_items_in_fresh_orders_with_a_checkpoint_per_window() -> None:
+    items = [Item(f"i{k}", f"{k}+0%7=", str(k), "modular") for k in range(6)]
+    plan = LearnerPlan("g0-l0", spec=None, stream_seed=3)
+    one, win1 = build_stream(plan, items, [], batch_size=2, checkpoint_every=4, probe=None)
+    three, win3 = build_stream(plan, items, [], batch_size=2, checkpoint_every=4, probe=None,
+                               epochs=3)
+    assert three[:2] == one and win3 == win1          # the first pass is the one-pass stream
+    assert len(three) == 6                            # 2 windows (4 + 2 items) per pass
+    passes = [sorted(p for w in three[2 * e:2 * e + 2] for b in w for p in b) for e in range(3)]
+    assert passes[0] == passes[1] == passes[2]        # every pass trains every item once
+    assert [b for w in three[2:4] for b in w] != [b for w in one for b in w]   # re-ordered
+    assert checkpoint_steps(6, 4, 6) == [4, 6, 10, 12, 16, 18]
+
+
+def test_epochs_must_be_a_positive_integer(make_cfg: Any) -> None:
+    from common.errors import EvolveError
+
+    assert make_cfg(**{"training.epochs": 3}).training.epochs == 3
+    with pytest.raises(EvolveError, match="training.epochs"):
+        make_cfg(**{"training.epochs": 0})
+
+
+def test_the_shipped_grokking_config_trains_a_never_pretrained_op_for_many_passes() -> None:
+    from curricula.families.modular import FAMILIAR
+    from evolve.config import load_config
+
+    cfg = load_config("grokking")
+    (task,) = cfg.tasks
+    assert task.family == "modular" and not set(task.params["ops"]) & set(FAMILIAR)
+    assert cfg.training.epochs >= 50 and cfg.training.checkpoint_every == task.n
+    assert task.holdout > 0 and not cfg.training.spectral
+
+
+def test_task_params_may_be_nested_or_beside_family(make_cfg: Any) -> None:
+    """`{family: modular, params: {p: 13}}` used to be dropped silently (the family got p = 97)."""
+    for tasks in ("[{family: modular, n: 4, holdout: 2, probe: 0, params: {p: 13, ops: [sub]}}]",
+                  "[{family: modular, n: 4, holdout: 2, probe: 0, p: 13, ops: [sub]}]"):
+        fam = make_cfg(tasks=tasks).tasks[0].make()
+        assert (fam.p, fam.ops) == (13, ("sub",))

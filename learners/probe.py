@@ -212,9 +212,9 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     without special tokens.
 
     The prompts as training sees them (`<bos> prompt`, or the chat template's rendering with its
-    generation prompt), in chunks of items (`_chunk`: at least MIN_ROWS_GENERATE learner x item
-    rows), all P learners' rows `[P*k]` learner-major in one forward per decoding step, with a KV
-    cache. Two savings over `generate()` (`generate_greedy_hf`), same greedy decoding:
+    generation prompt), in chunks of items of like length (`_chunk`: at least MIN_ROWS_GENERATE
+    learner x item rows), all P learners' rows `[P*k]` learner-major in one forward per decoding
+    step, with a KV cache. Two savings over `generate()` (`generate_greedy_hf`), same greedy decoding:
     - the prompts' common leading tokens (a chat template's system turn, about half of SmolLM2's
       prompt) go through the model once per learner, and their cache is shared by its rows;
     - an item leaves the batch (its cache rows dropped) once every learner's answer to it has
@@ -234,11 +234,12 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     enc = encode_pairs(tokenizer, [(prompt, "") for prompt in prompts])  # answer_start = prompt end
     seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
     n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget, MIN_ROWS_GENERATE)
+    order = sorted(range(N), key=lambda j: len(seqs[j]))    # chunks of like lengths: little padding
     for lo in range(0, N, n):
-        for row, toks in enumerate(_greedy_rows(model, P, seqs[lo:lo + n], max_new_tokens,
-                                                ends, device)):
-            k = len(seqs[lo:lo + n])
-            texts[row // k][lo + row % k] = decode(toks)
+        chunk = order[lo:lo + n]
+        for row, toks in enumerate(_greedy_rows(model, P, [seqs[j] for j in chunk],
+                                                max_new_tokens, ends, device)):
+            texts[row // len(chunk)][chunk[row % len(chunk)]] = decode(toks)
     model.train(was_training)
     return texts
 

@@ -144,12 +144,20 @@ def test_teacher_forced_verdict_equals_greedy_generate_with_a_chat_template(
             assert (texts[p][j] == answer) == bool(fast.correct[p, j]), (p, items[j], texts[p][j])
 
 
-@pytest.mark.parametrize("budget", [1 << 18, 1])
-def test_greedy_generation_equals_transformers_generate(chat_base: Path, budget: int) -> None:
+@pytest.mark.parametrize("min_rows", [None, 6])
+def test_greedy_generation_equals_transformers_generate(chat_base: Path, min_rows: int | None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The key-term probe's own decoding loop (the template's system turn computed once per
-    learner, finished items dropped from the batch) gives transformers' `generate()` texts, for
-    learners whose answers end at different steps, in one chunk and one item a chunk."""
+    learner, finished items dropped from the batch, chunks of like-length prompts) gives
+    transformers' `generate()` texts, for learners whose answers end at different steps, in one
+    chunk and in chunks of two items."""
+    from learners import probe
     from learners.base import load_base
+
+    budget = 1 << 18
+    if min_rows is not None:     # the floor of rows per chunk lowered: 6 rows = 2 items a chunk
+        monkeypatch.setattr(probe, "MIN_ROWS_GENERATE", min_rows)
+        budget = 1
 
     model, tok = load_base(chat_base)
     specs = [LearnerSpec(lr=3e-2, weight_decay=0.0, rank=8, alpha=16.0, dropout=0.0, seed=s)

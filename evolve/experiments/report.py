@@ -139,14 +139,17 @@ def _save(fig: Any, path: Path) -> Path:
 
 def log_run(settings: Mapping[str, Any], run_name: str, kind: str, params: Mapping[str, Any],
             history: Mapping[str, Sequence[tuple[int, float]]], summary: Mapping[str, float],
-            out_dir: Path) -> str:
+            out_dir: Path | Sequence[Path]) -> str:
     """Record a finished experiment as one MLflow run (tag `evolve.kind` = `kind`): params, the
-    summary metrics, each history series as a metric over steps, and `out_dir` as artifacts under
-    `report/`, through `evolve.tracking_runs.log_experiment_run` (the mlflow side).
+    summary metrics, each history series as a metric over steps, and `out_dir` (a directory, or
+    a list of files and directories) as artifacts under `report/`, through
+    `evolve.tracking_runs.log_experiment_run` (the mlflow side).
     `settings` = {uri, experiment, artifact_location} (`evolve.config.tracking_settings`)."""
     from evolve.tracking_runs import log_experiment_run
     from evolve.tracking_store import Store
 
     store = Store(settings["uri"], settings["experiment"], settings.get("artifact_location"))
     return log_experiment_run(store, run_name, kind, params=params, metrics=summary,
-                              histories=history, artifacts=[out_dir], artifact_path="report")
+                              histories=history,
+                              artifacts=[out_dir] if isinstance(out_dir, Path) else out_dir,
+                              artifact_path="report")

@@ -116,6 +116,13 @@ def arm_config(args: argparse.Namespace, arm: str, seed: int, weights: str | Non
                        + [f"seed={seed}"])
 
 
+def first_seed(args: argparse.Namespace, planted: bool) -> int:
+    """The first run seed: the config's `seed` after the common (or the planted control's) sets."""
+    from evolve.config import load_config
+
+    return int(load_config(args.config, common_sets(args, planted)).seed)
+
+
 def _tracking_defaults(args: argparse.Namespace) -> list[str]:
     """The arms go to their own MLflow experiment and model name unless the user chose them."""
     from evolve.config import config_file, read_yaml
@@ -295,7 +302,9 @@ def main(args: argparse.Namespace) -> int:
         f"{n_planted} seeds; population {c.population}, {c.generations} generations -> {args.out}")
     t0 = time.perf_counter()
     planted: dict[str, list[dict[str, Any]]] = {a: [] for a in PLANTED_ARMS} if n_planted else {}
-    planted_seeds = [c.seed + i for i in range(n_planted)]
+    # the planted control's seeds start at its own config's seed (`--planted-set seed=N`: fresh
+    # seeds for a new design of the control)
+    planted_seeds = [first_seed(args, True) + i for i in range(n_planted)]
     for seed in planted_seeds if args.seed_order == "up" else planted_seeds[::-1]:
         for a in PLANTED_ARMS:
             run = cached_run(args, a, seed, None, True)

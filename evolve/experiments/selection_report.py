@@ -44,6 +44,8 @@ def command_of(args: argparse.Namespace) -> str:
         parts.append(f"--pilot {args.pilot}")
     if getattr(args, "planted_pilot", 8) != 8:
         parts.append(f"--planted-pilot {args.planted_pilot}")
+    if getattr(args, "heritability_baseline", None):
+        parts.append(f"--heritability-baseline {args.heritability_baseline}")
     if args.weights != "auto":
         parts.append(f"--weights {args.weights}")
     if args.config:
@@ -372,5 +374,9 @@ def log_summary(out: Path, cfg: Any, doc: dict[str, Any]) -> str:
     params = {"seeds": doc["seeds"], "arms": list(doc["arms"]), "primary": PRIMARY,
               "population": cfg.population, "generations": cfg.generations,
               "weights_file": doc["weights_file"] or "none", "command": doc["command"][:480]}
+    # the report's own files only: OUT may also hold runs/ and, when the user put them there, the
+    # state and artifact directories (logging those copied the artifact store into itself)
+    files = [out / n for n in ("report.md", "report.json", RUNS_FILE, "learning_curves.png",
+                               "generations.png", "paired_differences.png") if (out / n).is_file()]
     return log_run(settings, f"selection-{len(doc['seeds'])}seeds", KIND, params, history,
-                   summary, out)
+                   summary, files)

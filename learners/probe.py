@@ -204,6 +204,15 @@ def _decoder(tokenizer: object) -> Callable[[list[int]], str]:
 
 
 @torch.no_grad()
+def _to_eval(model: Any, max_new_tokens: int) -> bool:
+    """Check the token budget, put `model` in eval mode and return whether it was training."""
+    if max_new_tokens < 1:
+        raise ValueError(f"generate_greedy max_new_tokens = {max_new_tokens}; pass at least 1")
+    was_training = bool(model.training)
+    model.eval()
+    return was_training
+
+
 def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str],
                     max_new_tokens: int, budget: int, device: torch.device,
                     stops: Sequence[int] | None = None) -> list[list[str]]:
@@ -224,10 +233,7 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     texts: list[list[str]] = [[""] * N for _ in range(P)]
     if N == 0:
         return texts
-    if max_new_tokens < 1:
-        raise ValueError(f"generate_greedy max_new_tokens = {max_new_tokens}; pass at least 1")
-    was_training = model.training
-    model.eval()
+    was_training = _to_eval(model, max_new_tokens)
     ends = torch.tensor(list(stops or stop_ids(tokenizer)), device=device)
     decode = _decoder(tokenizer)
     V = model.get_output_embeddings().weight.shape[0]
@@ -324,10 +330,7 @@ def generate_greedy_hf(model: Any, tokenizer: object, P: int, prompts: Sequence[
     texts: list[list[str]] = [[""] * N for _ in range(P)]
     if N == 0:
         return texts
-    if max_new_tokens < 1:
-        raise ValueError(f"generate_greedy max_new_tokens = {max_new_tokens}; pass at least 1")
-    was_training = model.training
-    model.eval()
+    was_training = _to_eval(model, max_new_tokens)
     pad = getattr(tokenizer, "pad_token_id", None) or 0
     stops = list(stops or stop_ids(tokenizer))
     decode = _decoder(tokenizer)

@@ -18,6 +18,9 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "random": ("parents drawn uniformly and the elite a random learner (same elitism); same "
                "variation and inheritance",
                ["selection.operator=uniform", "selection.params={}", "selection.basis=random"]),
+    "random-tournament": ("the fitness arm's operator and elitism on fresh uniform random values: the "
+                          "null with the same operator (tournament alone beats uniform parents)",
+                          ["selection.basis=random"]),
     "shuffled": ("the fitness arm's selection on fitness values permuted within each generation "
                  "(negative control)", ["selection.basis=shuffled"]),
     "oracle": ("the fitness arm's selection on the outcome itself, assess_gain (the ceiling)",

@@ -6,8 +6,10 @@ shares generation 0 exactly (same genomes, items, training), so the arms differ 
 generation g+1 is made from generation g (`selection.basis`, `evolve/arms.py`):
 - `fitness`: the config's selection (default: tournament of 3 on the default weights, 1 elite);
 - `fitness-tuned`: the same with the weights of `evolve tune` (`--weights FILE`);
-- `random`: parents drawn uniformly and the elite a random learner (same elitism, same variation
-  and inheritance), so any gain over it is the work of selection;
+- `random`: the fitness arm's operator and elitism on fresh random values (same variation and
+  inheritance), so any gain over it is the work of the information selection reads;
+- `random-uniform` (exploratory): parents drawn uniformly and the elite a random learner (tournament
+  on random values alone beats it, so it is no null for `fitness`);
 - `shuffled`: the fitness arm's operator and elitism on fitness values permuted within each
   generation: a negative control whose answer is known to be no;
 - `oracle`: selection on the outcome itself (`assess_gain`): the most selection can buy here;
@@ -17,7 +19,7 @@ The primary outcome, fixed before the run, is `assess_gain` of generation G (the
 learner is trained on the fixed never-trained probe items for the same budget and the area under
 accuracy(t) - accuracy(0) is taken (`evolve/assess.py`); each seed contributes the mean over its
 learners. Primary contrasts (exact sign-flip p, Holm over them): fitness - random, oracle -
-random, shuffled - random, fitness - shuffled. The planted positive control (`PLANTED`: learning
+random, shuffled - random; fitness - shuffled is reported beside them, uncorrected. The planted positive control (`PLANTED`: learning
 rate over two decades is the only gene, every other gene fixed) runs the same arms over
 `--planted-seeds` seeds: `fitness` and `oracle` must beat `random` there and `shuffled` must not.
 Statistics: `evolve.experiments.selection_stats`; heritability and response: `evolve.response`.

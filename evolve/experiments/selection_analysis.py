@@ -15,6 +15,7 @@ from evolve.experiments.selection_arms import (
     PRIMARY,
     PRIMARY_CONTRASTS,
     SECONDARY,
+    SECONDARY_CONTRASTS,
 )
 from evolve.experiments.selection_stats import (
     contrast,
@@ -167,6 +168,9 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                    - (gen0[m][i] or 0.0)) for a in arms for i in range(len(seeds))
                for m in METRICS), default=0.0)
     primary = contrasts(per_seed, PRIMARY_CONTRASTS, PRIMARY)
+    # the other contrasts on the primary outcome, each on its own: outside the Holm family
+    other = [{**contrast(a, b, PRIMARY, per_seed[a][PRIMARY], per_seed[b][PRIMARY]),
+              "p_holm": None} for a, b in SECONDARY_CONTRASTS if a in per_seed and b in per_seed]
     # each arm's last generation against its seed's generation 0: did it rise, or did the
     # control fall? (descriptive, not corrected)
     from_gen0 = [contrast(a, "generation 0", PRIMARY, per_seed[a][PRIMARY], gen0[PRIMARY])
@@ -190,7 +194,8 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                                 "over run seeds, two-sided, Holm over the primary contrasts",
                                 "alpha": ALPHA},
             "per_seed": per_seed, "generation0_per_seed": gen0, "summary": summary,
-            "generation0_max_gap": gap, "contrasts": primary, "secondary_contrasts": secondary,
+            "generation0_max_gap": gap, "contrasts": primary, "other_contrasts": other,
+            "secondary_contrasts": secondary,
             "change_from_generation0": from_gen0,
             "controls": {"planted": planted_section(planted, planted_pilot)},
             "heritability": herit,

@@ -175,6 +175,9 @@ def markdown(doc: dict[str, Any]) -> str:
     md += md_table(["arm"] + [LABELS[m] for m in SHOWN], rows).split("\n")
     md += ["", "## Primary contrasts (a - b per seed; Holm over these)", ""]
     md += md_table(CONTRAST_HEAD, _contrast_rows(doc["contrasts"])).split("\n")
+    if doc.get("other_contrasts"):
+        md += ["", f"Other contrasts on `{PRIMARY}`, each uncorrected (not in the Holm family):", ""]
+        md += md_table(CONTRAST_HEAD, _contrast_rows(doc["other_contrasts"])).split("\n")
     md += ["", f"Each arm's generation {G} minus its seed's generation 0 (descriptive: did the arm "
            "rise, or did a control fall?):", ""]
     md += md_table(CONTRAST_HEAD, _contrast_rows(doc["change_from_generation0"])).split("\n")

@@ -75,7 +75,12 @@ def test_quick_run_writes_the_promised_report(quick: tuple[Path, dict[str, Any],
     for c in doc["contrasts"] + planted["contrasts"]:
         assert fields <= set(c) and c["outcome"] == "assess_gain"
     assert [(c["a"], c["b"]) for c in doc["contrasts"]] == [
-        ("fitness", "random"), ("oracle", "random"), ("shuffled", "random"), ("fitness", "shuffled")]
+        ("fitness", "random"), ("oracle", "random"), ("shuffled", "random")]   # the Holm family
+    other = {(c["a"], c["b"]): c for c in doc["other_contrasts"]}
+    assert set(other) == {("fitness", "shuffled")} and other["fitness", "shuffled"]["p_holm"] is None
+    assert other["fitness", "shuffled"]["diffs"] == pytest.approx(
+        [x - y for x, y in zip(doc["per_seed"]["fitness"]["assess_gain"],
+                               doc["per_seed"]["shuffled"]["assess_gain"], strict=True)])
     for arm, runs in doc["runs"].items():
         assert [r["seed"] for r in runs] == [0, 1]
         for r in runs:

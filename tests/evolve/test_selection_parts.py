@@ -224,3 +224,19 @@ def test_the_planted_control_has_its_own_size_and_genes() -> None:
     assert cfg(True, [], []).population == 4            # --quick keeps its tiny size
     main = cfg(False, ["population=6"], ["population=12"], planted=False)
     assert main.population == 6 and main.genome["lr"] != [1e-4, 1e-2]
+
+
+def test_the_random_arm_is_the_fitness_arms_operator_on_random_values() -> None:
+    """The null of every contrast: the fitness arm's operator, its parameters and elitism, only
+    the values selected on are fresh random ones; the old uniform-parents arm is `random-uniform`."""
+    import argparse
+
+    from evolve.experiments.selection import arm_config
+
+    args = argparse.Namespace(config=None, quick=False, sets=["selection.elitism=2"],
+                              planted_sets=[])
+    fit, rnd, uni = (arm_config(args, a, 0, None).selection
+                     for a in ("fitness", "random", "random-uniform"))
+    assert (rnd.operator, rnd.params, rnd.elitism) == (fit.operator, fit.params, fit.elitism)
+    assert fit.operator == "tournament" and (fit.basis, rnd.basis) == ("fitness", "random")
+    assert (uni.operator, uni.basis, uni.elitism) == ("uniform", "random", 2)

@@ -125,6 +125,12 @@ def first_seed(args: argparse.Namespace, planted: bool) -> int:
     return int(load_config(args.config, common_sets(args, planted)).seed)
 
 
+def run_seeds(args: argparse.Namespace, n: int, planted: bool) -> list[int]:
+    """The n run seeds: `first_seed` upwards (`--set seed=N` gives fresh main seeds, `--planted-set
+    seed=N` fresh planted ones)."""
+    return [first_seed(args, planted) + i for i in range(n)]
+
+
 def _tracking_defaults(args: argparse.Namespace) -> list[str]:
     """The arms go to their own MLflow experiment and model name unless the user chose them."""
     from evolve.config import config_file, read_yaml
@@ -297,7 +303,7 @@ def main(args: argparse.Namespace) -> int:
         for a in PLANTED_ARMS:
             planted_cfg = arm_config(args, a, 0, None, planted=True)
         check_outcome(planted_cfg)
-    seeds = [cfgs[arms[0]].seed + i for i in range(n)]
+    seeds = run_seeds(args, n, planted=False)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     c = cfgs[arms[0]]
     log(f"selection: arms {', '.join(arms)} x seeds {seeds[0]}..{seeds[-1]}; planted control "
@@ -306,7 +312,7 @@ def main(args: argparse.Namespace) -> int:
     planted: dict[str, list[dict[str, Any]]] = {a: [] for a in PLANTED_ARMS} if n_planted else {}
     # the planted control's seeds start at its own config's seed (`--planted-set seed=N`: fresh
     # seeds for a new design of the control)
-    planted_seeds = [first_seed(args, True) + i for i in range(n_planted)]
+    planted_seeds = run_seeds(args, n_planted, planted=True)
     for seed in planted_seeds if args.seed_order == "up" else planted_seeds[::-1]:
         for a in PLANTED_ARMS:
             run = cached_run(args, a, seed, None, True)

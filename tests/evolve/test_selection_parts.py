@@ -208,7 +208,7 @@ def test_the_planted_control_has_its_own_size_and_genes() -> None:
     the main arms never see any of them."""
     import argparse
 
-    from evolve.experiments.selection import arm_config, first_seed
+    from evolve.experiments.selection import arm_config, first_seed, run_seeds
 
     def cfg(quick: bool, sets: list[str], planted_sets: list[str], planted: bool = True) -> Any:
         args = argparse.Namespace(config=None, quick=quick, sets=sets, planted_sets=planted_sets)
@@ -221,6 +221,7 @@ def test_the_planted_control_has_its_own_size_and_genes() -> None:
     assert (c.population, c.genome["lr"]) == (12, [1e-3, 1e-2])
     fresh = argparse.Namespace(config=None, quick=False, sets=["seed=3"], planted_sets=["seed=12"])
     assert (first_seed(fresh, True), first_seed(fresh, False)) == (12, 3)   # a new design's seeds
+    assert (run_seeds(fresh, 2, True), run_seeds(fresh, 3, False)) == ([12, 13], [3, 4, 5])
     assert cfg(True, [], []).population == 4            # --quick keeps its tiny size
     main = cfg(False, ["population=6"], ["population=12"], planted=False)
     assert main.population == 6 and main.genome["lr"] != [1e-4, 1e-2]

@@ -223,6 +223,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pilot", type=int, default=4,
                    help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
                         "oracle's effect are computed from them and printed (default 4)")
+    p.add_argument("--pilot-from", type=Path, metavar="DIR",
+                   help="an earlier run's --out: its runs/ (the seeds every arm has) are the pilot "
+                        "of the power computation instead of this run's first --pilot seeds")
     p.add_argument("--planted-pilot", type=int, default=8,
                    help="the planted control's first N seeds are its pilot: the report gives the "
                         "verdict on them alone and the seeds they say 80%% power needs (default 8)")
@@ -242,6 +245,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override common to all arms (e.g. population=6, base=DIR, "
                         "tracking.uri=sqlite:///x.db); repeatable")
+
+
+def pilot_runs(path: Path, arms: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The main arms' runs in `path`/runs (an earlier --out), paired by seed: only the seeds that
+    every arm found there has."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for a in arms:
+        runs = [json.loads(f.read_text())["run"] for f in (path / "runs").glob(f"{a}-seed*.json")]
+        if runs:
+            found[a] = {int(r["seed"]): r for r in runs}
+    if "random" not in found:
+        raise EvolveError(f"--pilot-from {path}: no runs/random-seed*.json there; pass the --out of "
+                          "an earlier selection experiment with the random arm")
+    common = sorted(set.intersection(*(set(rs) for rs in found.values())))
+    return {a: [rs[s] for s in common] for a, rs in found.items()}
 
 
 def tuned_weights(choice: str, arms: list[str]) -> str | None:
@@ -296,6 +314,7 @@ def main(args: argparse.Namespace) -> int:
         raise EvolveError(f"--heritability-baseline {args.heritability_baseline}: no report.json "
                           "there; pass the --out of an earlier selection experiment")
     weights = tuned_weights(args.weights, arms)
+    pilot = pilot_runs(args.pilot_from, arms) if args.pilot_from else None
     check_outcome(arm_config(args, "random", 0, weights))    # bad settings fail before any run
     cfgs = {a: arm_config(args, a, 0, weights) for a in arms}
     planted_cfg = None
@@ -333,7 +352,9 @@ def main(args: argparse.Namespace) -> int:
         runs = {a: rs[::-1] for a, rs in runs.items()}
         planted = {a: rs[::-1] for a, rs in planted.items()}
     result = analyse(runs, planted, seeds, args.pilot, args.planted_pilot,
-                     args.heritability_baseline)
+                     args.heritability_baseline, pilot)
+    if pilot:
+        result["power"]["pilot_source"] = str(args.pilot_from)
     doc = write_report(args, cfgs, arms, seeds, weights, runs, planted, result,
                        time.perf_counter() - t0, planted_cfg,
                        PLANTED + planted_only(args) if n_planted else None)

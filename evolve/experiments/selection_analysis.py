@@ -155,9 +155,22 @@ def heritability_baseline(herit: dict[str, Any], seeds: list[int], path: Any,
             "after_minus_before": paired([now[s] for s in both], [then[s] for s in both])}
 
 
+def _power(per_seed: dict[str, dict[str, list[float | None]]], pilot: int, n: int,
+           pilot_runs: dict[str, list[dict[str, Any]]] | None) -> dict[str, Any]:
+    """The power section: from the first `pilot` seeds of this run, or from `pilot_runs` (an
+    earlier run's seeds, `--pilot-from`) when given."""
+    if not pilot_runs:
+        return power_section(per_seed, min(pilot, n), n, PRIMARY, ALPHA)
+    seeds = [r["seed"] for r in next(iter(pilot_runs.values()))]
+    out = power_section(per_seed_values(pilot_runs, [PRIMARY]), len(seeds), n, PRIMARY, ALPHA)
+    out["pilot_seed_list"] = seeds
+    return out
+
+
 def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[str, Any]]],
             seeds: list[int], pilot: int, planted_pilot: int = 8,
-            baseline: Any = None) -> dict[str, Any]:
+            baseline: Any = None, pilot_runs: dict[str, list[dict[str, Any]]] | None = None,
+            ) -> dict[str, Any]:
     """The report's numbers (see the module doc)."""
     arms = list(runs)
     per_seed = per_seed_values(runs, METRICS)
@@ -201,7 +214,7 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
             "heritability": herit,
             "selection_response": selection_response(runs, herit["parent_offspring_slope"],
                                                      PRIMARY),
-            "power": power_section(per_seed, min(pilot, len(seeds)), len(seeds), PRIMARY, ALPHA),
+            "power": _power(per_seed, pilot, len(seeds), pilot_runs),
             "fitness_predicts": fitness_prediction(runs, [PRIMARY, SECONDARY,
                                                           "assess_initial_accuracy"]),
             "signal_table": signal_table(runs, PRIMARY),

@@ -180,6 +180,19 @@ def test_rerun_reuses_finished_runs(quick: tuple[Path, dict[str, Any], Any], tin
     assert after == before
 
 
+def test_power_from_an_earlier_runs_pilot(quick: tuple[Path, dict[str, Any], Any],
+                                          tiny_base: Path) -> None:
+    """--pilot-from DIR sizes the experiment from DIR's runs (here the same runs, read back)."""
+    out, doc, _ = quick
+    assert _cli(tiny_base, out.parent, "--pilot-from", str(out)) == 0
+    power = json.loads((out / "report.json").read_text())["power"]
+    assert power["pilot_source"] == str(out) and power["pilot_seed_list"] == [0, 1]
+    ps = doc["per_seed"]
+    assert power["fitness_random_pilot_d_z"] == pytest.approx(
+        paired(ps["fitness"]["assess_gain"], ps["random"]["assess_gain"])["d_z"])
+    assert f"From the pilot `{out}`" in (out / "report.md").read_text()
+
+
 def test_paired_statistics_against_scipy() -> None:
     a, b = [1.3, 2.0, 2.9, 4.4, 5.1], [1.0, 1.0, 1.0, 1.0, 1.0]
     out = paired(a, b)
@@ -215,6 +228,7 @@ def test_uniform_selection_ignores_fitness_and_skips_failed() -> None:
     # a config whose assessment is off (configs/real.yaml) cannot give the outcome
     (["--config", "real", "--set", "base=smollm2"], "assess.every=0"),
     (["--set", "assess.steps=0"], "assess.steps=0"),
+    (["--pilot-from", "no/such/dir"], "--pilot-from no/such/dir"),
 ])
 def test_bad_flags_are_one_line_errors(flags: list[str], fragment: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:

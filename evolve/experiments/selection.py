@@ -133,7 +133,7 @@ def run_seeds(args: argparse.Namespace, n: int, planted: bool) -> list[int]:
 
 def _tracking_defaults(args: argparse.Namespace) -> list[str]:
     """The arms go to their own MLflow experiment and model name unless the user chose them."""
-    from evolve.config import config_file, read_yaml
+    from evolve.config_files import config_file, read_yaml
 
     given = dict.fromkeys(s.partition("=")[0].strip() for s in args.sets)
     if args.config:

@@ -84,6 +84,25 @@ def _verdict(c: dict[str, Any]) -> dict[str, Any]:
     return {"a": c["a"], "b": c["b"], "beat": beat, "significant": sig, "text": text}
 
 
+RULE = ("shown iff fitness - random is positive with Holm p < alpha and shuffled - random is not "
+        "significant (the negative control says no)")
+
+
+def main_verdict(primary: list[dict[str, Any]]) -> dict[str, Any]:
+    """The experiment's answer by its rule (`RULE`), from the primary contrasts."""
+    v = {f"{c['a']}-{c['b']}": _verdict(c) for c in primary}
+    fit, shuf = v.get("fitness-random"), v.get("shuffled-random")
+    if fit is None or shuf is None:
+        return {"shown": None, "rule": RULE, "text": "not decided: the fitness or shuffled arm "
+                "did not run"}
+    shown = bool(fit["beat"]) and not shuf["significant"]
+    why = ("fitness beat random and shuffled did not" if shown else
+           "the negative control (shuffled) also differed from random" if shuf["significant"]
+           else "fitness did not beat random after Holm")
+    return {"shown": shown, "rule": RULE,
+            "text": f"{'shown' if shown else 'not shown'}: {why}"}
+
+
 PLANTED_CONTRASTS = (("fitness", "random"), ("oracle", "random"), ("shuffled", "random"))
 
 
@@ -219,7 +238,7 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                                                           "assess_initial_accuracy"]),
             "signal_table": signal_table(runs, PRIMARY),
             "curves": _curves(runs), "by_generation": by_gen, "budget": budget,
-            "verdicts": [_verdict(c) for c in primary]}
+            "verdicts": [_verdict(c) for c in primary], "verdict": main_verdict(primary)}
 
 
 def pilot_text(runs: dict[str, list[dict[str, Any]]], pilot: int) -> str:

@@ -134,6 +134,9 @@ def markdown(doc: dict[str, Any]) -> str:
     pl = doc["controls"]["planted"]
     md = ["# Does selection breed faster learners? Fitness vs random, shuffled and oracle selection",
           "", "## Verdict", ""]
+    if doc.get("verdict"):
+        md += [f"**Does fitness selection breed faster learners? {doc['verdict']['text']}** "
+               f"(rule, fixed before the run: {doc['verdict']['rule']}).", ""]
     md += [f"- {v['text']}." for v in doc["verdicts"]]
     if pl["ran"]:
         pp = pl["pilot"]

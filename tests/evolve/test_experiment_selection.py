@@ -126,6 +126,7 @@ def test_report_numbers_are_the_runs_numbers(quick: tuple[Path, dict[str, Any], 
         assert f"| {seed} | " + " | ".join(cells) + " |" in md
     for v in doc["verdicts"] + doc["controls"]["planted"]["verdicts"]:
         assert v["text"] in md
+    assert doc["verdict"]["text"] in md and doc["verdict"]["shown"] in (True, False)
     assert f"`{doc['command']}`" in md and doc["command"].startswith(
         "evolve experiment selection --quick")
 

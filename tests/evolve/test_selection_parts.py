@@ -241,3 +241,25 @@ def test_the_random_arm_is_the_fitness_arms_operator_on_random_values() -> None:
     assert (rnd.operator, rnd.params, rnd.elitism) == (fit.operator, fit.params, fit.elitism)
     assert fit.operator == "tournament" and (fit.basis, rnd.basis) == ("fitness", "random")
     assert (uni.operator, uni.basis, uni.elitism) == ("uniform", "random", 2)
+
+
+def test_the_verdict_follows_the_preregistered_rule() -> None:
+    """Shown only when fitness beats random after Holm and the negative control does not."""
+    from evolve.experiments.selection_analysis import main_verdict
+    from evolve.experiments.selection_arms import PRIMARY_CONTRASTS
+    from evolve.experiments.selection_stats import contrasts
+
+    base = [0.01 * i for i in range(10)]
+    up = [x + 0.05 + 0.001 * (i % 3) for i, x in enumerate(base)]
+    noise = [x + (0.002 if i % 2 else -0.002) for i, x in enumerate(base)]
+
+    def verdict(fitness: list[float], shuffled: list[float]) -> dict[str, Any]:
+        per_seed: dict[str, dict[str, list[float | None]]] = {
+            a: {"assess_gain": list(v)} for a, v in
+            (("fitness", fitness), ("random", base), ("shuffled", shuffled), ("oracle", up))}
+        return main_verdict(contrasts(per_seed, PRIMARY_CONTRASTS, "assess_gain"))
+
+    assert verdict(up, noise)["shown"] is True
+    broken = verdict(up, up)        # shuffled beats random too: the null is broken
+    assert broken["shown"] is False and "negative control" in broken["text"]
+    assert verdict(noise, noise)["shown"] is False

@@ -208,6 +208,8 @@ def test_paired_statistics_against_scipy() -> None:
     half = stats.t.ppf(0.975, 4) * sd / math.sqrt(5)
     assert (ci["lo"], ci["hi"]) == pytest.approx((sum(d) / 5 - half, sum(d) / 5 + half))
     assert sign_flip_p([1.0, -1.0, 1.0, -1.0]) == 1.0
+    many = [1.0] * 40       # beyond the exact enumeration: sampled, and never p = 0
+    assert sign_flip_p(many, n_sample=999) == pytest.approx(1 / 1000)
     assert paired([0.5, None, 0.2], [0.1, 0.3, None])["n"] == 1   # only seeds with both values
 
 

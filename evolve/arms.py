@@ -6,7 +6,8 @@
   operator, the elitism and the distribution of values are exactly those of `fitness`; only the
   link between a learner and its value is cut: a negative control whose answer is known to be no.
 - `random`: each non-failed learner gets a fresh uniform random value (the elites are then random
-  learners too): with `selection.operator=uniform` this is the random arm with the same elitism.
+  learners too): with the fitness arm's operator and elitism this is the experiment's `random` arm
+  (with `selection.operator=uniform`, its exploratory `random-uniform` arm).
 - `outcome`: the learner's own `assess_gain` (the outcome the experiment judges, measured on forks
   that are thrown away): the oracle, the most selection on this population can buy. It needs the
   assessment every generation (`assess.every=1`).

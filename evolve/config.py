@@ -5,7 +5,7 @@ Where the plain data comes from is in the modules beside this one: `evolve/confi
 layers: default YAML < `--config FILE` < `--set a.b.0.c=v` < `--base PATH`),
 `evolve/config_files.py` (reading YAML, the shipped configs, `evolve tune`'s weights files) and
 `evolve/tracking_uri.py` (the tracking URI: `--set tracking.uri` or a config file that sets it >
-`$MLFLOW_TRACKING_URI` > `mlflow.yaml`). Their public names are importable from here too. Every
+`$MLFLOW_TRACKING_URI` > `mlflow.yaml`); import their names from them. Every
 error is one line naming the key and the fix.
 """
 
@@ -21,19 +21,9 @@ from typing import Any
 import yaml
 
 from common.errors import EvolveError
-from evolve.config_files import CONFIG_DIR as CONFIG_DIR
-from evolve.config_files import DEFAULT_CONFIG as DEFAULT_CONFIG
-from evolve.config_files import config_file as config_file
-from evolve.config_files import load_weights_file as load_weights_file
-from evolve.config_files import load_yaml as load_yaml
+from evolve.config_files import load_weights_file
 from evolve.config_files import need as _need
-from evolve.config_files import read_yaml as read_yaml
-from evolve.config_files import shipped_configs as shipped_configs
-from evolve.config_layers import apply_set as apply_set
-from evolve.config_layers import layered as layered
-from evolve.config_layers import tracking_section
-from evolve.config_layers import tracking_settings as tracking_settings
-from evolve.tracking_uri import resolve_tracking as resolve_tracking
+from evolve.config_layers import layered, tracking_section
 
 MERGE_METHODS = ("linear", "svd", "ties")   # adapter merges (evolve.merge); "none" also configures
 DRAW_PLOTS = ("end", "every")

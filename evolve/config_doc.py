@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from evolve.config import DEFAULT_CONFIG, RunConfig, TaskConfig
+from evolve.config import RunConfig, TaskConfig
+from evolve.config_files import DEFAULT_CONFIG
 from evolve.genome import GeneSpace
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"

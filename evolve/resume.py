@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.errors import EvolveError
-from evolve.config import RunConfig, from_dict, load_yaml
+from evolve.config import RunConfig, from_dict
+from evolve.config_files import load_yaml
 from evolve.records import LearnerRecord
 
 if TYPE_CHECKING:

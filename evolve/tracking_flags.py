@@ -1,6 +1,6 @@
 """The tracking flags every command that only opens the store shares with `evolve run`
 (`evolve ui`, `evolve lineage`, `evolve report`, `evolve compare`, the experiments): `--config FILE`
-and `--set tracking.KEY=V`, resolved by `evolve.config.tracking_settings` exactly as `evolve run`
+and `--set tracking.KEY=V`, resolved by `evolve.config_layers.tracking_settings` exactly as `evolve run`
 resolves them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from evolve.config import tracking_settings
+from evolve.config_layers import tracking_settings
 
 
 def tracking_args(p: argparse.ArgumentParser) -> None:

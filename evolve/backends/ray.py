@@ -213,7 +213,14 @@ def _token_auth() -> None:
 
 
 def _cancel(refs: list[Any]) -> None:
-    for ref in refs:
+    """Force-cancel the groups still running after one failed; finished ones are left alone.
+
+    Ray 2.60 aborts the driver process (exit 1, "Tried to complete task that was not pending",
+    task_manager.cc) when a task is cancelled while its reply is in flight, which is the state of
+    the failed task itself when its error reaches `ray.get`.
+    """
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
+    for ref in running:
         try:
             ray.cancel(ref, force=True)
         except Exception:   # already finished or failed: nothing to cancel  # noqa: BLE001

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from evolve.config import layered, tracking_settings
+    from evolve.config_layers import layered, tracking_settings
     from evolve.tracking import Tracker
 
     # only the store and the state directory: the evolution's own config comes from the run
@@ -61,7 +61,8 @@ def main(args: argparse.Namespace) -> int:
 
 def run_config(tracker: Store, evolution: str, state_dir: str) -> RunConfig:
     """The evolution's config: its saved state copy, else the `config.yaml` artifact in the store."""
-    from evolve.config import from_dict, load_yaml
+    from evolve.config import from_dict
+    from evolve.config_files import load_yaml
 
     local = Path(state_dir) / evolution / "config.yaml"
     if local.is_file():

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evolve.config import CONFIG_DIR
+from evolve.config_files import CONFIG_DIR
 
 if TYPE_CHECKING:
     import optuna

@@ -144,7 +144,7 @@ def log_run(settings: Mapping[str, Any], run_name: str, kind: str, params: Mappi
     summary metrics, each history series as a metric over steps, and `out_dir` (a directory, or
     a list of files and directories) as artifacts under `report/`, through
     `evolve.tracking_runs.log_experiment_run` (the mlflow side).
-    `settings` = {uri, experiment, artifact_location} (`evolve.config.tracking_settings`)."""
+    `settings` = {uri, experiment, artifact_location} (`evolve.config_layers.tracking_settings`)."""
     from evolve.tracking_runs import log_experiment_run
     from evolve.tracking_store import Store
 

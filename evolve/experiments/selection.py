@@ -6,8 +6,10 @@ shares generation 0 exactly (same genomes, items, training), so the arms differ 
 generation g+1 is made from generation g (`selection.basis`, `evolve/arms.py`):
 - `fitness`: the config's selection (default: tournament of 3 on the default weights, 1 elite);
 - `fitness-tuned`: the same with the weights of `evolve tune` (`--weights FILE`);
-- `random`: parents drawn uniformly and the elite a random learner (same elitism, same variation
-  and inheritance), so any gain over it is the work of selection;
+- `random`: the fitness arm's operator and elitism on fresh random values (same variation and
+  inheritance), so any gain over it is the work of the information selection reads;
+- `random-uniform` (exploratory): parents drawn uniformly and the elite a random learner (tournament
+  on random values alone beats it, so it is no null for `fitness`);
 - `shuffled`: the fitness arm's operator and elitism on fitness values permuted within each
   generation: a negative control whose answer is known to be no;
 - `oracle`: selection on the outcome itself (`assess_gain`): the most selection can buy here;
@@ -17,7 +19,7 @@ The primary outcome, fixed before the run, is `assess_gain` of generation G (the
 learner is trained on the fixed never-trained probe items for the same budget and the area under
 accuracy(t) - accuracy(0) is taken (`evolve/assess.py`); each seed contributes the mean over its
 learners. Primary contrasts (exact sign-flip p, Holm over them): fitness - random, oracle -
-random, shuffled - random, fitness - shuffled. The planted positive control (`PLANTED`: learning
+random, shuffled - random; fitness - shuffled is reported beside them, uncorrected. The planted positive control (`PLANTED`: learning
 rate over two decades is the only gene, every other gene fixed) runs the same arms over
 `--planted-seeds` seeds: `fitness` and `oracle` must beat `random` there and `shuffled` must not.
 Statistics: `evolve.experiments.selection_stats`; heritability and response: `evolve.response`.
@@ -123,9 +125,15 @@ def first_seed(args: argparse.Namespace, planted: bool) -> int:
     return int(load_config(args.config, common_sets(args, planted)).seed)
 
 
+def run_seeds(args: argparse.Namespace, n: int, planted: bool) -> list[int]:
+    """The n run seeds: `first_seed` upwards (`--set seed=N` gives fresh main seeds, `--planted-set
+    seed=N` fresh planted ones)."""
+    return [first_seed(args, planted) + i for i in range(n)]
+
+
 def _tracking_defaults(args: argparse.Namespace) -> list[str]:
     """The arms go to their own MLflow experiment and model name unless the user chose them."""
-    from evolve.config import config_file, read_yaml
+    from evolve.config_files import config_file, read_yaml
 
     given = dict.fromkeys(s.partition("=")[0].strip() for s in args.sets)
     if args.config:
@@ -215,6 +223,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pilot", type=int, default=4,
                    help="the first N seeds are the pilot: the seeds needed for 80%% power at the "
                         "oracle's effect are computed from them and printed (default 4)")
+    p.add_argument("--pilot-from", type=Path, metavar="DIR",
+                   help="an earlier run's --out: its runs/ (the seeds every arm has) are the pilot "
+                        "of the power computation instead of this run's first --pilot seeds")
     p.add_argument("--planted-pilot", type=int, default=8,
                    help="the planted control's first N seeds are its pilot: the report gives the "
                         "verdict on them alone and the seeds they say 80%% power needs (default 8)")
@@ -234,6 +245,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override common to all arms (e.g. population=6, base=DIR, "
                         "tracking.uri=sqlite:///x.db); repeatable")
+
+
+def pilot_runs(path: Path, arms: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The main arms' runs in `path`/runs (an earlier --out), paired by seed: only the seeds that
+    every arm found there has."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for a in arms:
+        runs = [json.loads(f.read_text())["run"] for f in (path / "runs").glob(f"{a}-seed*.json")]
+        if runs:
+            found[a] = {int(r["seed"]): r for r in runs}
+    if "random" not in found:
+        raise EvolveError(f"--pilot-from {path}: no runs/random-seed*.json there; pass the --out of "
+                          "an earlier selection experiment with the random arm")
+    common = sorted(set.intersection(*(set(rs) for rs in found.values())))
+    return {a: [rs[s] for s in common] for a, rs in found.items()}
 
 
 def tuned_weights(choice: str, arms: list[str]) -> str | None:
@@ -288,6 +314,7 @@ def main(args: argparse.Namespace) -> int:
         raise EvolveError(f"--heritability-baseline {args.heritability_baseline}: no report.json "
                           "there; pass the --out of an earlier selection experiment")
     weights = tuned_weights(args.weights, arms)
+    pilot = pilot_runs(args.pilot_from, arms) if args.pilot_from else None
     check_outcome(arm_config(args, "random", 0, weights))    # bad settings fail before any run
     cfgs = {a: arm_config(args, a, 0, weights) for a in arms}
     planted_cfg = None
@@ -295,7 +322,7 @@ def main(args: argparse.Namespace) -> int:
         for a in PLANTED_ARMS:
             planted_cfg = arm_config(args, a, 0, None, planted=True)
         check_outcome(planted_cfg)
-    seeds = [cfgs[arms[0]].seed + i for i in range(n)]
+    seeds = run_seeds(args, n, planted=False)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     c = cfgs[arms[0]]
     log(f"selection: arms {', '.join(arms)} x seeds {seeds[0]}..{seeds[-1]}; planted control "
@@ -304,7 +331,7 @@ def main(args: argparse.Namespace) -> int:
     planted: dict[str, list[dict[str, Any]]] = {a: [] for a in PLANTED_ARMS} if n_planted else {}
     # the planted control's seeds start at its own config's seed (`--planted-set seed=N`: fresh
     # seeds for a new design of the control)
-    planted_seeds = [first_seed(args, True) + i for i in range(n_planted)]
+    planted_seeds = run_seeds(args, n_planted, planted=True)
     for seed in planted_seeds if args.seed_order == "up" else planted_seeds[::-1]:
         for a in PLANTED_ARMS:
             run = cached_run(args, a, seed, None, True)
@@ -325,7 +352,9 @@ def main(args: argparse.Namespace) -> int:
         runs = {a: rs[::-1] for a, rs in runs.items()}
         planted = {a: rs[::-1] for a, rs in planted.items()}
     result = analyse(runs, planted, seeds, args.pilot, args.planted_pilot,
-                     args.heritability_baseline)
+                     args.heritability_baseline, pilot)
+    if pilot:
+        result["power"]["pilot_source"] = str(args.pilot_from)
     doc = write_report(args, cfgs, arms, seeds, weights, runs, planted, result,
                        time.perf_counter() - t0, planted_cfg,
                        PLANTED + planted_only(args) if n_planted else None)

@@ -15,6 +15,7 @@ from evolve.experiments.selection_arms import (
     PRIMARY,
     PRIMARY_CONTRASTS,
     SECONDARY,
+    SECONDARY_CONTRASTS,
 )
 from evolve.experiments.selection_stats import (
     contrast,
@@ -81,6 +82,25 @@ def _verdict(c: dict[str, Any]) -> dict[str, Any]:
             f"{fmt(c['min_p_signflip'])}), paired t p = {fmt(c['p_t'])}, d_z = {fmt(c['d_z'])}, "
             f"{c['wins']} of {c['n']} seeds higher")
     return {"a": c["a"], "b": c["b"], "beat": beat, "significant": sig, "text": text}
+
+
+RULE = ("shown iff fitness - random is positive with Holm p < alpha and shuffled - random is not "
+        "significant (the negative control says no)")
+
+
+def main_verdict(primary: list[dict[str, Any]]) -> dict[str, Any]:
+    """The experiment's answer by its rule (`RULE`), from the primary contrasts."""
+    v = {f"{c['a']}-{c['b']}": _verdict(c) for c in primary}
+    fit, shuf = v.get("fitness-random"), v.get("shuffled-random")
+    if fit is None or shuf is None:
+        return {"shown": None, "rule": RULE, "text": "not decided: the fitness or shuffled arm "
+                "did not run"}
+    shown = bool(fit["beat"]) and not shuf["significant"]
+    why = ("fitness beat random and shuffled did not" if shown else
+           "the negative control (shuffled) also differed from random" if shuf["significant"]
+           else "fitness did not beat random after Holm")
+    return {"shown": shown, "rule": RULE,
+            "text": f"{'shown' if shown else 'not shown'}: {why}"}
 
 
 PLANTED_CONTRASTS = (("fitness", "random"), ("oracle", "random"), ("shuffled", "random"))
@@ -154,9 +174,22 @@ def heritability_baseline(herit: dict[str, Any], seeds: list[int], path: Any,
             "after_minus_before": paired([now[s] for s in both], [then[s] for s in both])}
 
 
+def _power(per_seed: dict[str, dict[str, list[float | None]]], pilot: int, n: int,
+           pilot_runs: dict[str, list[dict[str, Any]]] | None) -> dict[str, Any]:
+    """The power section: from the first `pilot` seeds of this run, or from `pilot_runs` (an
+    earlier run's seeds, `--pilot-from`) when given."""
+    if not pilot_runs:
+        return power_section(per_seed, min(pilot, n), n, PRIMARY, ALPHA)
+    seeds = [r["seed"] for r in next(iter(pilot_runs.values()))]
+    out = power_section(per_seed_values(pilot_runs, [PRIMARY]), len(seeds), n, PRIMARY, ALPHA)
+    out["pilot_seed_list"] = seeds
+    return out
+
+
 def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[str, Any]]],
             seeds: list[int], pilot: int, planted_pilot: int = 8,
-            baseline: Any = None) -> dict[str, Any]:
+            baseline: Any = None, pilot_runs: dict[str, list[dict[str, Any]]] | None = None,
+            ) -> dict[str, Any]:
     """The report's numbers (see the module doc)."""
     arms = list(runs)
     per_seed = per_seed_values(runs, METRICS)
@@ -167,6 +200,9 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                    - (gen0[m][i] or 0.0)) for a in arms for i in range(len(seeds))
                for m in METRICS), default=0.0)
     primary = contrasts(per_seed, PRIMARY_CONTRASTS, PRIMARY)
+    # the other contrasts on the primary outcome, each on its own: outside the Holm family
+    other = [{**contrast(a, b, PRIMARY, per_seed[a][PRIMARY], per_seed[b][PRIMARY]),
+              "p_holm": None} for a, b in SECONDARY_CONTRASTS if a in per_seed and b in per_seed]
     # each arm's last generation against its seed's generation 0: did it rise, or did the
     # control fall? (descriptive, not corrected)
     from_gen0 = [contrast(a, "generation 0", PRIMARY, per_seed[a][PRIMARY], gen0[PRIMARY])
@@ -190,18 +226,19 @@ def analyse(runs: dict[str, list[dict[str, Any]]], planted: dict[str, list[dict[
                                 "over run seeds, two-sided, Holm over the primary contrasts",
                                 "alpha": ALPHA},
             "per_seed": per_seed, "generation0_per_seed": gen0, "summary": summary,
-            "generation0_max_gap": gap, "contrasts": primary, "secondary_contrasts": secondary,
+            "generation0_max_gap": gap, "contrasts": primary, "other_contrasts": other,
+            "secondary_contrasts": secondary,
             "change_from_generation0": from_gen0,
             "controls": {"planted": planted_section(planted, planted_pilot)},
             "heritability": herit,
             "selection_response": selection_response(runs, herit["parent_offspring_slope"],
                                                      PRIMARY),
-            "power": power_section(per_seed, min(pilot, len(seeds)), len(seeds), PRIMARY, ALPHA),
+            "power": _power(per_seed, pilot, len(seeds), pilot_runs),
             "fitness_predicts": fitness_prediction(runs, [PRIMARY, SECONDARY,
                                                           "assess_initial_accuracy"]),
             "signal_table": signal_table(runs, PRIMARY),
             "curves": _curves(runs), "by_generation": by_gen, "budget": budget,
-            "verdicts": [_verdict(c) for c in primary]}
+            "verdicts": [_verdict(c) for c in primary], "verdict": main_verdict(primary)}
 
 
 def pilot_text(runs: dict[str, list[dict[str, Any]]], pilot: int) -> str:

@@ -134,6 +134,9 @@ def markdown(doc: dict[str, Any]) -> str:
     pl = doc["controls"]["planted"]
     md = ["# Does selection breed faster learners? Fitness vs random, shuffled and oracle selection",
           "", "## Verdict", ""]
+    if doc.get("verdict"):
+        md += [f"**Does fitness selection breed faster learners? {doc['verdict']['text']}** "
+               f"(rule, fixed before the run: {doc['verdict']['rule']}).", ""]
     md += [f"- {v['text']}." for v in doc["verdicts"]]
     if pl["ran"]:
         pp = pl["pilot"]
@@ -175,6 +178,9 @@ def markdown(doc: dict[str, Any]) -> str:
     md += md_table(["arm"] + [LABELS[m] for m in SHOWN], rows).split("\n")
     md += ["", "## Primary contrasts (a - b per seed; Holm over these)", ""]
     md += md_table(CONTRAST_HEAD, _contrast_rows(doc["contrasts"])).split("\n")
+    if doc.get("other_contrasts"):
+        md += ["", f"Other contrasts on `{PRIMARY}`, each uncorrected (not in the Holm family):", ""]
+        md += md_table(CONTRAST_HEAD, _contrast_rows(doc["other_contrasts"])).split("\n")
     md += ["", f"Each arm's generation {G} minus its seed's generation 0 (descriptive: did the arm "
            "rise, or did a control fall?):", ""]
     md += md_table(CONTRAST_HEAD, _contrast_rows(doc["change_from_generation0"])).split("\n")
@@ -243,13 +249,20 @@ def markdown(doc: dict[str, Any]) -> str:
     md += md_table(["signal", "own gain", "offspring gain", "populations (offspring)"],
                    rows).split("\n")
     p = doc["power"]
+    source = (f"the pilot `{p['pilot_source']}` (its seeds {fmt(p['pilot_seed_list'][0])}-"
+              f"{fmt(p['pilot_seed_list'][-1])}, none of them in this test)"
+              if p.get("pilot_source") else f"the first {p['pilot_seeds']} seeds (the pilot)")
     md += ["", "## Power", "",
-           f"From the first {p['pilot_seeds']} seeds (the pilot): oracle - random d_z "
+           f"From {source}: oracle - random d_z "
            f"{fmt(p.get('oracle_random_pilot_d_z'))}, seeds needed for 80% power "
            f"{fmt(p.get('oracle_random_seeds_needed'))}; fitness - random d_z "
            f"{fmt(p.get('fitness_random_pilot_d_z'))}, seeds needed "
-           f"{fmt(p.get('fitness_random_seeds_needed'))}. Seeds run: {p['seeds_run']} (power at "
-           f"the pilot's oracle effect: {fmt(p.get('oracle_random_power_at_seeds_run'))}).", ""]
+           f"{fmt(p.get('fitness_random_seeds_needed'))} at alpha {fmt(p['alpha'])}, "
+           f"{fmt(p.get('fitness_random_seeds_needed_half_alpha'))} at alpha / 2 (Holm's second "
+           f"step). Seeds run: {p['seeds_run']} (power at the pilot's effects: oracle "
+           f"{fmt(p.get('oracle_random_power_at_seeds_run'))}, fitness "
+           f"{fmt(p.get('fitness_random_power_at_seeds_run'))} at alpha, "
+           f"{fmt(p.get('fitness_random_power_at_seeds_run_half_alpha'))} at alpha / 2).", ""]
     md += ["## Secondary contrasts (not used for the verdict; Holm within each outcome)", ""]
     md += md_table(CONTRAST_HEAD, _contrast_rows(doc["secondary_contrasts"])).split("\n")
     md += ["", f"## Per seed: `{PRIMARY}` of generation {G} (raw values of report.json)", ""]

@@ -100,6 +100,9 @@ def power_section(per_seed: dict[str, dict[str, list[float | None]]], pilot: int
         d = paired(per_seed[a][outcome][:pilot], per_seed["random"][outcome][:pilot])["d_z"]
         out[f"{a}_random_pilot_d_z"] = d
         out[f"{a}_random_seeds_needed"] = seeds_needed(d, alpha)
+        # under Holm over three contrasts the second smallest p is tested at alpha / 2
+        out[f"{a}_random_seeds_needed_half_alpha"] = seeds_needed(d, alpha / 2)
+        out[f"{a}_random_power_at_seeds_run_half_alpha"] = power(d, n, alpha / 2)
         out[f"{a}_random_power_at_seeds_run"] = power(d, n, alpha)
     return out
 

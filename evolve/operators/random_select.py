@@ -1,8 +1,9 @@
 """`uniform` selection: parents drawn uniformly at random, fitness ignored (a control arm).
 
-`evolve experiment selection` runs it as the random-selection control: the same variation and
-inheritance as the fitness arm, but the parents are chosen without looking at fitness, so any gain
-over it is the work of selection. (Named `uniform`, not `random`, so it never shadows the module.)
+`evolve experiment selection` runs it in its exploratory `random-uniform` arm: the parents are
+chosen without looking at fitness, but also without the fitness arm's tournament, which on random
+values alone beats uniform parents; the experiment's `random` arm is that tournament on random
+values. (Named `uniform`, not `random`, so it never shadows the module.)
 """
 
 from __future__ import annotations

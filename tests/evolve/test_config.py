@@ -8,14 +8,10 @@ import pytest
 import yaml
 
 from common.errors import EvolveError
-from evolve.config import (
-    DEFAULT_CONFIG,
-    RunConfig,
-    apply_set,
-    from_dict,
-    load_config,
-    resolve_tracking,
-)
+from evolve.config import RunConfig, from_dict, load_config
+from evolve.config_files import DEFAULT_CONFIG
+from evolve.config_layers import apply_set
+from evolve.tracking_uri import resolve_tracking
 
 
 def test_default_yaml_is_the_embedded_default_and_round_trips(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from evolve import config_doc
-from evolve.config import DEFAULT_CONFIG, RunConfig, read_yaml
+from evolve.config import RunConfig
+from evolve.config_files import DEFAULT_CONFIG, read_yaml
 from evolve.genome import GENE_TABLE, GeneSpace
 
 

@@ -1,4 +1,4 @@
-"""`evolve.config.tracking_settings`: the tracking section as `load_config` resolves it, without the
+"""`evolve.config_layers.tracking_settings`: the tracking section as `load_config` resolves it, without the
 rest of the config; what `evolve ui`, `evolve lineage`, `evolve replay` and the experiments open."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from common.errors import EvolveError
-from evolve.config import load_config, tracking_settings
+from evolve.config import load_config
+from evolve.config_layers import tracking_settings
 
 CASES = {
     "env only": (None, [], "sqlite:///env.db"),

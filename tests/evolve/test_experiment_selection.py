@@ -75,7 +75,12 @@ def test_quick_run_writes_the_promised_report(quick: tuple[Path, dict[str, Any],
     for c in doc["contrasts"] + planted["contrasts"]:
         assert fields <= set(c) and c["outcome"] == "assess_gain"
     assert [(c["a"], c["b"]) for c in doc["contrasts"]] == [
-        ("fitness", "random"), ("oracle", "random"), ("shuffled", "random"), ("fitness", "shuffled")]
+        ("fitness", "random"), ("oracle", "random"), ("shuffled", "random")]   # the Holm family
+    other = {(c["a"], c["b"]): c for c in doc["other_contrasts"]}
+    assert set(other) == {("fitness", "shuffled")} and other["fitness", "shuffled"]["p_holm"] is None
+    assert other["fitness", "shuffled"]["diffs"] == pytest.approx(
+        [x - y for x, y in zip(doc["per_seed"]["fitness"]["assess_gain"],
+                               doc["per_seed"]["shuffled"]["assess_gain"], strict=True)])
     for arm, runs in doc["runs"].items():
         assert [r["seed"] for r in runs] == [0, 1]
         for r in runs:
@@ -121,6 +126,7 @@ def test_report_numbers_are_the_runs_numbers(quick: tuple[Path, dict[str, Any], 
         assert f"| {seed} | " + " | ".join(cells) + " |" in md
     for v in doc["verdicts"] + doc["controls"]["planted"]["verdicts"]:
         assert v["text"] in md
+    assert doc["verdict"]["text"] in md and doc["verdict"]["shown"] in (True, False)
     assert f"`{doc['command']}`" in md and doc["command"].startswith(
         "evolve experiment selection --quick")
 
@@ -175,6 +181,19 @@ def test_rerun_reuses_finished_runs(quick: tuple[Path, dict[str, Any], Any], tin
     assert after == before
 
 
+def test_power_from_an_earlier_runs_pilot(quick: tuple[Path, dict[str, Any], Any],
+                                          tiny_base: Path) -> None:
+    """--pilot-from DIR sizes the experiment from DIR's runs (here the same runs, read back)."""
+    out, doc, _ = quick
+    assert _cli(tiny_base, out.parent, "--pilot-from", str(out)) == 0
+    power = json.loads((out / "report.json").read_text())["power"]
+    assert power["pilot_source"] == str(out) and power["pilot_seed_list"] == [0, 1]
+    ps = doc["per_seed"]
+    assert power["fitness_random_pilot_d_z"] == pytest.approx(
+        paired(ps["fitness"]["assess_gain"], ps["random"]["assess_gain"])["d_z"])
+    assert f"From the pilot `{out}`" in (out / "report.md").read_text()
+
+
 def test_paired_statistics_against_scipy() -> None:
     a, b = [1.3, 2.0, 2.9, 4.4, 5.1], [1.0, 1.0, 1.0, 1.0, 1.0]
     out = paired(a, b)
@@ -210,6 +229,7 @@ def test_uniform_selection_ignores_fitness_and_skips_failed() -> None:
     # a config whose assessment is off (configs/real.yaml) cannot give the outcome
     (["--config", "real", "--set", "base=smollm2"], "assess.every=0"),
     (["--set", "assess.steps=0"], "assess.steps=0"),
+    (["--pilot-from", "no/such/dir"], "--pilot-from no/such/dir"),
 ])
 def test_bad_flags_are_one_line_errors(flags: list[str], fragment: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,11 +52,12 @@ def test_installed_copy_loads_its_shipped_configs(wheel: Path, tmp_path: Path) -
     work = tmp_path / "elsewhere"
     work.mkdir()
     code = (
-        "import json, evolve, evolve.config as c, evolve.commands.tune as t\n"
+        "import json, evolve, evolve.config as c, evolve.config_files as f\n"
+        "import evolve.commands.tune as t\n"
         "cfgs = {n: c.load_config(None if n == 'default' else n)\n"
         "        for n in ('default', 'smoke', 'real')}\n"
-        "print(json.dumps({'evolve': evolve.__file__, 'default': str(c.DEFAULT_CONFIG),\n"
-        "  'online': str(t.ONLINE_CONFIG), 'shipped': c.shipped_configs(),\n"
+        "print(json.dumps({'evolve': evolve.__file__, 'default': str(f.DEFAULT_CONFIG),\n"
+        "  'online': str(t.ONLINE_CONFIG), 'shipped': f.shipped_configs(),\n"
         "  'population': {n: x.population for n, x in cfgs.items()},\n"
         "  'tune': c.load_config(t.ONLINE_CONFIG).population}))\n")
     env = {**os.environ, "PYTHONPATH": str(site), "MLFLOW_TRACKING_URI": "sqlite:///x.db"}
@@ -71,7 +72,8 @@ def test_installed_copy_loads_its_shipped_configs(wheel: Path, tmp_path: Path) -
 
 
 def test_checkout_configs_paths_still_work() -> None:
-    from evolve.config import DEFAULT_CONFIG, config_file, load_config
+    from evolve.config import load_config
+    from evolve.config_files import DEFAULT_CONFIG, config_file
 
     assert (REPO / "configs" / "smoke.yaml").resolve() == DEFAULT_CONFIG.parent / "smoke.yaml"
     assert load_config(REPO / "configs" / "smoke.yaml").population == 4

@@ -276,3 +276,25 @@ def test_shipped_base_is_rebuilt_on_a_node_without_it(tiny_base: Path, tmp_path:
     ref, _ = load_base(tiny_base)
     assert all((a == b).all() for a, b in zip(model.state_dict().values(),
                                               ref.state_dict().values(), strict=True))
+
+
+@pytest.mark.ray
+def test_a_failed_generation_cancels_only_the_groups_still_running(
+        ray_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelling a finished task (the failed group itself) races its reply and makes Ray 2.60
+    abort the driver, pytest included: only the groups still running are cancelled."""
+    import ray
+
+    from evolve.backends.ray import _cancel
+
+    finished = ray.remote(lambda: 1).remote()
+    running = ray.remote(lambda: time.sleep(60)).remote()
+    assert ray.get(finished) == 1
+    cancelled: list[Any] = []
+    real_cancel = ray.cancel
+    monkeypatch.setattr(ray, "cancel", lambda ref, **kw: (cancelled.append(ref),
+                                                          real_cancel(ref, **kw)))
+    _cancel([finished, running])
+    assert cancelled == [running]
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+        ray.get(running, timeout=30)

@@ -208,7 +208,7 @@ def test_the_planted_control_has_its_own_size_and_genes() -> None:
     the main arms never see any of them."""
     import argparse
 
-    from evolve.experiments.selection import arm_config, first_seed
+    from evolve.experiments.selection import arm_config, first_seed, run_seeds
 
     def cfg(quick: bool, sets: list[str], planted_sets: list[str], planted: bool = True) -> Any:
         args = argparse.Namespace(config=None, quick=quick, sets=sets, planted_sets=planted_sets)
@@ -221,6 +221,45 @@ def test_the_planted_control_has_its_own_size_and_genes() -> None:
     assert (c.population, c.genome["lr"]) == (12, [1e-3, 1e-2])
     fresh = argparse.Namespace(config=None, quick=False, sets=["seed=3"], planted_sets=["seed=12"])
     assert (first_seed(fresh, True), first_seed(fresh, False)) == (12, 3)   # a new design's seeds
+    assert (run_seeds(fresh, 2, True), run_seeds(fresh, 3, False)) == ([12, 13], [3, 4, 5])
     assert cfg(True, [], []).population == 4            # --quick keeps its tiny size
     main = cfg(False, ["population=6"], ["population=12"], planted=False)
     assert main.population == 6 and main.genome["lr"] != [1e-4, 1e-2]
+
+
+def test_the_random_arm_is_the_fitness_arms_operator_on_random_values() -> None:
+    """The null of every contrast: the fitness arm's operator, its parameters and elitism, only
+    the values selected on are fresh random ones; the old uniform-parents arm is `random-uniform`."""
+    import argparse
+
+    from evolve.experiments.selection import arm_config
+
+    args = argparse.Namespace(config=None, quick=False, sets=["selection.elitism=2"],
+                              planted_sets=[])
+    fit, rnd, uni = (arm_config(args, a, 0, None).selection
+                     for a in ("fitness", "random", "random-uniform"))
+    assert (rnd.operator, rnd.params, rnd.elitism) == (fit.operator, fit.params, fit.elitism)
+    assert fit.operator == "tournament" and (fit.basis, rnd.basis) == ("fitness", "random")
+    assert (uni.operator, uni.basis, uni.elitism) == ("uniform", "random", 2)
+
+
+def test_the_verdict_follows_the_preregistered_rule() -> None:
+    """Shown only when fitness beats random after Holm and the negative control does not."""
+    from evolve.experiments.selection_analysis import main_verdict
+    from evolve.experiments.selection_arms import PRIMARY_CONTRASTS
+    from evolve.experiments.selection_stats import contrasts
+
+    base = [0.01 * i for i in range(10)]
+    up = [x + 0.05 + 0.001 * (i % 3) for i, x in enumerate(base)]
+    noise = [x + (0.002 if i % 2 else -0.002) for i, x in enumerate(base)]
+
+    def verdict(fitness: list[float], shuffled: list[float]) -> dict[str, Any]:
+        per_seed: dict[str, dict[str, list[float | None]]] = {
+            a: {"assess_gain": list(v)} for a, v in
+            (("fitness", fitness), ("random", base), ("shuffled", shuffled), ("oracle", up))}
+        return main_verdict(contrasts(per_seed, PRIMARY_CONTRASTS, "assess_gain"))
+
+    assert verdict(up, noise)["shown"] is True
+    broken = verdict(up, up)        # shuffled beats random too: the null is broken
+    assert broken["shown"] is False and "negative control" in broken["text"]
+    assert verdict(noise, noise)["shown"] is False

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evolve.config import load_config, load_yaml
+from evolve.config import load_config
+from evolve.config_files import load_yaml
 
 
 def test_exponent_without_dot_is_a_float() -> None:

@@ -90,7 +90,7 @@ class TrainingConfig:
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
     init_scale: float = _f(0.0, "fresh adapters' start: 0 = PEFT's (B = 0, no update); > 0 = B "
                                 "drawn like A and both x init_scale, a large random update that "
-                                "weight decay must shrink (Omnigrok; configs/grokking.yaml)")
+                                "weight decay must shrink (Omnigrok; docs/experiments.md, grokking)")
     spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
     device: str = _f("auto", "cpu, cuda or auto (cuda when available)")
     max_new_tokens: int = _f(32, "greedy generation budget, in tokens, of key-term items "

@@ -122,7 +122,7 @@ def test_task_params_may_be_nested_or_beside_family(make_cfg: Any) -> None:
 
 
 def test_training_init_scale_reaches_fresh_learners_and_is_off_by_default(make_cfg: Any) -> None:
-    """`training.init_scale` (the Omnigrok start of configs/grokking.yaml) travels from the config
+    """`training.init_scale` (the Omnigrok start, docs/experiments.md) travels from the config
     through the group's job to every fresh adapter; the default keeps PEFT's zero update."""
     from common.errors import EvolveError
     from evolve.generation import build_streams, draw_items, init_population, make_job

@@ -266,6 +266,63 @@ def ways_for(path: str, P: int, steps: int, compiled: bool, work: dict,
     return ways
 
 
+def _best(med: dict[str, float], prefix: str) -> str | None:
+    """The way named `prefix`... with the highest rate in `med` (never the unfused one), or None
+    where no such way was timed (`--ways` named only the other kind)."""
+    names = [k for k in med if k.startswith(prefix) and "unfused" not in k]
+    return max(names, key=lambda k: med[k]) if names else None
+
+
+def _per_round(a: list[float], b: list[float], scale: float = 1.0) -> list[float]:
+    return [x * scale / y for x, y in zip(a, b, strict=True)]
+
+
+def summarise(rounds: dict[str, list[float]], cpu: dict[str, list[float]], rss: dict[str, float],
+              flop: float) -> dict[str, Any]:
+    """One P's figures from `interleave`'s per-round rates (per wall second and per CPU-second) of
+    every way and of the GEMM peak (`gemm_1thread`, `gemm_proc_per_core`), and `flop` GFLOP per
+    learner step (4*N*D). Rates are medians over rounds; ratios are medians of the per-round
+    ratios: ways and the peak timed in one round saw the same machine. Where the timed ways hold
+    no batched way or no PEFT way, the comparisons are None."""
+    rounds, cpu = dict(rounds), dict(cpu)
+    peak, peak1 = rounds.pop("gemm_proc_per_core"), rounds.pop("gemm_1thread")
+    peak_cpu = cpu.pop("gemm_proc_per_core")   # GFLOP per CPU-second: one core's peak
+    cpu.pop("gemm_1thread")
+    med = {k: statistics.median(v) for k, v in rounds.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    best_b, best_p = _best(med, "batched"), _best(med, "peft")
+    cb, cp = _best(med_cpu, "batched"), _best(med_cpu, "peft")
+    out: dict[str, Any] = {
+        "learner_steps_per_s": {k: round(v, 2) for k, v in med.items()},
+        "best_batched": best_b, "strongest_baseline": best_p,
+        "gemm_peak_gflops": {"1thread": round(statistics.median(peak1), 1),
+                             f"{CORES}cores": round(statistics.median(peak), 1)},
+        "gemm_peak_gflops_per_round": [round(x, 1) for x in peak],
+        # the same per CPU-second each way got (robust to other jobs on the machine)
+        "learner_steps_per_cpu_s": {k: round(v, 3) for k, v in med_cpu.items()},
+        "best_batched_per_cpu_s": cb, "strongest_baseline_per_cpu_s": cp,
+        "gemm_peak_gflops_per_cpu_s": round(statistics.median(peak_cpu), 1),
+        "peak_rss_mib": {k: v for k, v in rss.items() if not k.startswith("gemm")},
+    }
+    for key, name in (("gflops_batched", best_b), ("gflops_strongest_baseline", best_p)):
+        out[key] = None if name is None else round(med[name] * flop, 1)
+    if best_b is not None and cb is not None:
+        frac, frac_cpu = _per_round(rounds[best_b], peak, flop), _per_round(cpu[cb], peak_cpu, flop)
+        out |= {"fraction_of_gemm_peak": round(statistics.median(frac), 3),
+                "fraction_of_gemm_peak_per_round": [round(x, 3) for x in frac],
+                "median_rate_over_median_peak": round(med[best_b] * flop / statistics.median(peak), 3),
+                "fraction_of_gemm_peak_per_cpu_s": round(statistics.median(frac_cpu), 3),
+                "fraction_of_gemm_peak_per_cpu_s_per_round": [round(x, 3) for x in frac_cpu]}
+    out["speedup"] = out["speedup_per_cpu_s"] = None
+    if best_b is not None and best_p is not None and cb is not None and cp is not None:
+        ratio, ratio_cpu = _per_round(rounds[best_b], rounds[best_p]), _per_round(cpu[cb], cpu[cp])
+        out |= {"speedup": round(statistics.median(ratio), 3),
+                "speedup_per_round": [round(x, 3) for x in ratio],
+                "speedup_per_cpu_s": round(statistics.median(ratio_cpu), 3),
+                "speedup_per_cpu_s_per_round": [round(x, 3) for x in ratio_cpu]}
+    return out
+
+
 # the ways timed on a --base model by default: each process holds a copy of the base, and a
 # 135M-parameter one with its activations takes 1-2 GB
 REAL_WAYS = ("batched_1proc", "batched_proc_per_core", f"peft_seq_{CORES}threads", "peft_proc_per_core")
@@ -315,45 +372,7 @@ def main() -> None:
             ways = ways_for(path, P, steps, a.compile, dict(WORK), only)
             rounds, cpu = interleave(ways, reps)
             rss = {k: round(w.close(), 1) for k, w in ways.items()}
-            peak = rounds.pop("gemm_proc_per_core")
-            peak1 = rounds.pop("gemm_1thread")
-            peak_cpu = cpu.pop("gemm_proc_per_core")   # GFLOP per CPU-second: one core's peak
-            cpu.pop("gemm_1thread")
-            med = {k: statistics.median(v) for k, v in rounds.items()}
-            med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-            best_b = max((k for k in med if k.startswith("batched") and "unfused" not in k), key=lambda k: med[k])
-            best_p = max((k for k in med if k.startswith("peft")), key=lambda k: med[k])
-            cb = max((k for k in med if k.startswith("batched") and "unfused" not in k), key=lambda k: med_cpu[k])
-            cp = max((k for k in med if k.startswith("peft")), key=lambda k: med_cpu[k])
-            flop = 4 * N * D / 1e9  # GFLOP per learner step, 4*N*D accounting
-            # per round: the two ways and the peak timed minutes apart at most, on the same machine
-            ratio = [b / p for b, p in zip(rounds[best_b], rounds[best_p], strict=True)]
-            frac = [b * flop / g for b, g in zip(rounds[best_b], peak, strict=True)]
-            ratio_cpu = [b / p for b, p in zip(cpu[cb], cpu[cp], strict=True)]
-            frac_cpu = [b * flop / g for b, g in zip(cpu[cb], peak_cpu, strict=True)]
-            out["P"][str(P)] = {
-                "learner_steps_per_s": {k: round(v, 2) for k, v in med.items()},
-                "best_batched": best_b, "strongest_baseline": best_p,
-                "speedup": round(statistics.median(ratio), 3),
-                "speedup_per_round": [round(x, 3) for x in ratio],
-                "gflops_batched": round(med[best_b] * flop, 1),
-                "gflops_strongest_baseline": round(med[best_p] * flop, 1),
-                "gemm_peak_gflops": {"1thread": round(statistics.median(peak1), 1),
-                                     f"{CORES}cores": round(statistics.median(peak), 1)},
-                "fraction_of_gemm_peak": round(statistics.median(frac), 3),
-                "fraction_of_gemm_peak_per_round": [round(x, 3) for x in frac],
-                "gemm_peak_gflops_per_round": [round(x, 1) for x in peak],
-                "median_rate_over_median_peak": round(med[best_b] * flop / statistics.median(peak), 3),
-                # the same per CPU-second each way got (robust to other jobs on the machine)
-                "learner_steps_per_cpu_s": {k: round(v, 3) for k, v in med_cpu.items()},
-                "best_batched_per_cpu_s": cb, "strongest_baseline_per_cpu_s": cp,
-                "speedup_per_cpu_s": round(statistics.median(ratio_cpu), 3),
-                "speedup_per_cpu_s_per_round": [round(x, 3) for x in ratio_cpu],
-                "gemm_peak_gflops_per_cpu_s": round(statistics.median(peak_cpu), 1),
-                "fraction_of_gemm_peak_per_cpu_s": round(statistics.median(frac_cpu), 3),
-                "fraction_of_gemm_peak_per_cpu_s_per_round": [round(x, 3) for x in frac_cpu],
-                "peak_rss_mib": {k: v for k, v in rss.items() if not k.startswith("gemm")},
-            }
+            out["P"][str(P)] = summarise(rounds, cpu, rss, 4 * N * D / 1e9)
     emit(out, a.json)
 
 

@@ -17,7 +17,11 @@ run` judges them. (1) is then `learners.probe.generate_greedy` (every learner's 
 one decoding loop per chunk over all learners: shared prompt prefix, finished items dropped),
 beside the same population through transformers' `generate()` (`generate_greedy_hf`), and (2)
 per learner PEFT batched `generate()` over all N prompts, each stopped at the end of turn or eos;
-`identical` compares the verdicts and `same_text` the share of identical answers.
+`identical` compares the verdicts and `same_text` the share of identical answers (of the
+learners PEFT ran). `--peft-learners K` times (2) on the first K learners only: each
+learner's `generate()` is its own work over the same prompts, so its rate per learner-item
+does not depend on P, and P = 32 costs what P = K does on that side; `--skip-transformers`
+leaves the population's `generate()` out.
 """
 
 from __future__ import annotations
@@ -116,34 +120,44 @@ def key_term_bench(a: Any, pop: Any, twin_base: Any, tok: Any, N: int, reps: int
     t_pop, texts = timed(lambda: generate_greedy(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
                                                  pop.probe_chunk, pop.device),
                          reps, "population_generate_greedy")
-    t_hf, texts_hf = timed(lambda: generate_greedy_hf(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
-                                                      pop.probe_chunk, pop.device),
-                           reps, "population_transformers_generate")
+    n = a.P * N
+    rate: dict[str, float] = {"population_generate_greedy": n / t_pop}   # learner-items per s
+    out: dict[str, Any] = {}
+    if not a.skip_transformers:
+        t_hf, texts_hf = timed(lambda: generate_greedy_hf(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
+                                                          pop.probe_chunk, pop.device),
+                               reps, "population_transformers_generate")
+        rate["population_transformers_generate"] = n / t_hf
+        out |= {"speedup_over_transformers_generate": round(t_hf / t_pop, 3),
+                "same_text_as_transformers": texts == texts_hf}
     pm = peft_adapters(twin_base, pop).eval()
 
     def learner(i: int) -> Any:
         pm.set_adapter(f"l{i}")
         return pm
 
+    # each learner's PEFT generate() is separate work over the same N prompts, so its rate per
+    # learner-item is that of any subset of the learners: --peft-learners times the first K
+    K = min(a.P, a.peft_learners or a.P)
     t_gen, ref = timed(lambda: [peft_texts(learner(i), tok, prompts, PRIOR_TOKENS)
-                                for i in range(a.P)], reps, "peft_batched_generate")
+                                for i in range(K)], reps, "peft_batched_generate")
+    rate["peft_batched_generate"] = K * N / t_gen
     judge = [[key_terms_match(x.key_terms, t) for x, t in zip(items, row, strict=True)]
              for row in texts]
     judge_ref = [[key_terms_match(x.key_terms, t) for x, t in zip(items, row, strict=True)]
                  for row in ref]
-    pairs = [(u, v) for r, q in zip(texts, ref, strict=True) for u, v in zip(r, q, strict=True)]
-    n = a.P * N
+    pairs = [(u, v) for r, q in zip(texts[:K], ref, strict=True) for u, v in zip(r, q, strict=True)]
+    work = {"population_generate_greedy": n, "population_transformers_generate": n,
+            "peft_batched_generate": K * N}
+    per_cpu = {k: work[k] / CPU[k] for k in CPU}
     return {"base": a.base, "mode": "key_terms", "P": a.P, "items": N, "threads": a.threads,
-            "reps": reps, "max_new_tokens": PRIOR_TOKENS,
-            "items_per_s": {"population_generate_greedy": round(n / t_pop, 2),
-                            "population_transformers_generate": round(n / t_hf, 2),
-                            "peft_batched_generate": round(n / t_gen, 2)},
-            "speedup": round(t_gen / t_pop, 3),
-            "speedup_over_transformers_generate": round(t_hf / t_pop, 3),
-            "items_per_cpu_s": {k: round(n / CPU[k], 2) for k in CPU},
-            "speedup_per_cpu_s": round(CPU["peft_batched_generate"]
-                                       / CPU["population_generate_greedy"], 3),
-            "identical": judge == judge_ref, "same_text_as_transformers": texts == texts_hf,
+            "reps": reps, "max_new_tokens": PRIOR_TOKENS, "peft_learners_timed": K,
+            "items_per_s": {k: round(v, 2) for k, v in rate.items()},
+            "speedup": round(rate["population_generate_greedy"] / rate["peft_batched_generate"], 3),
+            "items_per_cpu_s": {k: round(v, 2) for k, v in per_cpu.items()},
+            "speedup_per_cpu_s": round(per_cpu["population_generate_greedy"]
+                                       / per_cpu["peft_batched_generate"], 3),
+            **out, "identical": judge[:K] == judge_ref,
             "same_text": round(sum(u == v for u, v in pairs) / len(pairs), 4),
             "fraction_correct": round(sum(map(sum, judge)) / n, 4),
             "peak_rss_mib": round(max_rss_mib(), 1)}
@@ -176,6 +190,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=CORES, help="torch threads (default all cores)")
     ap.add_argument("--key-terms", action="store_true",
                     help="trivia questions judged by key terms in greedy answers (a real base)")
+    ap.add_argument("--peft-learners", type=int, default=None, metavar="K",
+                    help="--key-terms: time per-learner PEFT generate() on the first K learners "
+                    "only (its rate per learner-item does not depend on P; default all P)")
+    ap.add_argument("--skip-transformers", action="store_true",
+                    help="--key-terms: skip the population through transformers' generate()")
     add_base_args(ap)
     a = ap.parse_args()
     N = a.items or (64 if a.quick else 256)

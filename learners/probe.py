@@ -203,7 +203,6 @@ def _decoder(tokenizer: object) -> Callable[[list[int]], str]:
     return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # type: ignore[attr-defined]
 
 
-@torch.no_grad()
 def _to_eval(model: Any, max_new_tokens: int) -> bool:
     """Check the token budget, put `model` in eval mode and return whether it was training."""
     if max_new_tokens < 1:
@@ -213,6 +212,7 @@ def _to_eval(model: Any, max_new_tokens: int) -> bool:
     return was_training
 
 
+@torch.no_grad()
 def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str],
                     max_new_tokens: int, budget: int, device: torch.device,
                     stops: Sequence[int] | None = None) -> list[list[str]]:

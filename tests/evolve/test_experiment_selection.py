@@ -186,7 +186,9 @@ def test_power_from_an_earlier_runs_pilot(quick: tuple[Path, dict[str, Any], Any
     """--pilot-from DIR sizes the experiment from DIR's runs (here the same runs, read back)."""
     out, doc, _ = quick
     assert _cli(tiny_base, out.parent, "--pilot-from", str(out)) == 0
-    power = json.loads((out / "report.json").read_text())["power"]
+    again = json.loads((out / "report.json").read_text())
+    power = again["power"]
+    assert f"--pilot-from {out}" in again["command"]   # the recorded command reproduces it
     assert power["pilot_source"] == str(out) and power["pilot_seed_list"] == [0, 1]
     ps = doc["per_seed"]
     assert power["fitness_random_pilot_d_z"] == pytest.approx(

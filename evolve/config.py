@@ -88,6 +88,9 @@ class TrainingConfig:
     epochs: int = _f(1, "passes over each generation's items, each re-ordered and probed every "
                         "checkpoint_every items (> 1: the grokking setting, configs/grokking.yaml)")
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
+    init_scale: float = _f(0.0, "fresh adapters' start: 0 = PEFT's (B = 0, no update); > 0 = B "
+                                "drawn like A and both x init_scale, a large random update that "
+                                "weight decay must shrink (Omnigrok; docs/experiments.md, grokking)")
     spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
     device: str = _f("auto", "cpu, cuda or auto (cuda when available)")
     max_new_tokens: int = _f(32, "greedy generation budget, in tokens, of key-term items "
@@ -103,6 +106,9 @@ class TrainingConfig:
         _need(isinstance(self.epochs, int) and self.epochs >= 1,
               f"training.epochs = {self.epochs!r}; set it to an integer >= 1 (1 = each item once)")
         _need(self.device in ("cpu", "cuda", "auto"), "training.device must be cpu, cuda or auto")
+        _need(isinstance(self.init_scale, (int, float)) and 0 <= self.init_scale < float("inf"),
+              f"training.init_scale = {self.init_scale!r}; set it to a number >= 0 "
+              "(0 = PEFT's init, e.g. 2 for a large-norm start)")
 
 
 @dataclass

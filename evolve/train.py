@@ -67,6 +67,7 @@ class GroupJob:
     checkpoint_every: int = 8
     epochs: int = 1                    # passes over `items` (each re-ordered, cut into windows)
     max_grad_norm: float | None = 1.0
+    init_scale: float = 0.0            # fresh adapters' init (LearnerSpec.init_scale)
     spectral: bool = True
     assess_items: list[Item] = field(default_factory=list)    # fixed never-trained probe items
     assess_steps: int = 0              # 0 = no assessment this generation
@@ -199,7 +200,8 @@ def _population(job: GroupJob) -> Population:
     torch.manual_seed(job.seed)
     model, tok = load_base(job.base)
     model = model.to(base_dtype(job.device))   # bfloat16 on a CUDA GPU that has it, else float32
-    specs = [dataclasses.replace(p.spec, max_grad_norm=job.max_grad_norm) for p in job.learners]
+    specs = [dataclasses.replace(p.spec, max_grad_norm=job.max_grad_norm, init_scale=job.init_scale)
+             for p in job.learners]
     targets: list[str] = []
     for s in specs:
         targets += [t for t in (s.target_modules or ()) if t not in targets]

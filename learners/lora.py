@@ -79,13 +79,23 @@ class StackedLoRALinear(nn.Module):
                 self.gain[p, :rank] = alpha / rank
             self.drop[p] = dropout
 
-    def reset_learner(self, p: int, rank: int, generator: torch.Generator, enabled: bool) -> None:
-        """PEFT's init for learner p: A kaiming-uniform on its first `rank` rows, B zero."""
+    def reset_learner(self, p: int, rank: int, generator: torch.Generator, enabled: bool,
+                      init_scale: float = 0.0) -> None:
+        """PEFT's init for learner p: A kaiming-uniform on its first `rank` rows, B zero.
+
+        `init_scale` > 0 is the large-norm start of Omnigrok (Liu et al. 2023): B is drawn like A
+        (kaiming-uniform over its fan-in, the rank) and both are multiplied by `init_scale`, so the
+        adapter starts as a random update whose norm grows as init_scale squared; weight decay then
+        has to shrink it. 0 = PEFT's init (the update starts at zero)."""
         with torch.no_grad():
             self.lora_A[p].zero_()
             self.lora_B[p].zero_()
             if enabled:
                 a = peft_init_A(rank, self.in_features, generator)
+                if init_scale > 0:
+                    b = peft_init_A(self.out_features, rank, generator) * init_scale
+                    self.lora_B[p, :, :rank] = b.to(self.lora_B.device, self.lora_B.dtype)
+                    a = a * init_scale
                 self.lora_A[p, :rank] = a.to(self.lora_A.device, self.lora_A.dtype)
 
     def delta(self, p: int) -> torch.Tensor:

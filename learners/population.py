@@ -39,6 +39,7 @@ class LearnerSpec:
     seed: int                                   # adapter init (and nothing else)
     target_modules: tuple[str, ...] | None = None   # None: the population's `target_modules`
     max_grad_norm: float | None = 1.0           # per-learner gradient clipping; None = off
+    init_scale: float = 0.0   # 0: PEFT's init (B = 0); > 0: B random too, A and B x init_scale
 
 
 @dataclass
@@ -140,9 +141,10 @@ class Population:
 
     def _configure(self, i: int) -> None:
         s = self.specs[i]
-        if not s.rank >= 1 or s.alpha <= 0 or not 0 <= s.dropout < 1 or s.lr < 0:
+        if (not s.rank >= 1 or s.alpha <= 0 or not 0 <= s.dropout < 1 or s.lr < 0
+                or not s.init_scale >= 0):
             raise ValueError(f"learner {i}: invalid spec {s}; need rank>=1, alpha>0, "
-                             "0<=dropout<1, lr>=0")
+                             "0<=dropout<1, lr>=0, init_scale>=0")
         if not any(self.adapts(i, n) for n in self.names):
             raise ValueError(f"learner {i}: target_modules {s.target_modules} match no adapted "
                              f"module; use names from the population's {self.default_targets}")
@@ -154,7 +156,8 @@ class Population:
         """Learner i starts afresh: PEFT's init from its seed, zero moments, step 0, not failed."""
         g = torch.Generator().manual_seed(self.specs[i].seed)
         for name, layer in self.layers.items():
-            layer.reset_learner(i, self.specs[i].rank, g, self.adapts(i, name))
+            layer.reset_learner(i, self.specs[i].rank, g, self.adapts(i, name),
+                                self.specs[i].init_scale)
         self.dropout_gens[i].manual_seed(dropout_seed(self.specs[i].seed))
         self.opt.set_slice(i, {"exp_avg": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],
                                "exp_avg_sq": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],

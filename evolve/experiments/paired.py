@@ -35,14 +35,16 @@ def t_interval(xs: Sequence[float | None], level: float = 0.95) -> dict[str, flo
 
 
 def sign_flip_p(d: Sequence[float], n_sample: int = 20000, seed: int = 0) -> float:
-    """Two-sided sign-flip permutation p of mean(d) = 0 (exact up to EXACT_MAX values)."""
+    """Two-sided sign-flip permutation p of mean(d) = 0: exact up to EXACT_MAX values; beyond, from
+    `n_sample` seeded random sign patterns as (hits + 1) / (n_sample + 1), never 0 (the observed
+    pattern counts as one of them)."""
     x = np.asarray(d, dtype=float)
     obs = abs(x.mean()) - 1e-12   # ties with the observed mean count as extreme
     if x.size <= EXACT_MAX:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=x.size)))   # [2^n, n]
-    else:
-        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_sample, x.size))
-    return float(np.mean(np.abs(signs @ x / x.size) >= obs))
+        return float(np.mean(np.abs(signs @ x / x.size) >= obs))
+    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_sample, x.size))
+    return float((np.sum(np.abs(signs @ x / x.size) >= obs) + 1) / (n_sample + 1))
 
 
 def paired(a: Sequence[float | None], b: Sequence[float | None]) -> dict[str, Any]:

@@ -44,6 +44,8 @@ def command_of(args: argparse.Namespace) -> str:
         parts.append(f"--pilot {args.pilot}")
     if getattr(args, "planted_pilot", 8) != 8:
         parts.append(f"--planted-pilot {args.planted_pilot}")
+    if getattr(args, "pilot_from", None):
+        parts.append(f"--pilot-from {args.pilot_from}")
     if getattr(args, "heritability_baseline", None):
         parts.append(f"--heritability-baseline {args.heritability_baseline}")
     if args.weights != "auto":

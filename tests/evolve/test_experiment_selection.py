@@ -186,7 +186,9 @@ def test_power_from_an_earlier_runs_pilot(quick: tuple[Path, dict[str, Any], Any
     """--pilot-from DIR sizes the experiment from DIR's runs (here the same runs, read back)."""
     out, doc, _ = quick
     assert _cli(tiny_base, out.parent, "--pilot-from", str(out)) == 0
-    power = json.loads((out / "report.json").read_text())["power"]
+    again = json.loads((out / "report.json").read_text())
+    power = again["power"]
+    assert f"--pilot-from {out}" in again["command"]   # the recorded command reproduces it
     assert power["pilot_source"] == str(out) and power["pilot_seed_list"] == [0, 1]
     ps = doc["per_seed"]
     assert power["fitness_random_pilot_d_z"] == pytest.approx(
@@ -208,6 +210,8 @@ def test_paired_statistics_against_scipy() -> None:
     half = stats.t.ppf(0.975, 4) * sd / math.sqrt(5)
     assert (ci["lo"], ci["hi"]) == pytest.approx((sum(d) / 5 - half, sum(d) / 5 + half))
     assert sign_flip_p([1.0, -1.0, 1.0, -1.0]) == 1.0
+    many = [1.0] * 40       # beyond the exact enumeration: sampled, and never p = 0
+    assert sign_flip_p(many, n_sample=999) == pytest.approx(1 / 1000)
     assert paired([0.5, None, 0.2], [0.1, 0.3, None])["n"] == 1   # only seeds with both values
 
 

@@ -119,3 +119,23 @@ def test_task_params_may_be_nested_or_beside_family(make_cfg: Any) -> None:
                   "[{family: modular, n: 4, holdout: 2, probe: 0, p: 13, ops: [sub]}]"):
         fam = make_cfg(tasks=tasks).tasks[0].make()
         assert (fam.p, fam.ops) == (13, ("sub",))
+
+
+def test_training_init_scale_reaches_fresh_learners_and_is_off_by_default(make_cfg: Any) -> None:
+    """`training.init_scale` (the Omnigrok start, docs/experiments.md) travels from the config
+    through the group's job to every fresh adapter; the default keeps PEFT's zero update."""
+    from common.errors import EvolveError
+    from evolve.generation import build_streams, draw_items, init_population, make_job
+    from evolve.train import _population
+
+    def deltas(cfg: Any) -> list[float]:
+        members = init_population(cfg, cfg.gene_space())[:2]
+        job = make_job(cfg, cfg.base, build_streams(cfg, members, 0), draw_items(cfg), 0, 0)
+        pop = _population(job)
+        return [sum(float(d.norm()) for d in pop.lora_delta(i).values()) for i in range(pop.P)]
+
+    assert make_cfg().training.init_scale == 0
+    assert deltas(make_cfg()) == [0.0, 0.0]
+    assert all(d > 0 for d in deltas(make_cfg(**{"training.init_scale": 2})))
+    with pytest.raises(EvolveError, match="training.init_scale"):
+        make_cfg(**{"training.init_scale": -1})

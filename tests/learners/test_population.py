@@ -277,3 +277,23 @@ def test_dropout_is_per_learner(base) -> None:
     for t in range(3):
         undropped.train_step([PAIRS[t:t + 2]])
     assert not torch.allclose(undropped.get_state(0).lora[name][1], alone.get_state(0).lora[name][1])
+
+
+def test_init_scale_starts_a_random_update_that_grows_as_its_square(base) -> None:
+    """init_scale 0 is PEFT's start (B = 0: the model is the base); > 0 draws B too and scales
+    A and B, so the same seed at twice the scale starts with exactly four times the update."""
+    model, tok = base
+    spec = mixed_specs()[0]
+    pop = Population(model, tok, [replace(spec, init_scale=s) for s in (0.0, 1.0, 2.0)])
+    d0, d1, d2 = (pop.lora_delta(i) for i in range(3))
+    assert all(not bool(d.any()) for d in d0.values())
+    assert all(bool(d.abs().sum() > 0) for d in d1.values())
+    for name in d1:
+        assert torch.equal(d2[name], 4 * d1[name])
+    base_loss, large_loss = pop.losses([PAIRS[:4]] * 3).detach()[[0, 2]].tolist()
+    assert large_loss != base_loss    # the random update changes the model from step 0
+    pop.train_step([PAIRS[:4]] * 3)
+    pop.reset(2)                      # a fresh start from the seed is the same large update
+    assert all(torch.equal(pop.lora_delta(2)[n], d2[n]) for n in d2)
+    with pytest.raises(ValueError, match="init_scale>=0"):
+        Population(model, tok, [replace(spec, init_scale=-1.0)])

@@ -34,6 +34,7 @@ def log_experiment_run(store: Store, name: str, kind: str, params: Mapping[str, 
     if missing:
         raise EvolveError(f"artifact {missing[0]} does not exist; write it before logging "
                           f"the {kind} run {name!r}")
+    _check_not_inside(store, paths)
     run_tags = {k: str(v)[:TAG_MAX] for k, v in (tags or {}).items()}
     run = store.client.create_run(store.experiment_id, run_name=name,
                                   tags={**run_tags, KIND: kind})
@@ -60,3 +61,18 @@ def log_experiment_run(store: Store, name: str, kind: str, params: Mapping[str, 
         raise
     store.client.set_terminated(run_id, "FINISHED")
     return str(run_id)
+
+
+def _check_not_inside(store: Store, paths: list[Path]) -> None:
+    """A directory that holds the store's own artifact root would be copied into itself until
+    the file names get too long: refuse it before the run is created."""
+    from urllib.parse import unquote, urlparse
+
+    loc = urlparse(str(store.client.get_experiment(store.experiment_id).artifact_location))
+    if loc.scheme not in ("", "file"):
+        return
+    root = Path(unquote(loc.path)).resolve()
+    for a in paths:
+        if a.is_dir() and root.is_relative_to(a.resolve()):
+            raise EvolveError(f"the artifact location {root} is inside {a}, which this run logs "
+                              "as its artifacts; set tracking.artifact_location outside it")

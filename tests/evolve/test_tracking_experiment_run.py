@@ -68,3 +68,17 @@ def test_a_failure_while_logging_marks_the_run_failed(tmp_path: Path) -> None:
         log_experiment_run(tracker, "x", "experiment.x", metrics={"bad": "not a number"})
     runs = tracker.client.search_runs([tracker.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
+
+
+def test_an_artifact_dir_holding_the_artifact_location_is_refused_before_any_run(
+        tmp_path: Path) -> None:
+    """An experiment's --out that holds tracking.artifact_location would copy into itself."""
+    out = tmp_path / "out"
+    (out / "artifacts").mkdir(parents=True)
+    (out / "report.md").write_text("# report\n")
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "exp", str(out / "artifacts"))
+    with pytest.raises(EvolveError, match=r"artifact location .*out/artifacts is inside .*out, "
+                                          r"which this run logs.*outside it$"):
+        log_experiment_run(tracker, "x", "experiment.x", artifacts=[out])
+    assert tracker.client.search_runs([tracker.experiment_id]) == []
+    log_experiment_run(tracker, "y", "experiment.y", artifacts=[out / "report.md"])   # a file is fine

@@ -169,22 +169,26 @@ def test_first_block_reads_a_per_token_table_when_the_batch_outnumbers_the_vocab
     assert_close(x, ref[:8])
 
 
+@pytest.mark.parametrize("pairs", [PAIRS, SHARED])
+@pytest.mark.parametrize("hidden,heads,kv_heads", [(32, 4, 2), (192, 3, 1)])  # head dims 8, 64
 @pytest.mark.parametrize("c_kernels", [True, False])
-def test_grouped_query_attention_equals_the_transformers_forward(base, c_kernels, monkeypatch) -> None:
-    """Bases with fewer key/value heads than query heads (as many local Llama checkpoints have)."""
+def test_grouped_query_attention_equals_the_transformers_forward(base, c_kernels, hidden, heads,
+                                                                 kv_heads, pairs, monkeypatch) -> None:
+    """Bases with fewer key/value heads than query heads (as many local Llama checkpoints have;
+    SmolLM2: 9 and 3 of dimension 64), with and without a shared prompt prefix."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if not c_kernels:
         monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
     _, tok = base
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      attn_implementation="eager")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=48,
+                      num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      max_position_embeddings=64, attn_implementation="eager")
     model = LlamaForCausalLM(cfg).eval()
     fused, plain = pair_of_populations((model, tok), "q_v")
-    assert fused.fast is not None and fused.fast.kv_heads == 2
-    assert_losses_and_gradients_equal(fused, plain)
+    assert fused.fast is not None and fused.fast.kv_heads == kv_heads
+    assert_losses_and_gradients_equal(fused, plain, pairs)
 
 
 @pytest.mark.parametrize("placement", ["q_v", "q_v_o"])

@@ -118,7 +118,7 @@ def key_term_bench(a: Any, pop: Any, twin_base: Any, tok: Any, N: int, reps: int
                         for p in range(a.P)])
     prompts = [x.prompt for x in items]
     t_pop, texts = timed(lambda: generate_greedy(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
-                                                 pop.probe_chunk, pop.device),
+                                                 pop.probe_chunk, pop.device, fast=pop.fast),
                          reps, "population_generate_greedy")
     n = a.P * N
     rate: dict[str, float] = {"population_generate_greedy": n / t_pop}   # learner-items per s

@@ -35,7 +35,7 @@ from torch import nn
 from learners.arch import lm_logits
 from learners.fastpath import FastLlama, _Block
 
-Cache = list[tuple[torch.Tensor, torch.Tensor]]   # per block: K, V [rows, kv_heads, T_max, d]
+Cache = list[tuple[torch.Tensor, torch.Tensor]]   # per block: K, V [items, P, kv_heads, T_max, d]
 MLP_ROWS = 512   # rows per chunk of the MLP: its [rows, 2I] intermediate stays in cache
 
 
@@ -74,25 +74,28 @@ class FastGen:
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
                 ) -> torch.Tensor:
-        """q [N, tq, heads, d] (rotated) against k, v [N, kv_heads, T, d] (the cache's filled
-        columns, unrepeated), bias [N, 1, 1, tq, T] additive -> [N * tq, heads * d]."""
-        N, tq, h, d = q.shape
-        hk, g, T = k.shape[1], self.group, k.shape[2]
-        qg = q.view(N, tq, hk, g, d).permute(0, 2, 3, 1, 4).reshape(N, hk, g * tq, d)
-        s = torch.matmul(qg, k.transpose(2, 3)).mul_(self.fast.scaling)   # [N, hk, g*tq, T]
-        s = s.view(N, hk, g, tq, T).add_(bias)
+        """q [P*k, tq, heads, d] (rotated, learner-major rows) against the cache's k, v [k, P,
+        kv_heads, T, d] (item-major, unrepeated), bias [k, 1, 1, 1, tq, T] additive -> [P*k*tq,
+        heads*d] learner-major."""
+        n, P, hk, T, d = k.shape
+        tq, h, g = q.shape[1], q.shape[2], self.group
+        qg = q.view(P, n, tq, hk, g, d).permute(1, 0, 3, 4, 2, 5).reshape(n * P, hk, g * tq, d)
+        s = torch.matmul(qg, k.view(n * P, hk, T, d).transpose(2, 3)).mul_(self.fast.scaling)
+        s = s.view(n, P, hk, g, tq, T).add_(bias)
         p = torch.softmax(s, dim=-1, dtype=torch.float32).to(q.dtype)   # as eager attention
-        o = torch.matmul(p.view(N, hk, g * tq, T), v)                    # [N, hk, g*tq, d]
-        return o.view(N, hk, g, tq, d).permute(0, 3, 1, 2, 4).reshape(N * tq, h * d)
+        o = torch.matmul(p.view(n * P, hk, g * tq, T), v.view(n * P, hk, T, d))
+        return o.view(n, P, hk, g, tq, d).permute(1, 0, 4, 2, 3, 5).reshape(P * n * tq, h * d)
 
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: Cache, c0: int,
-                bias: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
-        """ids, pos [N, tq] at cache columns c0..c0+tq-1 (rows learner-major, N = P * k); their
-        K/V written into `cache`; bias [N, 1, 1, tq, c0 + tq] additive over the columns so far.
-        Returns the logits [N, V] of the last position (None with logits False)."""
+    def forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: Cache, cols: int | torch.Tensor,
+                T: int, bias: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
+        """ids, pos [P*k, tq] (learner-major rows) -> the logits [P*k, V] of each row's last
+        position (None with logits False). Their K/V are written into `cache` (per block K, V
+        [k, P, kv_heads, T_max, d], item-major) at the columns cols..cols+tq-1 (an int), or at
+        column cols[j] for item j (a [k] tensor, tq = 1); attention reads the first T columns
+        under bias [k, 1, 1, 1, tq, T] (additive)."""
         f = self.fast
         N, tq = ids.shape
-        T, d = c0 + tq, f.head_dim
+        n, d = N // self.P, f.head_dim
         h = f.embed(ids).view(N * tq, -1)                                 # [M, H]
         cos, sin = f.rotary(h, pos)                                       # [N, tq, d]
         last = len(f.blocks) - 1
@@ -101,10 +104,15 @@ class FastGen:
             x, qkv = f._first_block_inputs(b, ids) if i == 0 else (f._norm(b.ln1, h), None)
             q, k, v = f._qkv(b, x, self.P, qkv, N, t0)                   # q [N, tq-t0, hq]
             K, V = cache[i]
-            K[:, :, c0:T] = _rope(k.view(N, tq, -1, d), cos, sin).transpose(1, 2)
-            V[:, :, c0:T] = v.view(N, tq, -1, d).transpose(1, 2)
+            k = _rope(k.view(N, tq, -1, d), cos, sin).view(self.P, n, tq, -1, d).permute(1, 0, 3, 2, 4)
+            v = v.view(self.P, n, tq, -1, d).permute(1, 0, 3, 2, 4)       # [n, P, hk, tq, d]
+            if isinstance(cols, int):
+                K[:, :, :, cols:cols + tq], V[:, :, :, cols:cols + tq] = k, v
+            else:
+                item = torch.arange(n, device=cols.device)
+                K[item, :, :, cols], V[item, :, :, cols] = k[:, :, :, 0], v[:, :, :, 0]
             att = self._attend(_rope(q.view(N, tq - t0, -1, d), cos[:, t0:], sin[:, t0:]),
-                               K[:, :, :T], V[:, :, :T], bias[:, :, :, t0:])
+                               K[:, :, :, :T], V[:, :, :, :T], bias[..., t0:, :])
             if t0:
                 h = h.view(N, tq, -1)[:, t0:].reshape(N, -1)
             h = f._linear(b.o_proj, att, h)
@@ -113,93 +121,115 @@ class FastGen:
             return None
         return lm_logits(self.model, f._norm(f.norm, h))                  # h [N, H] -> [N, V]
 
-    def _new_cache(self, rows: int, columns: int) -> Cache:
+    def _new_cache(self, items: int, columns: int) -> Cache:
+        """Zeros: a column an item does not see is masked to a zero weight, which must not meet
+        a NaN or an infinity in memory never written (0 * inf is NaN)."""
         f = self.fast
-        shape = (rows, f.kv_heads, columns, f.head_dim)
+        shape = (items, self.P, f.kv_heads, columns, f.head_dim)
         dtype = f.blocks[0].w_qkv.dtype
-        return [(torch.empty(shape, dtype=dtype, device=self.device),
-                 torch.empty(shape, dtype=dtype, device=self.device)) for _ in f.blocks]
+        return [(torch.zeros(shape, dtype=dtype, device=self.device),
+                 torch.zeros(shape, dtype=dtype, device=self.device)) for _ in f.blocks]
+
+    def _additive(self, see: torch.Tensor) -> torch.Tensor:
+        """0 where `see`, the dtype's min elsewhere (eager attention's mask)."""
+        dtype = self.fast.blocks[0].w_qkv.dtype
+        return torch.zeros(see.shape, dtype=dtype, device=see.device).masked_fill_(
+            ~see, torch.finfo(dtype).min)
 
     # --- decoding -------------------------------------------------------------------------------
     def set_prefix(self, prefix: list[int]) -> None:
         """Run the prompts' common leading tokens through the model once per learner: their K/V
-        [P, kv_heads, len, d] for every chunk of `rows` to copy."""
+        [1, P, kv_heads, len, d] per block, copied into every item's cache rows."""
         self.prefix = list(prefix)
-        n = len(prefix)
-        if not n:
-            self.prefix_cache = []
-            return
-        P = self.P
-        ids = torch.tensor([prefix], device=self.device).repeat(P, 1)
-        pos = torch.arange(n, device=self.device)[None].repeat(P, 1)
-        self.prefix_cache = self._new_cache(P, n)
-        bias = self._causal(n, n, torch.ones((P, n), dtype=torch.bool, device=self.device))
-        self.forward(ids, pos, self.prefix_cache, 0, bias, logits=False)
+        n, P = len(prefix), self.P
+        self.prefix_cache = []
+        if n:
+            ids = torch.tensor([prefix], device=self.device).repeat(P, 1)
+            pos = torch.arange(n, device=self.device)[None].repeat(P, 1)
+            self.prefix_cache = self._new_cache(1, n)
+            causal = torch.ones((n, n), dtype=torch.bool, device=self.device).tril()
+            self.forward(ids, pos, self.prefix_cache, 0, n, self._additive(causal), logits=False)
 
-    def _causal(self, tq: int, T: int, valid: torch.Tensor) -> torch.Tensor:
-        """[N, 1, 1, tq, T] additive mask: query i (column T - tq + i) sees the valid columns
-        (valid [N, T]) up to its own."""
-        dtype = self.fast.blocks[0].w_qkv.dtype
-        see = torch.ones((tq, T), dtype=torch.bool, device=self.device).tril(T - tq)
-        see = see[None] & valid[:, None, :]                               # [N, tq, T]
-        bias = torch.zeros(see.shape, dtype=dtype, device=self.device)
-        return bias.masked_fill_(~see, torch.finfo(dtype).min)[:, None, None]
-
-    def rows(self, seqs: list[list[int]], max_new_tokens: int, stops: torch.Tensor
-             ) -> list[list[int]]:
-        """Greedy tokens (up to the first stop token, excluded) of every row p*k + j: learner p's
-        continuation of prompt j (token ids, each starting with `set_prefix`'s tokens and longer
-        than them)."""
-        P, k, pre, dev = self.P, len(seqs), len(self.prefix), self.device
-        S = max(len(q) for q in seqs) - pre
-        suffix = torch.zeros((k, S), dtype=torch.long)
-        valid = torch.zeros((k, pre + S + max_new_tokens), dtype=torch.bool)
-        valid[:, :pre] = True
-        valid[:, pre + S:] = True
-        for j, q in enumerate(seqs):      # suffixes right-aligned: padding sits mid-sequence
-            suffix[j, S - len(q) + pre:] = torch.tensor(q[pre:])
-            valid[j, pre + S - len(q) + pre:pre + S] = True
-        valid = valid.to(dev).repeat(P, 1)                                 # [R, T_max]
-        pos = (valid[:, :pre + S].long().cumsum(1) - 1).clamp(min=0)[:, pre:]   # [R, S]
-        cache = self._new_cache(P * k, pre + S + max_new_tokens)
+    def generate(self, seqs: list[list[int]], items: int, max_new_tokens: int,
+                 stops: torch.Tensor) -> list[list[list[int]]]:
+        """Greedy tokens (up to the first stop token, excluded) of every learner p's continuation
+        of every prompt j: toks[p][j]. The prompts (token ids, each starting with `set_prefix`'s
+        tokens and longer than them) are taken in order, at most `items` in the batch at once:
+        an item leaves once every learner's answer to it has ended, and the next prompts join the
+        running batch (their prompt pass, then the same decoding steps) as soon as a quarter of
+        the places are free, so the batch stays full until the prompts run out."""
+        P, pre, dev, N = self.P, len(self.prefix), self.device, len(seqs)
+        width = max(len(q) for q in seqs) + max_new_tokens                # columns an item needs
+        cache = self._new_cache(items, width)
         for (K, V), (Kp, Vp) in zip(cache, self.prefix_cache, strict=False):
-            K.view(P, k, *K.shape[1:])[:, :, :, :pre] = Kp[:, None]
-            V.view(P, k, *V.shape[1:])[:, :, :, :pre] = Vp[:, None]
-        lg = self.forward(suffix.to(dev).repeat(P, 1), pos, cache, pre,
-                          self._causal(S, pre + S, valid[:, :pre + S]))
-        assert lg is not None
-        dtype = cache[0][0].dtype
-        bias = torch.zeros(valid.shape, dtype=dtype, device=dev).masked_fill_(
-            ~valid, torch.finfo(dtype).min)                                # [R, T_max] additive
-        rows = torch.arange(P * k, device=dev)   # the rows still in the batch (original indices)
-        last = pos[:, -1]
-        done = torch.zeros(P * k, dtype=torch.bool, device=dev)
-        toks: list[list[int]] = [[] for _ in range(P * k)]
-        col = pre + S
-        for step in range(max_new_tokens):
-            nxt = lg.argmax(-1)                                           # [R]
-            ended = torch.isin(nxt, stops)
-            for r, t in zip(rows[~done & ~ended].tolist(), nxt[~done & ~ended].tolist(), strict=True):
-                toks[r].append(t)
-            done |= ended
-            if step == max_new_tokens - 1:
-                break
-            alive = ~done.view(P, -1).all(0)                              # [k'] items still running
-            if not alive.any():
-                break
-            if not alive.all():                                           # drop finished items' rows
-                keep = torch.arange(done.numel(), device=dev).view(P, -1)[:, alive].reshape(-1)
-                n = keep.numel()
-                for K, V in cache:
-                    K[:n, :, :col] = K[keep, :, :col]
-                    V[:n, :, :col] = V[keep, :, :col]
-                cache = [(K[:n], V[:n]) for K, V in cache]
-                rows, done, nxt, last, bias = rows[keep], done[keep], nxt[keep], last[keep], bias[keep]
-            last = last + 1
-            lg = self.forward(nxt[:, None], last[:, None], cache, col,
-                              bias[:, None, None, None, :col + 1])
+            K[:, :, :, :pre], V[:, :, :, :pre] = Kp, Vp                   # the shared prefix
+        see = torch.zeros((items, width), dtype=torch.bool, device=dev)   # columns each item sees
+        slot_item = torch.zeros(items, dtype=torch.long)                  # prompt index per slot
+        col = torch.zeros(items, dtype=torch.long, device=dev)            # next column per slot
+        last = torch.zeros(items, dtype=torch.long, device=dev)           # last position per slot
+        steps = torch.zeros(items, dtype=torch.long)                      # tokens taken per slot
+        done = torch.zeros((P, items), dtype=torch.bool, device=dev)
+        nxt = torch.zeros((P, items), dtype=torch.long, device=dev)
+        toks: list[list[list[int]]] = [[[] for _ in range(N)] for _ in range(P)]
+        n, queued = 0, 0                                                  # slots in use, prompts begun
+        while n or queued < N:
+            room = items - n
+            if queued < N and room >= max(1, items // 4):               # prompts join the batch
+                new = seqs[queued:queued + room]
+                k, S = len(new), max(len(q) for q in new) - pre
+                suffix = torch.zeros((k, S), dtype=torch.long)
+                sv = torch.zeros((k, pre + S), dtype=torch.bool)
+                sv[:, :pre] = True
+                for j, q in enumerate(new):   # suffixes right-aligned: padding sits mid-sequence
+                    suffix[j, S - len(q) + pre:] = torch.tensor(q[pre:])
+                    sv[j, 2 * pre + S - len(q):] = True
+                sv = sv.to(dev)
+                pos = (sv.long().cumsum(1) - 1).clamp(min=0)[:, pre:]    # [k, S]
+                causal = torch.ones((S, pre + S), dtype=torch.bool, device=dev).tril(pre)
+                bias = self._additive(causal[None] & sv[:, None])[:, None, None, None]
+                lg = self.forward(suffix.to(dev).repeat(P, 1), pos.repeat(P, 1),
+                                  [(K[n:n + k], V[n:n + k]) for K, V in cache], pre, pre + S, bias)
+                assert lg is not None
+                z = slice(n, n + k)
+                see[z] = False
+                see[z, :pre + S] = sv
+                slot_item[z] = torch.arange(queued, queued + k)
+                col[z], last[z], steps[z] = pre + S, pos[:, -1], 0
+                done[:, z], nxt[:, z] = False, lg.argmax(-1).view(P, k)
+                n, queued = n + k, queued + k
+            ended = torch.isin(nxt[:, :n], stops)
+            take = (~done[:, :n] & ~ended).cpu()
+            for p, j in take.nonzero().tolist():
+                toks[p][int(slot_item[j])].append(int(nxt[p, j]))
+            steps[:n] += 1
+            done[:, :n] |= ended
+            finished = done[:, :n].all(0).cpu() | (steps[:n] >= max_new_tokens)
+            if finished.any():                # the last slots' items move into the freed ones
+                keep = int((~finished).sum())
+                holes = finished[:keep].nonzero()[:, 0]
+                movers = (~finished[keep:]).nonzero()[:, 0] + keep
+                if len(holes):
+                    hd, md = holes.to(dev), movers.to(dev)
+                    hi = int(col[md].max())
+                    for K, V in cache:
+                        K[hd, :, :, :hi], V[hd, :, :, :hi] = K[md, :, :, :hi], V[md, :, :, :hi]
+                    for t in (see, col, last):
+                        t[hd] = t[md]
+                    for t in (slot_item, steps):
+                        t[holes] = t[movers]
+                    done[:, hd], nxt[:, hd] = done[:, md], nxt[:, md]
+                n = keep
+                if not n:
+                    continue
+            see[torch.arange(n, device=dev), col[:n]] = True
+            last[:n] += 1
+            T = int(col[:n].max()) + 1
+            lg = self.forward(nxt[:, :n].reshape(-1, 1), last[:n].repeat(P)[:, None],
+                              [(K[:n], V[:n]) for K, V in cache], col[:n], T,
+                              self._additive(see[:n, :T])[:, None, None, None, None])
             assert lg is not None
-            col += 1
+            nxt[:, :n] = lg.argmax(-1).view(P, n)
+            col[:n] += 1
         return toks
 
 

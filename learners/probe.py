@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -245,17 +244,21 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
     n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget, MIN_ROWS_GENERATE)
     order = sorted(range(N), key=lambda j: len(seqs[j]))    # chunks of like lengths: little padding
-    rows_of: Callable[[list[list[int]], int, torch.Tensor], list[list[int]]] = partial(
-        _greedy_rows, model, P, device=device)
-    if fast is not None:
+    if fast is not None:         # one running batch of at most n items, refilled as items end
         from learners.fastgen import FastGen
 
         gen = FastGen(fast, model, P, device)
         gen.set_prefix(seqs[0][:_common_prefix(seqs)])
-        rows_of = gen.rows
+        out = gen.generate([seqs[j] for j in order], n, max_new_tokens, ends)
+        for p in range(P):
+            for i, j in enumerate(order):
+                texts[p][j] = decode(out[p][i])
+        model.train(was_training)
+        return texts
     for lo in range(0, N, n):
         chunk = order[lo:lo + n]
-        for row, toks in enumerate(rows_of([seqs[j] for j in chunk], max_new_tokens, ends)):
+        for row, toks in enumerate(_greedy_rows(model, P, [seqs[j] for j in chunk],
+                                                max_new_tokens, ends, device)):
             texts[row // len(chunk)][chunk[row % len(chunk)]] = decode(toks)
     model.train(was_training)
     return texts

@@ -4,11 +4,11 @@
 
 Reads every `trajectories_g<N>.json` the run wrote (one trajectory per learner per generation) and
 prints, per learner and for the median learner:
-- learned: the share of its initially-wrong trained items (wrong at the probe before training) that
-  are right at its last checkpoint;
-- regressed: trained items that were right at some probe (before training or at a checkpoint) and
-  are wrong at the last checkpoint, and holdout items (never trained) right before training and
-  wrong at the end (interference with what the model knew);
+- learned: the share of its initially-wrong trained items (wrong at the probe before any training of
+  the generation, the trajectory's `initial`) that are right at its last checkpoint;
+- regressed: trained items that were right at some probe (before any training, before their own
+  window, or at a checkpoint) and are wrong at the last checkpoint, and holdout items (never
+  trained) right before training and wrong at the end (interference with what the model knew);
 - for counterfactual edits (`tcf_edit_*`): the share that end right (the prior overwritten).
 """
 
@@ -27,11 +27,18 @@ if str(ROOT) not in sys.path:
 
 
 def learner_figures(t: Any) -> dict[str, Any]:
-    """The figures of one trajectory (fitness.Trajectory)."""
+    """The figures of one trajectory (fitness.Trajectory).
+
+    "Initially" is the probe before any training of the generation (`initial`), not an item's
+    `baseline`, which is the probe before its own window: by then the learner has trained the items
+    of earlier windows, so two generation-0 learners (both the base itself) can hold different
+    baselines for one item. A trajectory without `initial` (older files) falls back to baselines."""
     final = {i: (c[-1] is True) for i, c in t.correct.items()}
-    wrong0 = [i for i, b in t.baseline.items() if not b]
+    start = t.initial or t.baseline
+    wrong0 = [i for i in t.baseline if not start[i]]
     learned = [i for i in wrong0 if final[i]]
-    ever = {i for i, c in t.correct.items() if t.baseline[i] or any(x is True for x in c)}
+    ever = {i for i, c in t.correct.items()
+            if start[i] or t.baseline[i] or any(x is True for x in c)}
     regressed = sorted(i for i in ever if not final[i])
     hold_lost = [h for j, h in enumerate(t.holdout_ids)
                  if t.holdout_baseline[j] and t.holdout_correct and not t.holdout_correct[-1][j]]

@@ -34,7 +34,7 @@ def log_experiment_run(store: Store, name: str, kind: str, params: Mapping[str, 
     if missing:
         raise EvolveError(f"artifact {missing[0]} does not exist; write it before logging "
                           f"the {kind} run {name!r}")
-    _check_not_inside(store, paths)
+    check_not_inside(store, paths)
     run_tags = {k: str(v)[:TAG_MAX] for k, v in (tags or {}).items()}
     run = store.client.create_run(store.experiment_id, run_name=name,
                                   tags={**run_tags, KIND: kind})
@@ -63,9 +63,10 @@ def log_experiment_run(store: Store, name: str, kind: str, params: Mapping[str, 
     return str(run_id)
 
 
-def _check_not_inside(store: Store, paths: list[Path]) -> None:
+def check_not_inside(store: Store, paths: list[Path]) -> None:
     """A directory that holds the store's own artifact root would be copied into itself until
-    the file names get too long: refuse it before the run is created."""
+    the file names get too long: refuse it before the run is created (experiments call this
+    before their compute, too)."""
     from urllib.parse import unquote, urlparse
 
     loc = urlparse(str(store.client.get_experiment(store.experiment_id).artifact_location))

@@ -188,3 +188,23 @@ def test_watched_run_alone_says_there_are_no_study_runs(tmp_path: Path) -> None:
          "--skip", "warning", "--skip", "hysteresis", "--skip", "meta")
     md = (tmp_path / "report.md").read_text()
     assert "No study runs here (--skip warning)" in md and "0 of 0" not in md
+
+
+def test_an_out_holding_the_artifact_location_is_refused_before_any_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out holding tracking.artifact_location could not be logged (it would copy into itself):
+    the one-line error comes at the start, not after the experiment's compute."""
+    from evolve.experiments.grokking import single
+
+    def never(*a: Any, **k: Any) -> Any:
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(single, "train", never)
+    out = tmp_path / "out"
+    assert cli(["experiment", "grokking", "--out", str(out), "--steps", "80",
+                "--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                "--set", f"tracking.artifact_location={out}/artifacts"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+    assert len(err) == 1 and err[0].startswith("evolve experiment: error: the artifact location")
+    assert "is inside" in err[0] and err[0].endswith("outside it")
+    assert not (out / "report.json").exists()

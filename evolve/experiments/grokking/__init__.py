@@ -90,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_of(args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if not args.no_mlflow:   # refuse an --out the run could not log, before any training
+        _check_out(args, out)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     load0 = round(os.getloadavg()[0], 1)
     log(f"grokking: watched run a+b mod {cfg.p}, fraction {cfg.train_fraction}, up to {cfg.steps} "
@@ -114,14 +116,30 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_mlflow(args: argparse.Namespace, cfg: GrokConfig, run: dict[str, Any],
-                doc: dict[str, Any], out: Path, log: Any) -> None:
-    from evolve.experiments.report import log_run
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
     from evolve.tracking_flags import tracking_of_args
 
     settings = tracking_of_args(args)
     if not args.config and not any(x.startswith("tracking.experiment=") for x in args.sets):
         settings["experiment"] = EXPERIMENT   # not among the evolutions
+    return settings
+
+
+def _check_out(args: argparse.Namespace, out: Path) -> None:
+    """Open the store now (as the end will) and refuse an --out that holds its artifact
+    location: logging it would copy the directory into itself, after all the compute."""
+    from evolve.tracking_runs import check_not_inside
+    from evolve.tracking_store import Store
+
+    s = _settings(args)
+    check_not_inside(Store(s["uri"], s["experiment"], s.get("artifact_location")), [out])
+
+
+def _log_mlflow(args: argparse.Namespace, cfg: GrokConfig, run: dict[str, Any],
+                doc: dict[str, Any], out: Path, log: Any) -> None:
+    from evolve.experiments.report import log_run
+
+    settings = _settings(args)
     h = run["history"]
     series = {k: list(zip(h["step"], h[k], strict=True)) for k in
               ("train_acc", "val_acc", "val_conf", "val_self", "alpha", "weight_norm")}

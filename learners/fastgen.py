@@ -13,7 +13,11 @@ forward's pieces (one q/k/v GEMM, every learner's LoRA in one bmm, addmm residua
   unrepeated [rows, kv_heads, T, d] (the same products, in eager attention's order: scaled q k^T,
   the additive mask, a float32 softmax, then v);
 - the prompts' common prefix (a chat template's system turn) through the model once per learner
-  for the whole call, not once per chunk, its K/V copied into each chunk's cache;
+  for the whole call, not once per chunk, its K/V copied into every item's cache rows;
+- one running batch instead of chunks decoded one after the other: new prompts join it (their
+  prompt pass, then the same decoding steps) as soon as a quarter of its places are free, so
+  decoding does not end each chunk with a few rows for many steps. The cache is item-major
+  ([items, P, ...]: an item's rows move together when it leaves) with a column per item;
 - in the prompt pass, the last block's queries, o_proj, MLP, final norm and LM head on the last
   position only (the only one whose logits are read);
 - the MLP (without adapters) in chunks of 512 rows through one gate+up GEMM, without keeping the

@@ -36,12 +36,13 @@ def spec_of(text: str, targets: tuple[str, ...]) -> object:
 
 def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners: Sequence[str],
             batch: int = 32, every: int = 10, targets: str = ALL, seed: int = 0,
-            log: Callable[[str], None] = print) -> list[Row]:
+            log: Callable[[str], None] | None = None) -> list[Row]:
     """Train the learners; returns (pass, train acc, holdout acc) every `every` passes from 0."""
     from curricula.families.modular import Modular
     from learners.base import load_base
     from learners.population import Population
 
+    log = log or (lambda msg: print(msg, flush=True))
     model, tok = load_base(base)
     table = Modular(p=p, ops=[op]).table(op)
     random.Random(seed).shuffle(table)

@@ -209,17 +209,20 @@ def executed_flops(model: Any, enc: Any, pass_tokens: int = 2048) -> float | Non
       shared by a pass of several learners, is left out);
     - the last block's q runs on the positions from the first labelled one on, and its o_proj
       and MLP, and the LM head, on the K labelled positions only;
+    - the rows' common leading tokens (`common_prefix`: the chat template's system turn) run once
+      per learner, not once per row;
     - the embedding lookup is no matmul (its V*H parameters are in N all the same).
     None where the base does not take the fused path."""
     from learners.encoding import predicting
-    from learners.fastpath import FastLlama
+    from learners.fastpath import FastLlama, common_prefix
 
     if not FastLlama.supports(model):
         return None
     table = model.get_input_embeddings().weight.shape[0] <= pass_tokens
 
     sel, _ = predicting(enc.labels)
-    rows, K = sel.numel(), int(sel.sum())
+    prefix = common_prefix(enc.input_ids[:, :sel.shape[1]], sel, sel.shape[0])
+    rows, K = prefix + sel.shape[0] * (sel.shape[1] - prefix), int(sel.sum())
     queried = sel.shape[0] * (sel.shape[1] - int(sel.any(0).nonzero()[0, 0]))  # rows from t0 on
     blocks = model.model.layers
     total = 0

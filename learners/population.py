@@ -116,6 +116,8 @@ class Population:
         self.fast = FastLlama(self.model, self.layers) if fused and FastLlama.supports(self.model) else None
         self._hidden: Callable[..., torch.Tensor] | None = (
             self.fast.hidden if self.fast is not None else None)
+        # training passes run the rows' common leading tokens once per learner (FastLlama.hidden)
+        self.share_prefix = True
         for i in range(self.P):
             self._configure(i)
             self.reset(i)
@@ -207,7 +209,7 @@ class Population:
             for layer in self.layers.values():
                 layer.rows, layer._T = rows, L
             if self._hidden is not None:                         # [K, H] positions predicting a label
-                h = self._hidden(ids, mask, sel, G)
+                h = self._hidden(ids, mask, sel, G, share=self.share_prefix)
             else:
                 h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[sel]
         finally:

@@ -10,11 +10,15 @@ import torch
 from torch.testing import assert_close
 
 from learners import fastpath, kernels
+from learners.encoding import predicting
 from learners.fastpath import FastLlama
 from learners.population import LearnerSpec, Population
 
 PAIRS = [("12+30=", "42"), ("7+8=", "15"), ("1+1=", "2"), ("33+44=", "77"), ("9+90=", "99"),
          ("5+5=", "10"), ("61+2=", "63"), ("0+0=", "0")]
+# prompts that start alike (as a chat template's system turn makes them): the fused forward runs
+# the common leading tokens once per learner
+SHARED = [("1000+2000+3000+" + p, a) for p, a in PAIRS]
 
 # (population targets, per-learner extra targets): q/v only lets the last block run on labelled
 # rows; o_proj, MLP and k_proj adapters take the other branches of the fused forward (an adapter
@@ -79,8 +83,9 @@ def test_losses_and_gradients_equal_the_transformers_forward(base, placement, ch
     assert_losses_and_gradients_equal(*pair_of_populations(base, placement))
 
 
-def assert_losses_and_gradients_equal(fused: Population, plain: Population) -> None:
-    batches = [PAIRS[:3], PAIRS[2:7], PAIRS[5:]]   # different lengths and batch sizes per learner
+def assert_losses_and_gradients_equal(fused: Population, plain: Population,
+                                      pairs: list = PAIRS) -> None:
+    batches = [pairs[:3], pairs[2:7], pairs[5:]]   # different lengths and batch sizes per learner
     lf, lp = fused.losses(batches), plain.losses(batches)
     assert_close(lf, lp, atol=1e-5, rtol=1e-5)
     lf.sum().backward()
@@ -92,11 +97,26 @@ def assert_losses_and_gradients_equal(fused: Population, plain: Population) -> N
             assert_close(getattr(fused.layers[name], part).grad, gp, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("placement,dropout", [("q_v", 0.0), ("q_v", 0.3), ("k_mlp", 0.3)])
-def test_training_steps_equal_the_transformers_forward(base, placement, dropout) -> None:
+@pytest.mark.parametrize("c_kernels", [True, False])
+@pytest.mark.parametrize("placement", sorted(PLACEMENTS))
+def test_a_shared_prompt_prefix_runs_once_per_learner_with_equal_gradients(base, placement,
+                                                                         c_kernels, monkeypatch) -> None:
+    if not c_kernels:
+        monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
+    fused, plain = pair_of_populations(base, placement)
+    ids, _, labels, B = fused._stack([SHARED[:3], SHARED[2:7], SHARED[5:]])
+    sel, _ = predicting(labels)
+    assert fused.fast is not None and fused.fast.shared_prefix(ids[:, :sel.shape[1]], sel, 3) >= 15
+    assert_losses_and_gradients_equal(fused, plain, SHARED)
+
+
+@pytest.mark.parametrize("placement,dropout,pairs", [
+    ("q_v", 0.0, PAIRS), ("q_v", 0.3, PAIRS), ("k_mlp", 0.3, PAIRS),
+    ("q_v", 0.0, SHARED), ("q_v", 0.3, SHARED)])   # dropout: the rows' prefixes differ, none shared
+def test_training_steps_equal_the_transformers_forward(base, placement, dropout, pairs) -> None:
     fused, plain = pair_of_populations(base, placement, dropout)
     for t in range(4):
-        batches = [PAIRS[t:t + 3], PAIRS[t + 1:t + 4], PAIRS[:2]]
+        batches = [pairs[t:t + 3], pairs[t + 1:t + 4], pairs[:2]]
         assert_close(fused.train_step(batches), plain.train_step(batches), atol=1e-5, rtol=1e-5)
     for i in range(fused.P):
         a, b = fused.get_state(i), plain.get_state(i)
@@ -149,22 +169,26 @@ def test_first_block_reads_a_per_token_table_when_the_batch_outnumbers_the_vocab
     assert_close(x, ref[:8])
 
 
+@pytest.mark.parametrize("pairs", [PAIRS, SHARED])
+@pytest.mark.parametrize("hidden,heads,kv_heads", [(32, 4, 2), (192, 3, 1)])  # head dims 8, 64
 @pytest.mark.parametrize("c_kernels", [True, False])
-def test_grouped_query_attention_equals_the_transformers_forward(base, c_kernels, monkeypatch) -> None:
-    """Bases with fewer key/value heads than query heads (as many local Llama checkpoints have)."""
+def test_grouped_query_attention_equals_the_transformers_forward(base, c_kernels, hidden, heads,
+                                                                 kv_heads, pairs, monkeypatch) -> None:
+    """Bases with fewer key/value heads than query heads (as many local Llama checkpoints have;
+    SmolLM2: 9 and 3 of dimension 64), with and without a shared prompt prefix."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if not c_kernels:
         monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
     _, tok = base
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      attn_implementation="eager")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=48,
+                      num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      max_position_embeddings=64, attn_implementation="eager")
     model = LlamaForCausalLM(cfg).eval()
     fused, plain = pair_of_populations((model, tok), "q_v")
-    assert fused.fast is not None and fused.fast.kv_heads == 2
-    assert_losses_and_gradients_equal(fused, plain)
+    assert fused.fast is not None and fused.fast.kv_heads == kv_heads
+    assert_losses_and_gradients_equal(fused, plain, pairs)
 
 
 @pytest.mark.parametrize("placement", ["q_v", "q_v_o"])

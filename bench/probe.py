@@ -14,7 +14,8 @@ CPU-second, and `identical` (every verdict of (1) equals (2)'s).
 were recorded (`curricula.families.trivia`: question + INSTRUCTION, PRIOR_TOKENS new tokens), half
 that SmolLM2 answered right and half wrong, judged by key terms in the greedy answer as `evolve
 run` judges them. (1) is then `learners.probe.generate_greedy` (every learner's continuation from
-one decoding loop per chunk over all learners: shared prompt prefix, finished items dropped),
+one decoding loop over all learners: shared prompt prefix, finished items dropped; on the
+population's fused forward, learners/fastgen.py, where the base is Llama-shaped),
 beside the same population through transformers' `generate()` (`generate_greedy_hf`), and (2)
 per learner PEFT batched `generate()` over all N prompts, each stopped at the end of turn or eos;
 `identical` compares the verdicts and `same_text` the share of identical answers (of the
@@ -118,7 +119,7 @@ def key_term_bench(a: Any, pop: Any, twin_base: Any, tok: Any, N: int, reps: int
                         for p in range(a.P)])
     prompts = [x.prompt for x in items]
     t_pop, texts = timed(lambda: generate_greedy(pop.model, tok, a.P, prompts, PRIOR_TOKENS,
-                                                 pop.probe_chunk, pop.device),
+                                                 pop.probe_chunk, pop.device, fast=pop.fast),
                          reps, "population_generate_greedy")
     n = a.P * N
     rate: dict[str, float] = {"population_generate_greedy": n / t_pop}   # learner-items per s

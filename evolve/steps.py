@@ -45,7 +45,7 @@ def probe_items(pop: Population, items: Sequence[Item], max_new_tokens: int = 32
     judged = [j for j, it in enumerate(items) if not getattr(it, "exact", True)]
     if judged:
         texts = generate_greedy(pop.model, pop.tokenizer, pop.P, [items[j].prompt for j in judged],
-                                max_new_tokens, pop.probe_chunk, pop.device)
+                                max_new_tokens, pop.probe_chunk, pop.device, fast=pop.fast)
         for i, j in enumerate(judged):
             terms = items[j].key_terms or (items[j].answer,)
             correct[:, j] = [key_terms_match(terms, texts[p][i]) for p in range(pop.P)]

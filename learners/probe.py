@@ -215,7 +215,7 @@ def _to_eval(model: Any, max_new_tokens: int) -> bool:
 @torch.no_grad()
 def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str],
                     max_new_tokens: int, budget: int, device: torch.device,
-                    stops: Sequence[int] | None = None) -> list[list[str]]:
+                    stops: Sequence[int] | None = None, fast: Any = None) -> list[list[str]]:
     """Every learner's greedy continuation of every prompt: texts[p][i], cut at the end-of-turn
     token or eos (`stops`: other token ids instead) or after `max_new_tokens` tokens, decoded
     without special tokens.
@@ -228,6 +228,9 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
       prompt) go through the model once per learner, and their cache is shared by its rows;
     - an item leaves the batch (its cache rows dropped) once every learner's answer to it has
       ended, instead of all rows running until the slowest one ends.
+    `fast`: the population's `FastLlama` (`Population.fast`, a Llama-shaped base): the same loop
+    on the fused forward (learners/fastgen.py: in-place K/V cache, grouped-query attention
+    without copies, the prefix once per learner for the whole call); None: `model`'s forward.
     """
     N = len(prompts)
     texts: list[list[str]] = [[""] * N for _ in range(P)]
@@ -241,6 +244,17 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
     n = _chunk(P, enc.input_ids.shape[1] + max_new_tokens, V, budget, MIN_ROWS_GENERATE)
     order = sorted(range(N), key=lambda j: len(seqs[j]))    # chunks of like lengths: little padding
+    if fast is not None:         # one running batch of at most n items, refilled as items end
+        from learners.fastgen import FastGen
+
+        gen = FastGen(fast, model, P, device)
+        gen.set_prefix(seqs[0][:_common_prefix(seqs)])
+        out = gen.generate([seqs[j] for j in order], n, max_new_tokens, ends)
+        for p in range(P):
+            for i, j in enumerate(order):
+                texts[p][j] = decode(out[p][i])
+        model.train(was_training)
+        return texts
     for lo in range(0, N, n):
         chunk = order[lo:lo + n]
         for row, toks in enumerate(_greedy_rows(model, P, [seqs[j] for j in chunk],
@@ -250,6 +264,14 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
     return texts
 
 
+def _common_prefix(seqs: list[list[int]]) -> int:
+    """The length of the prompts' common leading tokens, each prompt keeping at least one more."""
+    pre = 0
+    while pre < min(map(len, seqs)) - 1 and all(q[pre] == seqs[0][pre] for q in seqs):
+        pre += 1
+    return pre
+
+
 def _greedy_rows(model: Any, P: int, seqs: list[list[int]], max_new_tokens: int,
                  stops: torch.Tensor, device: torch.device) -> list[list[int]]:
     """Greedy tokens (up to the first stop token, excluded) of every row p*k + j: learner p's
@@ -257,9 +279,7 @@ def _greedy_rows(model: Any, P: int, seqs: list[list[int]], max_new_tokens: int,
     from transformers import DynamicCache
 
     k = len(seqs)
-    pre = 0                                   # the prompts' common prefix, each keeps >= 1 token
-    while pre < min(map(len, seqs)) - 1 and all(q[pre] == seqs[0][pre] for q in seqs):
-        pre += 1
+    pre = _common_prefix(seqs)                # computed once per learner, its cache shared
     S = max(len(q) for q in seqs) - pre
     suffix = torch.zeros((k, S), dtype=torch.long)
     smask = torch.zeros((k, S), dtype=torch.long)

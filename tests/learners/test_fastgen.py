@@ -1,0 +1,125 @@
+"""The key-term probe's generation on the fused forward (learners/fastgen.py) gives the texts of
+per-learner PEFT batched `generate()` and of the transformers-forward loop, on tiny random Llamas
+with tied embeddings and grouped-query attention, through a chat template and without one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from learners.encoding import as_codec, encode_pairs
+from learners.population import LearnerSpec, Population
+from learners.probe import _greedy_rows, generate_greedy, generate_greedy_hf
+from tests.learners.test_architectures import peft_twin
+from tests.learners.test_chat_encoding import FACTS, UNSEEN, bpe_tokenizer
+
+PROMPTS = [q for q, _ in FACTS + UNSEEN] + ["Capital", "The Jupiter is", "Opposite of cold? The"]
+
+
+def tiny_llama(out: Path, chat: bool) -> Path:
+    """A 3-block random Llama: 6 query heads sharing 2 K/V heads (SmolLM2's grouping of 3), tied
+    embeddings, the BPE tokenizer with or without the chat template; saved to `out`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = bpe_tokenizer(chat=chat)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96,
+                         num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
+                         max_position_embeddings=128, tie_word_embeddings=True,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["chat", "plain"])
+def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_llama(tmp_path_factory.mktemp("fastgen"), chat=request.param)
+
+
+def population(path: Path) -> Population:
+    """Three learners whose adapters (random B) change the answers, each differently."""
+    from learners.base import load_base
+
+    model, tok = load_base(path)
+    specs = [LearnerSpec(lr=1e-2, weight_decay=0.0, rank=r, alpha=2.0 * r, dropout=0.0, seed=s)
+             for s, r in ((1, 2), (2, 4), (3, 8))]
+    pop = Population(model, tok, specs)
+    g = torch.Generator().manual_seed(0)
+    for i in range(pop.P):
+        st = pop.get_state(i)
+        st.lora = {n: (a, torch.randn(b.shape, generator=g) * 0.5 * i) for n, (a, b) in st.lora.items()}
+        pop.set_state(i, st)
+    assert pop.fast is not None and pop.fast.kv_heads < pop.fast.heads
+    assert pop.model.get_output_embeddings().weight is pop.model.get_input_embeddings().weight
+    return pop
+
+
+def test_fast_generation_equals_peft_generate_per_learner(base: Path) -> None:
+    """Each learner's texts are those of a PEFT model holding its adapter, through transformers'
+    batched `generate()` (left padding, KV cache)."""
+    pop = population(base)
+    texts = generate_greedy(pop.model, pop.tokenizer, pop.P, PROMPTS, 10, pop.probe_chunk,
+                            pop.device, fast=pop.fast)
+    assert len({tuple(t) for t in texts}) == pop.P, "the adapters should change the answers"
+    for i in range(pop.P):
+        pm = peft_twin(base, pop, i)
+        assert texts[i] == generate_greedy_hf(pm, pop.tokenizer, 1, PROMPTS, 10, 1 << 18,
+                                              pop.device)[0]
+
+
+@pytest.mark.parametrize("min_rows", [None, 6])
+def test_fast_generation_equals_the_transformers_loop(base: Path, min_rows: int | None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same texts as `generate_greedy` on the transformers forward and as `generate()`, for 1, 3
+    and 12 new tokens, in one chunk and in chunks of two items, with items that end at different
+    steps (so their rows leave the cache mid-decoding)."""
+    from learners import probe
+
+    budget = 1 << 18
+    if min_rows is not None:
+        monkeypatch.setattr(probe, "MIN_ROWS_GENERATE", min_rows)
+        budget = 1
+    pop = population(base)
+    args = (pop.model, pop.tokenizer, pop.P, PROMPTS)
+    for new_tokens in (1, 3, 12):
+        ours = generate_greedy(*args, new_tokens, budget, pop.device, fast=pop.fast)
+        assert ours == generate_greedy(*args, new_tokens, budget, pop.device)
+        assert ours == generate_greedy_hf(*args, new_tokens, budget, pop.device)
+    # end answers at a frequent token too, so items end at different steps
+    enc = encode_pairs(pop.tokenizer, [(q, "") for q in PROMPTS])
+    seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
+    end = as_codec(pop.tokenizer).end_id
+    rows = _greedy_rows(pop.model, pop.P, seqs, 12, torch.tensor([end]), pop.device)
+    counts: dict[int, int] = {}
+    for r in rows:
+        for t in set(r):
+            counts[t] = counts.get(t, 0) + 1
+    stops = [end, max(counts, key=lambda t: counts[t])]
+    ours = generate_greedy(*args, 12, budget, pop.device, stops, fast=pop.fast)
+    assert ours == generate_greedy_hf(*args, 12, budget, pop.device, stops)
+    lengths = {len(t) for row in ours for t in row}
+    assert len(lengths) >= 3, "need answers of different lengths"
+
+
+def test_fast_generation_records_no_autograd_graph(base: Path, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    """No autograd through the adapters even where the caller has it on (the engine's probe)."""
+    from learners.fastgen import FastGen
+
+    pop = population(base)
+    grad_on: list[bool] = []
+    forward = FastGen.forward
+
+    def spy(self: FastGen, *args: object, **kwargs: object) -> object:
+        grad_on.append(torch.is_grad_enabled())
+        return forward(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FastGen, "forward", spy)
+    with torch.enable_grad():
+        generate_greedy(pop.model, pop.tokenizer, pop.P, PROMPTS[:4], 4, pop.probe_chunk,
+                        pop.device, fast=pop.fast)
+    assert grad_on and not any(grad_on)

@@ -48,24 +48,29 @@ def bpe_tokenizer(chat: bool) -> PreTrainedTokenizerFast:
     return tok
 
 
-@pytest.fixture(scope="module")
-def chat_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random Llama (grouped-query attention) with the chat BPE tokenizer, saved."""
+def bpe_llama(out: Path, *, chat: bool, hidden: int, layers: int, heads: int, kv_heads: int,
+              tied: bool, seed: int) -> Path:
+    """A tiny random Llama with the BPE tokenizer (with or without the chat template), saved."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = bpe_tokenizer(chat=True)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=128, tie_word_embeddings=False,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("chat_base")
-    model.save_pretrained(out)
+    tok = bpe_tokenizer(chat=chat)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads,
+                         num_key_value_heads=kv_heads, max_position_embeddings=128,
+                         tie_word_embeddings=tied, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def chat_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama (grouped-query attention) with the chat BPE tokenizer, saved."""
+    return bpe_llama(tmp_path_factory.mktemp("chat_base"), chat=True, hidden=32, layers=2,
+                     heads=4, kv_heads=2, tied=False, seed=0)
 
 
 def test_sequence_is_the_template_rendering_of_prompt_and_answer() -> None:

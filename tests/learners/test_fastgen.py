@@ -13,7 +13,7 @@ from learners.encoding import as_codec, encode_pairs
 from learners.population import LearnerSpec, Population
 from learners.probe import _greedy_rows, generate_greedy, generate_greedy_hf
 from tests.learners.test_architectures import peft_twin
-from tests.learners.test_chat_encoding import FACTS, UNSEEN, bpe_tokenizer
+from tests.learners.test_chat_encoding import FACTS, UNSEEN, bpe_llama
 
 PROMPTS = [q for q, _ in FACTS + UNSEEN] + ["Capital", "The Jupiter is", "Opposite of cold? The"]
 
@@ -21,18 +21,7 @@ PROMPTS = [q for q, _ in FACTS + UNSEEN] + ["Capital", "The Jupiter is", "Opposi
 def tiny_llama(out: Path, chat: bool) -> Path:
     """A 3-block random Llama: 6 query heads sharing 2 K/V heads (SmolLM2's grouping of 3), tied
     embeddings, the BPE tokenizer with or without the chat template; saved to `out`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = bpe_tokenizer(chat=chat)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96,
-                         num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
-                         max_position_embeddings=128, tie_word_embeddings=True,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    torch.manual_seed(1)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return bpe_llama(out, chat=chat, hidden=48, layers=3, heads=6, kv_heads=2, tied=True, seed=1)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["chat", "plain"])

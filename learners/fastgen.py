@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from learners.arch import lm_logits
-from learners.fastpath import FastLlama, _Block
+from learners.fastpath import FastLlama, _Block, additive_mask
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]   # per block: K, V [items, P, kv_heads, T_max, d]
 MLP_ROWS = 512   # rows per chunk of the MLP: its [rows, 2I] intermediate stays in cache
@@ -136,9 +136,7 @@ class FastGen:
 
     def _additive(self, see: torch.Tensor) -> torch.Tensor:
         """0 where `see`, the dtype's min elsewhere (eager attention's mask)."""
-        dtype = self.fast.blocks[0].w_qkv.dtype
-        return torch.zeros(see.shape, dtype=dtype, device=see.device).masked_fill_(
-            ~see, torch.finfo(dtype).min)
+        return additive_mask(see, self.fast.blocks[0].w_qkv.dtype)
 
     # --- decoding -------------------------------------------------------------------------------
     def set_prefix(self, prefix: list[int]) -> None:

@@ -103,6 +103,12 @@ def _base(module: nn.Module) -> nn.Module:
     return module.base if isinstance(module, StackedLoRALinear) else module
 
 
+def additive_mask(see: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Eager attention's additive mask of the bool `see`: 0 where True, the dtype's min elsewhere."""
+    return torch.zeros(see.shape, dtype=dtype, device=see.device).masked_fill_(
+        ~see, torch.finfo(dtype).min)
+
+
 def common_prefix(ids: torch.Tensor, sel: torch.Tensor, B: int) -> int:
     """The leading tokens every labelled row of a right-padded [G*B, T] pass starts with (a chat
     template's system turn), up to the first position that predicts a label (sel [G*B, T]); 0
@@ -328,10 +334,8 @@ class FastLlama:
         cos, sin = self.rotary(h[None], pos)                             # [1, T, d]
         half = self.head_dim // 2
         cos, sin = cos[0, :, :half].contiguous(), sin[0, :, :half].contiguous()  # [T, d/2]
-        bias = torch.zeros(T, T, dtype=h.dtype, device=h.device)
-        bias.masked_fill_(~torch.ones(T, T, dtype=torch.bool, device=h.device).tril(),
-                          torch.finfo(h.dtype).min)
-        return cos, sin, bias
+        causal = torch.ones(T, T, dtype=torch.bool, device=h.device).tril()
+        return cos, sin, additive_mask(causal, h.dtype)
 
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, sel: torch.Tensor, G: int,
                share: bool = False) -> torch.Tensor:
@@ -386,4 +390,4 @@ class FastLlama:
         return h[sel[:, Tp:].reshape(-1)]
 
 
-__all__ = ["FastLlama", "common_prefix"]
+__all__ = ["FastLlama", "additive_mask", "common_prefix"]

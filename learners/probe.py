@@ -253,13 +253,12 @@ def generate_greedy(model: Any, tokenizer: object, P: int, prompts: Sequence[str
         for p in range(P):
             for i, j in enumerate(order):
                 texts[p][j] = decode(out[p][i])
-        model.train(was_training)
-        return texts
-    for lo in range(0, N, n):
-        chunk = order[lo:lo + n]
-        for row, toks in enumerate(_greedy_rows(model, P, [seqs[j] for j in chunk],
-                                                max_new_tokens, ends, device)):
-            texts[row // len(chunk)][chunk[row % len(chunk)]] = decode(toks)
+    else:
+        for lo in range(0, N, n):
+            chunk = order[lo:lo + n]
+            for row, toks in enumerate(_greedy_rows(model, P, [seqs[j] for j in chunk],
+                                                    max_new_tokens, ends, device)):
+                texts[row // len(chunk)][chunk[row % len(chunk)]] = decode(toks)
     model.train(was_training)
     return texts
 

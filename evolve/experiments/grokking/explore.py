@@ -18,12 +18,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from learners.population import LearnerSpec
 
 ALL = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 Row = tuple[int, list[float], list[float]]   # pass, train accuracy and holdout accuracy per learner
 
 
-def spec_of(text: str, targets: tuple[str, ...]) -> object:
+def spec_of(text: str, targets: tuple[str, ...]) -> LearnerSpec:
     """`lr:wd:rank[:alpha[:init_scale]]` -> a LearnerSpec."""
     from learners.population import LearnerSpec
 
@@ -50,8 +54,7 @@ def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners:
     train = [(i.prompt, i.answer) for i in table[:n]]
     hold = [(i.prompt, i.answer) for i in table[n:][:256]]
     tm = tuple(targets.split(","))
-    pop = Population(model, tok, [spec_of(s, tm) for s in learners],  # type: ignore[misc]
-                     target_modules=tm)
+    pop = Population(model, tok, [spec_of(s, tm) for s in learners], target_modules=tm)
     log(f"train {len(train)} hold {len(hold)} learners {' '.join(learners)}")
     t0, rows = time.time(), []
     for e in range(passes + 1):

@@ -47,3 +47,28 @@ def test_explore_trains_the_learners_and_reports_both_accuracies(tmp_path: Path)
     assert [r[0] for r in rows] == [0, 2, 4] and lines[0].startswith("train 15 hold 10 ")
     assert all(len(tr) == len(ho) == 2 and all(0 <= x <= 1 for x in tr + ho) for _, tr, ho in rows)
     assert rows[0][1] != rows[-1][1]   # the learners trained
+
+
+def test_linear_std_sets_the_frozen_linears_and_explore_runs_full_batch(tmp_path: Path) -> None:
+    """`--linear-std` scales the frozen linear layers (the embeddings and head keep their own
+    stds), 0 is refused with the reason; `explore` with batch 0 takes the whole split per step,
+    no clipping and beta2 0.98 (the grokking papers' optimiser)."""
+    import pytest
+
+    from evolve.experiments.grokking.explore import explore
+
+    build(tmp_path / "s", numbers=16, hidden=64, layers=1, linear_std=1e-3)
+    small, _ = load_base(tmp_path / "s")
+    build(tmp_path / "d", numbers=16, hidden=64, layers=1)
+    default, _ = load_base(tmp_path / "d")
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert 0.5e-3 < float(small.state_dict()[q].std()) < 2e-3
+    assert 0.01 < float(default.state_dict()[q].std()) < 0.04
+    emb = "model.embed_tokens.weight"
+    assert torch.equal(small.state_dict()[emb], default.state_dict()[emb])
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "z"), "--linear-std", "0"])
+    lines: list[str] = []
+    rows = explore(tmp_path / "s", "add", 5, 0.6, 3, ["1e-2:1:8:16:1"], batch=0, every=3,
+                   log=lines.append, clip=None, betas=(0.9, 0.98))
+    assert lines[0].startswith("train 15 ") and [r[0] for r in rows] == [0, 3]

@@ -17,6 +17,7 @@ import argparse
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,8 +41,10 @@ def spec_of(text: str, targets: tuple[str, ...]) -> LearnerSpec:
 
 def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners: Sequence[str],
             batch: int = 32, every: int = 10, targets: str = ALL, seed: int = 0,
-            log: Callable[[str], None] | None = None) -> list[Row]:
-    """Train the learners; returns (pass, train acc, holdout acc) every `every` passes from 0."""
+            log: Callable[[str], None] | None = None, clip: float | None = 1.0,
+            betas: tuple[float, float] = (0.9, 0.999)) -> list[Row]:
+    """Train the learners; returns (pass, train acc, holdout acc) every `every` passes from 0.
+    `batch` 0 = the whole training split per step; `clip` None = no gradient clipping."""
     from curricula.families.modular import Modular
     from learners.base import load_base
     from learners.population import Population
@@ -54,7 +57,9 @@ def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners:
     train = [(i.prompt, i.answer) for i in table[:n]]
     hold = [(i.prompt, i.answer) for i in table[n:][:256]]
     tm = tuple(targets.split(","))
-    pop = Population(model, tok, [spec_of(s, tm) for s in learners], target_modules=tm)
+    specs = [replace(spec_of(s, tm), max_grad_norm=clip) for s in learners]
+    pop = Population(model, tok, specs, target_modules=tm, betas=betas)
+    batch = batch or len(train)
     log(f"train {len(train)} hold {len(hold)} learners {' '.join(learners)}")
     t0, rows = time.time(), []
     for e in range(passes + 1):
@@ -79,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--p", type=int, default=23, help="modulus (default 23)")
     a.add_argument("--fraction", type=float, default=0.6, help="trained part of the table")
     a.add_argument("--passes", type=int, default=300, help="passes over the training split")
-    a.add_argument("--batch", type=int, default=32, help="items per step (default 32)")
+    a.add_argument("--batch", type=int, default=32,
+                   help="items per step (default 32; 0 = the whole training split)")
+    a.add_argument("--clip", type=float, default=1.0,
+                   help="gradient clipping norm per learner (default 1; 0 = off)")
+    a.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2 (default 0.999)")
     a.add_argument("--every", type=int, default=10, help="passes between probes (default 10)")
     a.add_argument("--targets", default=ALL, help="adapted modules, comma-separated")
     a.add_argument("learners", nargs="+", help="lr:weight_decay:rank[:alpha[:init_scale]]")
     g = a.parse_args(argv)
     explore(g.base.expanduser(), g.op, g.p, g.fraction, g.passes, g.learners, g.batch, g.every,
-            g.targets)
+            g.targets, clip=g.clip or None, betas=(0.9, g.beta2))
     return 0
 
 

@@ -88,6 +88,7 @@ class TrainingConfig:
     epochs: int = _f(1, "passes over each generation's items, each re-ordered and probed every "
                         "checkpoint_every items (> 1: the grokking setting, configs/grokking.yaml)")
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
+    adam_beta2: float = _f(0.999, "AdamW's second-moment decay (0.98: the grokking papers' value)")
     init_scale: float = _f(0.0, "fresh adapters' start: 0 = PEFT's (B = 0, no update); > 0 = B "
                                 "drawn like A and both x init_scale, a large random update that "
                                 "weight decay must shrink (Omnigrok; docs/experiments.md, grokking)")
@@ -98,6 +99,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _need(self.batch_size >= 1, "training.batch_size must be >= 1")
+        _need(0.0 < self.adam_beta2 < 1.0, "training.adam_beta2 must be in (0, 1), e.g. 0.999")
         _need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
               f"training.max_new_tokens = {self.max_new_tokens!r}; set it to at least 1 (e.g. 32)")
         _need(self.checkpoint_every >= 1 and self.checkpoint_every % self.batch_size == 0,

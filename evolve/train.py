@@ -67,6 +67,7 @@ class GroupJob:
     checkpoint_every: int = 8
     epochs: int = 1                    # passes over `items` (each re-ordered, cut into windows)
     max_grad_norm: float | None = 1.0
+    adam_beta2: float = 0.999          # AdamW's second-moment decay
     init_scale: float = 0.0            # fresh adapters' init (LearnerSpec.init_scale)
     spectral: bool = True
     assess_items: list[Item] = field(default_factory=list)    # fixed never-trained probe items
@@ -206,7 +207,7 @@ def _population(job: GroupJob) -> Population:
     for s in specs:
         targets += [t for t in (s.target_modules or ()) if t not in targets]
     pop = Population(model, tok, specs, target_modules=tuple(targets or ("q_proj", "v_proj")),
-                     device=job.device)
+                     device=job.device, betas=(0.9, job.adam_beta2))
     for i, plan in enumerate(job.learners):
         if plan.state is not None:
             pop.set_state(i, dataclasses.replace(plan.state, spec=specs[i]))

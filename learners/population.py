@@ -78,7 +78,7 @@ class Population:
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
                  r_max: int | None = None, probe_chunk: int = 1 << 18,
                  group_size: int | None = None, fused: bool = True,
-                 group_tokens: int = 2048) -> None:
+                 group_tokens: int = 2048, betas: tuple[float, float] = (0.9, 0.999)) -> None:
         if not specs:
             raise ValueError("a population needs at least one LearnerSpec")
         self.specs = [replace(s) for s in specs]
@@ -106,7 +106,7 @@ class Population:
         self.steps = np.zeros(self.P, dtype=np.int64)
         self.opt = StackedAdamW(self._params(), [s.lr for s in self.specs],
                                 [s.weight_decay for s in self.specs],
-                                [s.max_grad_norm for s in self.specs])
+                                [s.max_grad_norm for s in self.specs], betas=betas)
         # one dropout generator per learner, seeded from its seed (replay alone = in a group)
         self.dropout_gens = [torch.Generator(device=self.device) for _ in range(self.P)]
         for layer in self.layers.values():

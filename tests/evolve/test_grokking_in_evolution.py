@@ -139,3 +139,22 @@ def test_training_init_scale_reaches_fresh_learners_and_is_off_by_default(make_c
     assert all(d > 0 for d in deltas(make_cfg(**{"training.init_scale": 2})))
     with pytest.raises(EvolveError, match="training.init_scale"):
         make_cfg(**{"training.init_scale": -1})
+
+
+def test_training_adam_beta2_reaches_the_optimiser(make_cfg: Any) -> None:
+    """`training.adam_beta2` (0.98 in the grokking papers) travels from the config through the
+    group's job to the population's AdamW; the default is 0.999, and a value outside (0, 1) is a
+    config error naming the key."""
+    from common.errors import EvolveError
+    from evolve.generation import build_streams, draw_items, init_population, make_job
+    from evolve.train import _population
+
+    def beta2(cfg: Any) -> float:
+        members = init_population(cfg, cfg.gene_space())[:2]
+        job = make_job(cfg, cfg.base, build_streams(cfg, members, 0), draw_items(cfg), 0, 0)
+        return float(_population(job).opt.beta2)
+
+    assert beta2(make_cfg()) == 0.999
+    assert beta2(make_cfg(**{"training.adam_beta2": 0.98})) == 0.98
+    with pytest.raises(EvolveError, match="training.adam_beta2"):
+        make_cfg(**{"training.adam_beta2": 1.0})

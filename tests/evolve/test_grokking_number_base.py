@@ -5,10 +5,12 @@ and deterministic for a seed, and LoRA learners on it train and are probed like 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from curricula.families.modular import Modular
+from evolve.experiments.grokking.explore import main as main_explore
 from evolve.experiments.grokking.number_base import build, main
 from learners.base import load_base
 from learners.encoding import as_codec
@@ -47,3 +49,57 @@ def test_explore_trains_the_learners_and_reports_both_accuracies(tmp_path: Path)
     assert [r[0] for r in rows] == [0, 2, 4] and lines[0].startswith("train 15 hold 10 ")
     assert all(len(tr) == len(ho) == 2 and all(0 <= x <= 1 for x in tr + ho) for _, tr, ho in rows)
     assert rows[0][1] != rows[-1][1]   # the learners trained
+
+
+def test_linear_std_sets_the_frozen_linears_and_explore_runs_full_batch(tmp_path: Path) -> None:
+    """`--linear-std` scales the frozen linear layers (the embeddings and head keep their own
+    stds), 0 is refused with the reason; `explore` with batch 0 takes the whole split per step,
+    no clipping and beta2 0.98 (the grokking papers' optimiser)."""
+    import pytest
+
+    from evolve.experiments.grokking.explore import explore
+
+    build(tmp_path / "s", numbers=16, hidden=64, layers=1, linear_std=1e-3)
+    small, _ = load_base(tmp_path / "s")
+    build(tmp_path / "d", numbers=16, hidden=64, layers=1)
+    default, _ = load_base(tmp_path / "d")
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert 0.5e-3 < float(small.state_dict()[q].std()) < 2e-3
+    assert 0.01 < float(default.state_dict()[q].std()) < 0.04
+    emb = "model.embed_tokens.weight"
+    assert torch.equal(small.state_dict()[emb], default.state_dict()[emb])
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "z"), "--linear-std", "0"])
+    lines: list[str] = []
+    rows = explore(tmp_path / "s", "add", 5, 0.6, 3, ["1e-2:1:8:16:1"], batch=0, every=3,
+                   log=lines.append, clip=None, betas=(0.9, 0.98))
+    assert lines[0].startswith("train 15 ") and [r[0] for r in rows] == [0, 3]
+
+
+def test_explore_verdicts_use_the_grokking_detector_and_read_saved_logs(
+        tmp_path: Path, capsys: Any) -> None:
+    """Each learner's verdict says where it memorised and whether the evolution's detector fired
+    (a late holdout jump); `--verdict LOG` gives the same verdicts from a saved output."""
+    import pytest
+
+    from evolve.experiments.grokking.explore import parse_log, verdicts
+
+    n = 40
+    grok = [(0.1 if e < 5 else 1.0, 0.0 if e < 25 else 0.9) for e in range(n)]
+    flat = [(0.1 if e < 5 else 1.0, 0.05) for e in range(n)]
+    lines = [f"pass {10 * e:4d} t={e:5d}s " + " ".join(f"{a:.2f}/{b:.2f}" for a, b in pair)
+             for e, pair in enumerate(zip(grok, flat, strict=True))]
+    text = "train 480 hold 256 learners x y\n" + "\n".join(lines) + "\nx: a verdict\n"
+    rows = parse_log(text)
+    assert [r[0] for r in rows] == [10 * e for e in range(n)] and rows[30][2] == [0.9, 0.05]
+    got, never = verdicts(rows)
+    assert got.startswith("memorised at pass 50; the grokking detector fired at pass ")
+    assert "midpoint at pass 250" in got and never.endswith("holdout 0.05 (best 0.05)")
+    assert "did not grok" in never
+    (tmp_path / "run.log").write_text(text)
+    assert main_explore(["--verdict", str(tmp_path / "run.log")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"learner 1: {got}", f"learner 2: {never}"]
+    (tmp_path / "empty.log").write_text("nothing\n")
+    with pytest.raises(SystemExit):
+        main_explore(["--verdict", str(tmp_path / "empty.log")])
+    assert "no 'pass N" in capsys.readouterr().err

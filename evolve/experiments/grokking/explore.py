@@ -8,15 +8,21 @@ docs/experiments.md "Grokking inside evolution" were made this way).
 
 A learner is `lr:weight_decay:rank[:alpha[:init_scale]]` (alpha default 2 x rank, init_scale 0);
 LoRA on all seven Llama linear layers unless `--targets`, gradient clipping 1, batch `--batch`,
-the split and the pass orders seeded. Holdout: up to 256 of the cells not trained on.
+the split and the pass orders seeded. Holdout: up to 256 of the cells not trained on. At the end
+each learner's verdict from the evolution's own detector (fitness/signals/generalisation.py, window
+10 probes): the pass where it memorised (train >= 0.9) and, if holdout's 10-probe mean then jumped
+by > 0.2, the pass where it grokked and the jump's midpoint. `--verdict LOG` prints the same
+verdicts for a saved output of this script.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
 
 ALL = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 Row = tuple[int, list[float], list[float]]   # pass, train accuracy and holdout accuracy per learner
+_PASS = re.compile(r"^pass\s+(\d+) t=\s*\d+s ((?:[\d.]+/[\d.]+ ?)+)$")
 
 
 def spec_of(text: str, targets: tuple[str, ...]) -> LearnerSpec:
@@ -40,8 +47,10 @@ def spec_of(text: str, targets: tuple[str, ...]) -> LearnerSpec:
 
 def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners: Sequence[str],
             batch: int = 32, every: int = 10, targets: str = ALL, seed: int = 0,
-            log: Callable[[str], None] | None = None) -> list[Row]:
-    """Train the learners; returns (pass, train acc, holdout acc) every `every` passes from 0."""
+            log: Callable[[str], None] | None = None, clip: float | None = 1.0,
+            betas: tuple[float, float] = (0.9, 0.999)) -> list[Row]:
+    """Train the learners; returns (pass, train acc, holdout acc) every `every` passes from 0.
+    `batch` 0 = the whole training split per step; `clip` None = no gradient clipping."""
     from curricula.families.modular import Modular
     from learners.base import load_base
     from learners.population import Population
@@ -54,7 +63,9 @@ def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners:
     train = [(i.prompt, i.answer) for i in table[:n]]
     hold = [(i.prompt, i.answer) for i in table[n:][:256]]
     tm = tuple(targets.split(","))
-    pop = Population(model, tok, [spec_of(s, tm) for s in learners], target_modules=tm)
+    specs = [replace(spec_of(s, tm), max_grad_norm=clip) for s in learners]
+    pop = Population(model, tok, specs, target_modules=tm, betas=betas)
+    batch = batch or len(train)
     log(f"train {len(train)} hold {len(hold)} learners {' '.join(learners)}")
     t0, rows = time.time(), []
     for e in range(passes + 1):
@@ -69,23 +80,76 @@ def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners:
             rows.append((e, tr, ho))
             log(f"pass {e:4d} t={time.time() - t0:5.0f}s "
                 + " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(tr, ho, strict=True)))
+    for i, line in enumerate(verdicts(rows)):
+        log(f"{learners[i]}: {line}")
     return rows
+
+
+def parse_log(text: str) -> list[Row]:
+    """The probe rows of a saved `explore` output (other lines are skipped)."""
+    rows = []
+    for line in text.splitlines():
+        if m := _PASS.match(line.strip()):
+            pairs = [tuple(float(x) for x in c.split("/")) for c in m.group(2).split()]
+            rows.append((int(m.group(1)), [a for a, _ in pairs], [b for _, b in pairs]))
+    return rows
+
+
+def verdicts(rows: Sequence[Row]) -> list[str]:
+    """Per learner: where it memorised and whether (and where) the grokking detector fired."""
+    from fitness.signals.generalisation import (
+        GROK_WINDOW,
+        detect_grokking,
+        memorised_index,
+        onset_index,
+    )
+
+    out = []
+    for k in range(len(rows[0][1]) if rows else 0):
+        tr, ho = [r[1][k] for r in rows], [r[2][k] for r in rows]
+        m = memorised_index(tr)
+        j = detect_grokking(tr, ho, window=GROK_WINDOW)
+        o = onset_index(ho, m) if m is not None and j is not None else None
+        text = "never memorised" if m is None else f"memorised at pass {rows[m][0]}"
+        if j is None:
+            text += "; did not grok"
+        else:
+            text += f"; the grokking detector fired at pass {rows[j][0]}"
+            text += " (before memorising: holdout rose with train)" if m is None or m > j else ""
+        text += "" if o is None else f" (holdout jump midpoint at pass {rows[o][0]})"
+        out.append(f"{text}; end train {tr[-1]:.2f} holdout {ho[-1]:.2f} (best {max(ho):.2f})")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     a = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    a.add_argument("--base", type=Path, required=True, help="a local causal LM directory")
+    a.add_argument("--base", type=Path, help="a local causal LM directory (required to train)")
     a.add_argument("--op", default="sub", help="modular op (curricula/families/modular.py)")
     a.add_argument("--p", type=int, default=23, help="modulus (default 23)")
     a.add_argument("--fraction", type=float, default=0.6, help="trained part of the table")
     a.add_argument("--passes", type=int, default=300, help="passes over the training split")
-    a.add_argument("--batch", type=int, default=32, help="items per step (default 32)")
+    a.add_argument("--batch", type=int, default=32,
+                   help="items per step (default 32; 0 = the whole training split)")
+    a.add_argument("--clip", type=float, default=1.0,
+                   help="gradient clipping norm per learner (default 1; 0 = off)")
+    a.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2 (default 0.999)")
     a.add_argument("--every", type=int, default=10, help="passes between probes (default 10)")
     a.add_argument("--targets", default=ALL, help="adapted modules, comma-separated")
-    a.add_argument("learners", nargs="+", help="lr:weight_decay:rank[:alpha[:init_scale]]")
+    a.add_argument("--verdict", type=Path, metavar="LOG",
+                   help="only print the detector's verdicts for a saved output of this script")
+    a.add_argument("learners", nargs="*", help="lr:weight_decay:rank[:alpha[:init_scale]]")
     g = a.parse_args(argv)
+    if g.verdict:
+        rows = parse_log(g.verdict.read_text())
+        if not rows:
+            a.error(f"--verdict {g.verdict}: no 'pass N t=..s train/holdout ...' lines in it")
+        for i, line in enumerate(verdicts(rows)):
+            print(f"learner {i + 1}: {line}")
+        return 0
+    if not g.learners or g.base is None:
+        a.error("give --base DIR and at least one learner, e.g. 3e-3:1:64 (or --verdict LOG)")
     explore(g.base.expanduser(), g.op, g.p, g.fraction, g.passes, g.learners, g.batch, g.every,
-            g.targets)
+            g.targets, clip=g.clip or None, betas=(0.9, g.beta2))
     return 0
 
 

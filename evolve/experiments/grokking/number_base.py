@@ -21,7 +21,7 @@ SYMBOLS = tuple("+-*^%=")
 
 
 def build(out: Path, numbers: int = 128, hidden: int = 128, layers: int = 2, heads: int = 4,
-          out_std: float = 0.1, seed: int = 0) -> Path:
+          out_std: float = 0.1, seed: int = 0, linear_std: float = 0.02) -> Path:
     """Write the random model and its number tokenizer to `out`; returns `out`."""
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -39,7 +39,8 @@ def build(out: Path, numbers: int = 128, hidden: int = 128, layers: int = 2, hea
     cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=4 * hidden,
                       num_hidden_layers=layers, num_attention_heads=heads,
                       num_key_value_heads=heads, max_position_embeddings=16, pad_token_id=0,
-                      bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+                      bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+                      initializer_range=linear_std)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)
@@ -59,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=128, help="model width (default 128)")
     p.add_argument("--layers", type=int, default=2, help="decoder blocks (default 2)")
     p.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    p.add_argument("--linear-std", type=float, default=0.02,
+                   help="std of the frozen linear layers (default 0.02, Llama's)")
     a = p.parse_args(argv)
-    print(build(a.out.expanduser(), a.numbers, a.hidden, a.layers, seed=a.seed))
+    if not a.linear_std > 0:
+        p.error(f"--linear-std {a.linear_std}: give a number > 0 (at 0 LoRA's gradients vanish)")
+    print(build(a.out.expanduser(), a.numbers, a.hidden, a.layers, seed=a.seed,
+                linear_std=a.linear_std))
     return 0
 
 

@@ -18,6 +18,10 @@ forward's pieces (one q/k/v GEMM, every learner's LoRA in one bmm, addmm residua
   prompt pass, then the same decoding steps) as soon as a quarter of its places are free, so
   decoding does not end each chunk with a few rows for many steps. The cache is item-major
   ([items, P, ...]: an item's rows move together when it leaves) with a column per item;
+- a per-row exit: a learner's row whose answer has ended leaves the decoding steps' base GEMMs
+  (q/k/v, o_proj, MLP, LM head) while the item's other learners go on; only the q/k/v LoRA
+  bmm, which needs equal rows per learner, and the attention still see every row (when adapters
+  sit on o_proj or the MLP, every row stays, as before);
 - in the prompt pass, the last block's queries, o_proj, MLP, final norm and LM head on the last
   position only (the only one whose logits are read);
 - the MLP (without adapters) in chunks of 512 rows through one gate+up GEMM, without keeping the
@@ -37,7 +41,7 @@ import torch
 from torch import nn
 
 from learners.arch import lm_logits
-from learners.fastpath import FastLlama, _Block, additive_mask
+from learners.fastpath import FastLlama, _Block, _mm, additive_mask
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]   # per block: K, V [items, P, kv_heads, T_max, d]
 MLP_ROWS = 512   # rows per chunk of the MLP: its [rows, 2I] intermediate stays in cache
@@ -59,6 +63,9 @@ class FastGen:
         self.group = fast.heads // fast.kv_heads
         self.prefix: list[int] = []
         self.prefix_cache: Cache = []
+        # per-row exit: a decoding step runs the base on the rows whose answer has not ended;
+        # the LoRA of the o_proj and MLP modules (a bmm over equal rows per learner) forbids it
+        self.row_exit = all(set(b.lora) <= {"q_proj", "k_proj", "v_proj"} for b in fast.blocks)
 
     # --- pieces ---------------------------------------------------------------------------------
     def _mlp(self, b: _Block, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -91,22 +98,28 @@ class FastGen:
         return o.view(n, P, hk, g, tq, d).permute(1, 0, 4, 2, 3, 5).reshape(P * n * tq, h * d)
 
     def forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: Cache, cols: int | torch.Tensor,
-                T: int, bias: torch.Tensor, logits: bool = True) -> torch.Tensor | None:
+                T: int, bias: torch.Tensor, logits: bool = True, act: torch.Tensor | None = None
+                ) -> torch.Tensor | None:
         """ids, pos [P*k, tq] (learner-major rows) -> the logits [P*k, V] of each row's last
         position (None with logits False). Their K/V are written into `cache` (per block K, V
         [k, P, kv_heads, T_max, d], item-major) at the columns cols..cols+tq-1 (an int), or at
         column cols[j] for item j (a [k] tensor, tq = 1); attention reads the first T columns
-        under bias [k, 1, 1, 1, tq, T] (additive)."""
+        under bias [k, 1, 1, 1, tq, T] (additive). `act` (tq = 1, `self.row_exit`): the rows
+        still decoding, [A] indices into the P*k; the base's GEMMs run on them alone and the
+        logits are theirs, [A, V] (see `_qkv_rows`)."""
         f = self.fast
         N, tq = ids.shape
         n, d = N // self.P, f.head_dim
-        h = f.embed(ids).view(N * tq, -1)                                 # [M, H]
+        h = f.embed(ids if act is None else ids.view(-1)[act]).view(-1, f.embed.weight.shape[1])
         cos, sin = f.rotary(h, pos)                                       # [N, tq, d]
         last = len(f.blocks) - 1
         for i, b in enumerate(f.blocks):
             t0 = tq - 1 if i == last and logits else 0    # the last block: the last position only
-            x, qkv = f._first_block_inputs(b, ids) if i == 0 else (f._norm(b.ln1, h), None)
-            q, k, v = f._qkv(b, x, self.P, qkv, N, t0)                   # q [N, tq-t0, hq]
+            if act is not None:
+                q, k, v = self._qkv_rows(b, f._norm(b.ln1, h), act, N)
+            else:
+                x, qkv = f._first_block_inputs(b, ids) if i == 0 else (f._norm(b.ln1, h), None)
+                q, k, v = f._qkv(b, x, self.P, qkv, N, t0)               # q [N, tq-t0, hq]
             K, V = cache[i]
             k = _rope(k.view(N, tq, -1, d), cos, sin).view(self.P, n, tq, -1, d).permute(1, 0, 3, 2, 4)
             v = v.view(self.P, n, tq, -1, d).permute(1, 0, 3, 2, 4)       # [n, P, hk, tq, d]
@@ -119,11 +132,23 @@ class FastGen:
                                K[:, :, :, :T], V[:, :, :, :T], bias[..., t0:, :])
             if t0:
                 h = h.view(N, tq, -1)[:, t0:].reshape(N, -1)
-            h = f._linear(b.o_proj, att, h)
+            h = f._linear(b.o_proj, att if act is None else att[act], h)
             h = self._mlp(b, f._norm(b.ln2, h), h)
         if not logits:
             return None
         return lm_logits(self.model, f._norm(f.norm, h))                  # h [N, H] -> [N, V]
+
+    def _qkv_rows(self, b: _Block, x: torch.Tensor, act: torch.Tensor, N: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [N, 1, hq], k, v [N, hk] of all N rows from the normed x [A, H] of the active rows
+        `act` alone: the base's q/k/v GEMM on those A rows, scattered into zeros; every learner's
+        LoRA (a bmm that needs equal rows per learner, and costs little at rank r) then on x
+        scattered into zeros, through the fast path's own q/k/v code. The rows not in `act` get
+        their LoRA part only: their attention output is dropped."""
+        qkv = _mm(x, b.w_qkv, b.b_qkv)                                  # [A, hq + 2hk]
+        full, xs = qkv.new_zeros(N, qkv.shape[1]), x.new_zeros(N, x.shape[1])
+        full[act], xs[act] = qkv, x
+        return self.fast._qkv(b, xs, self.P, full, N)
 
     def _new_cache(self, items: int, columns: int) -> Cache:
         """Zeros: a column an item does not see is masked to a zero weight, which must not meet
@@ -226,11 +251,17 @@ class FastGen:
             see[torch.arange(n, device=dev), col[:n]] = True
             last[:n] += 1
             T = int(col[:n].max()) + 1
+            act = (~done[:, :n]).reshape(-1).nonzero()[:, 0] if self.row_exit else None
             lg = self.forward(nxt[:, :n].reshape(-1, 1), last[:n].repeat(P)[:, None],
                               [(K[:n], V[:n]) for K, V in cache], col[:n], T,
-                              self._additive(see[:n, :T])[:, None, None, None, None])
+                              self._additive(see[:n, :T])[:, None, None, None, None], act=act)
             assert lg is not None
-            nxt[:, :n] = lg.argmax(-1).view(P, n)
+            if act is None:
+                nxt[:, :n] = lg.argmax(-1).view(P, n)
+            else:                        # the ended rows keep their (unread) last token
+                step = nxt[:, :n].reshape(-1)
+                step[act] = lg.argmax(-1)
+                nxt[:, :n] = step.view(P, n)
             col[:n] += 1
         return toks
 

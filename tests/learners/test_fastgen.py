@@ -29,14 +29,15 @@ def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return tiny_llama(tmp_path_factory.mktemp("fastgen"), chat=request.param)
 
 
-def population(path: Path) -> Population:
-    """Three learners whose adapters (random B) change the answers, each differently."""
+def population(path: Path, targets: tuple[str, ...] = ("q_proj", "v_proj")) -> Population:
+    """Three learners whose adapters (random B) on `targets` change the answers, each
+    differently."""
     from learners.base import load_base
 
     model, tok = load_base(path)
     specs = [LearnerSpec(lr=1e-2, weight_decay=0.0, rank=r, alpha=2.0 * r, dropout=0.0, seed=s)
              for s, r in ((1, 2), (2, 4), (3, 8))]
-    pop = Population(model, tok, specs)
+    pop = Population(model, tok, specs, target_modules=targets)
     g = torch.Generator().manual_seed(0)
     for i in range(pop.P):
         st = pop.get_state(i)
@@ -60,6 +61,20 @@ def test_fast_generation_equals_peft_generate_per_learner(base: Path) -> None:
                                               pop.device)[0]
 
 
+def early_stops(pop: Population) -> list[int]:
+    """The end token and the token most answers hold: answers ending there end at different
+    steps, across items and across the learners of one item."""
+    enc = encode_pairs(pop.tokenizer, [(q, "") for q in PROMPTS])
+    seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
+    end = as_codec(pop.tokenizer).end_id
+    rows = _greedy_rows(pop.model, pop.P, seqs, 12, torch.tensor([end]), pop.device)
+    counts: dict[int, int] = {}
+    for r in rows:
+        for t in set(r):
+            counts[t] = counts.get(t, 0) + 1
+    return [end, max(counts, key=lambda t: counts[t])]
+
+
 @pytest.mark.parametrize("min_rows", [None, 6])
 def test_fast_generation_equals_the_transformers_loop(base: Path, min_rows: int | None,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,16 +93,7 @@ def test_fast_generation_equals_the_transformers_loop(base: Path, min_rows: int 
         ours = generate_greedy(*args, new_tokens, budget, pop.device, fast=pop.fast)
         assert ours == generate_greedy(*args, new_tokens, budget, pop.device)
         assert ours == generate_greedy_hf(*args, new_tokens, budget, pop.device)
-    # end answers at a frequent token too, so items end at different steps
-    enc = encode_pairs(pop.tokenizer, [(q, "") for q in PROMPTS])
-    seqs = [enc.input_ids[j, :s].tolist() for j, s in enumerate(enc.answer_start.tolist())]
-    end = as_codec(pop.tokenizer).end_id
-    rows = _greedy_rows(pop.model, pop.P, seqs, 12, torch.tensor([end]), pop.device)
-    counts: dict[int, int] = {}
-    for r in rows:
-        for t in set(r):
-            counts[t] = counts.get(t, 0) + 1
-    stops = [end, max(counts, key=lambda t: counts[t])]
+    stops = early_stops(pop)
     ours = generate_greedy(*args, 12, budget, pop.device, stops, fast=pop.fast)
     assert ours == generate_greedy_hf(*args, 12, budget, pop.device, stops)
     lengths = {len(t) for row in ours for t in row}
@@ -112,3 +118,44 @@ def test_fast_generation_records_no_autograd_graph(base: Path, monkeypatch: pyte
         generate_greedy(pop.model, pop.tokenizer, pop.P, PROMPTS[:4], 4, pop.probe_chunk,
                         pop.device, fast=pop.fast)
     assert grad_on and not any(grad_on)
+
+
+def test_rows_whose_answer_ended_leave_decoding(base: Path, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    """A learner's row whose answer has ended leaves the decoding steps while the item's other
+    learners go on (per-row exit): steps run on fewer rows than learners x items, and the texts
+    stay those of the transformers loop."""
+    from learners.fastgen import FastGen
+
+    pop = population(base)
+    stops = early_stops(pop)
+    partial: list[bool] = []
+    forward = FastGen.forward
+
+    def spy(self: FastGen, ids: torch.Tensor, *args: object, act: torch.Tensor | None = None,
+            **kwargs: object) -> object:
+        assert self.row_exit
+        if act is not None:       # some, not all, rows of an item that is still decoding
+            live = torch.zeros(ids.shape[0], dtype=torch.bool)
+            live[act] = True
+            per_item = live.view(self.P, -1).sum(0)
+            partial.append(bool(((per_item > 0) & (per_item < self.P)).any()))
+        return forward(self, ids, *args, act=act, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FastGen, "forward", spy)
+    args = (pop.model, pop.tokenizer, pop.P, PROMPTS, 12, pop.probe_chunk, pop.device, stops)
+    ours = generate_greedy(*args, fast=pop.fast)
+    assert any(partial), "some item should go on with only some of its learners"
+    assert ours == generate_greedy_hf(*args)
+
+
+def test_adapters_past_attention_keep_every_row(base: Path) -> None:
+    """With adapters on o_proj and the MLP (whose bmm needs every learner's rows), decoding keeps
+    the ended rows, and the texts are still those of the transformers loop."""
+    from learners.fastgen import FastGen
+
+    pop = population(base, ("q_proj", "v_proj", "o_proj", "down_proj"))
+    assert pop.fast is not None and not FastGen(pop.fast, pop.model, pop.P, pop.device).row_exit
+    args = (pop.model, pop.tokenizer, pop.P, PROMPTS, 12, pop.probe_chunk, pop.device,
+            early_stops(pop))
+    assert generate_greedy(*args, fast=pop.fast) == generate_greedy_hf(*args)

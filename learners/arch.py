@@ -85,10 +85,16 @@ def shared_copy(model: nn.Module) -> Any:
     return copy.deepcopy(model, memo)
 
 
-def lm_logits(model: Any, h: torch.Tensor) -> torch.Tensor:
+def lm_logits(model: Any, h: torch.Tensor, vocab: slice | None = None) -> torch.Tensor:
     """The model's logits (float32) from final hidden states `h` [..., H], as its own forward
-    computes them after the decoder: the output embedding, then any scaling or soft-capping."""
-    logits = model.get_output_embeddings()(h)
+    computes them after the decoder: the output embedding, then any scaling or soft-capping.
+    `vocab`: the logits of those token ids only (the same values as the full call's columns)."""
+    head = model.get_output_embeddings()
+    if vocab is None:
+        logits = head(h)
+    else:
+        bias = getattr(head, "bias", None)
+        logits = nn.functional.linear(h, head.weight[vocab], None if bias is None else bias[vocab])
     cfg = model.config
     scale = getattr(cfg, "logit_scale", None)            # Cohere multiplies
     if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale != 1:

@@ -159,3 +159,40 @@ def test_adapters_past_attention_keep_every_row(base: Path) -> None:
     args = (pop.model, pop.tokenizer, pop.P, PROMPTS, 12, pop.probe_chunk, pop.device,
             early_stops(pop))
     assert generate_greedy(*args, fast=pop.fast) == generate_greedy_hf(*args)
+
+
+def test_pieces_of_the_mlp_and_lm_head_keep_the_texts(base: Path, monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
+    """The MLP's gate/up GEMMs and the LM head run in column pieces (argmax kept piece by
+    piece): with pieces that split the tiny model's widths unevenly, the texts are still those
+    of the transformers loop."""
+    from learners import fastgen
+
+    monkeypatch.setattr(fastgen, "MLP_COLS", 7)
+    monkeypatch.setattr(fastgen, "MLP_ROWS", 5)
+    monkeypatch.setattr(fastgen, "VOCAB_COLS", 13)
+    pop = population(base)
+    args = (pop.model, pop.tokenizer, pop.P, PROMPTS, 12, pop.probe_chunk, pop.device,
+            early_stops(pop))
+    assert generate_greedy(*args, fast=pop.fast) == generate_greedy_hf(*args)
+
+
+def test_greedy_token_is_the_first_of_equal_maxima(base: Path, monkeypatch: pytest.MonkeyPatch
+                                                   ) -> None:
+    """The piecewise argmax is argmax over all logits, the first token id where maxima tie, also
+    when the tie spans two pieces."""
+    from learners import fastgen
+    from learners.arch import lm_logits
+
+    monkeypatch.setattr(fastgen, "VOCAB_COLS", 13)
+    pop = population(base)
+    assert pop.fast is not None
+    gen = fastgen.FastGen(pop.fast, pop.model, pop.P, pop.device)
+    emb = pop.model.get_output_embeddings().weight
+    with torch.no_grad():
+        emb[30] = emb[5]                                  # tokens 5 and 30 (other pieces) tie
+        h = torch.randn(64, emb.shape[1])
+        h[:8] = emb[5] * 4.0                              # ... and win for these rows
+        want = lm_logits(pop.model, h).argmax(-1)
+        assert (want[:8] == 5).all()
+        assert torch.equal(gen._greedy(h), want)

@@ -87,6 +87,8 @@ class TrainingConfig:
     checkpoint_every: int = _f(8, "probe every this many new training items (a multiple of batch_size)")
     epochs: int = _f(1, "passes over each generation's items, each re-ordered and probed every "
                         "checkpoint_every items (> 1: the grokking setting, configs/grokking.yaml)")
+    probe_passes: int = _f(1, "> 1: probe once every this many passes (and after the last) "
+                              "instead of every checkpoint_every items: long grokking runs")
     max_grad_norm: float | None = _f(1.0, "per-learner gradient clipping norm; null = off")
     adam_beta2: float = _f(0.999, "AdamW's second-moment decay (0.98: the grokking papers' value)")
     init_scale: float = _f(0.0, "fresh adapters' start: 0 = PEFT's (B = 0, no update); > 0 = B "
@@ -107,6 +109,9 @@ class TrainingConfig:
               f"training.batch_size = {self.batch_size}")
         _need(isinstance(self.epochs, int) and self.epochs >= 1,
               f"training.epochs = {self.epochs!r}; set it to an integer >= 1 (1 = each item once)")
+        _need(isinstance(self.probe_passes, int) and self.probe_passes >= 1,
+              f"training.probe_passes = {self.probe_passes!r}; set it to an integer >= 1 "
+              "(1 = probe every checkpoint_every items)")
         _need(self.device in ("cpu", "cuda", "auto"), "training.device must be cpu, cuda or auto")
         _need(isinstance(self.init_scale, (int, float)) and 0 <= self.init_scale < float("inf"),
               f"training.init_scale = {self.init_scale!r}; set it to a number >= 0 "

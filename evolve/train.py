@@ -66,6 +66,7 @@ class GroupJob:
     batch_size: int = 4
     checkpoint_every: int = 8
     epochs: int = 1                    # passes over `items` (each re-ordered, cut into windows)
+    probe_passes: int = 1              # > 1: one probe every this many passes (windows merged)
     max_grad_norm: float | None = 1.0
     adam_beta2: float = 0.999          # AdamW's second-moment decay
     init_scale: float = 0.0            # fresh adapters' init (LearnerSpec.init_scale)
@@ -136,7 +137,8 @@ class LearnerResult:
 
 def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item], batch_size: int,
                  checkpoint_every: int, probe: dict[str, tuple[bool, float]] | None,
-                 epochs: int = 1) -> tuple[list[list[list[Pair]]], dict[str, int]]:
+                 epochs: int = 1, probe_passes: int = 1,
+                 ) -> tuple[list[list[list[Pair]]], dict[str, int]]:
     """The learner's stream as windows of optimiser-step batches, and item id -> window index.
 
     Window k holds the curriculum's new items k*checkpoint_every .. (k+1)*checkpoint_every - 1 (by
@@ -144,7 +146,9 @@ def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item],
     round(rehearsal_ratio * new) items drawn from earlier generations at seeded positions. Each batch
     of `batch_size` is trained `steps_per_item` times in a row. `epochs` > 1 appends further passes,
     each ordered afresh by the curriculum (its own seed) and cut into windows the same way; an
-    item's window stays the one of its first pass.
+    item's window stays the one of its first pass. `probe_passes` m > 1 merges the windows of
+    every m passes (the last group may be shorter) into one, probed once at its end: long
+    grokking runs probe every m passes instead of every window, and every item's window is 0.
     """
     import curricula
 
@@ -152,11 +156,13 @@ def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item],
     windows: list[list[Item]] = []
     window_of: dict[str, int] = {}
     new_in: list[int] = []                       # per window: its pass's items new in it
+    pass_of: list[int] = []                      # per window: its pass
     for e in range(epochs):
         seed = plan.stream_seed if e == 0 else derive_seed(plan.stream_seed, "epoch", e)
         cut, first = _cut(strategy.order(list(items), seed=seed, probe=probe), checkpoint_every)
         window_of = window_of or first
         new_in += [sum(1 for it in w if first[it.id] == k) for k, w in enumerate(cut)]
+        pass_of += [e] * len(cut)
         windows += cut
     rng = random.Random(derive_seed(plan.stream_seed, "rehearsal"))
     out: list[list[list[Pair]]] = []
@@ -166,6 +172,11 @@ def build_stream(plan: LearnerPlan, items: Sequence[Item], pool: Sequence[Item],
             win.insert(rng.randrange(len(win) + 1), rng.choice(pool))
         batches = [pairs(win[i:i + batch_size]) for i in range(0, len(win), batch_size)]
         out.append([b for b in batches for _ in range(plan.steps_per_item)])
+    if probe_passes > 1:
+        merged: list[list[list[Pair]]] = [[] for _ in range(math.ceil(epochs / probe_passes))]
+        for k, w in enumerate(out):
+            merged[pass_of[k] // probe_passes] += w
+        out, window_of = merged, dict.fromkeys(window_of, 0)
     return out, window_of
 
 
@@ -184,9 +195,13 @@ def _cut(order: Sequence[Item], checkpoint_every: int) -> tuple[list[list[Item]]
     return windows, window_of
 
 
-def checkpoint_steps(n: int, checkpoint_every: int, K: int) -> list[int]:
+def checkpoint_steps(n: int, checkpoint_every: int, K: int, probe_passes: int = 1,
+                     epochs: int = 1) -> list[int]:
     """The step, in training items of the generation, of each of the K checkpoints: windows of
-    `checkpoint_every` items, ceil(n / checkpoint_every) per pass over the n items."""
+    `checkpoint_every` items, ceil(n / checkpoint_every) per pass over the n items; with
+    `probe_passes` m > 1, one checkpoint at the end of every m-th pass (and of the last)."""
+    if probe_passes > 1:
+        return [min((k + 1) * probe_passes, epochs) * n for k in range(K)]
     per_pass = max(1, math.ceil(n / checkpoint_every))
     return [(k // per_pass) * n + min((k % per_pass + 1) * checkpoint_every, n) for k in range(K)]
 
@@ -239,7 +254,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     for i, plan in enumerate(job.learners):
         base_probe = {iid: (bool(c0[i, j]), float(p0[i, j])) for j, iid in enumerate(item_ids)}
         s, w = build_stream(plan, job.items, job.rehearsal_pool, job.batch_size,
-                            job.checkpoint_every, base_probe, job.epochs)
+                            job.checkpoint_every, base_probe, job.epochs, job.probe_passes)
         streams.append(s)
         windows.append(w)
     K = max(len(s) for s in streams)
@@ -283,7 +298,7 @@ def train_group(job: GroupJob, progress: Progress | None = None) -> GroupResult:
     assessed, assess_curves = assess.assess_population(
         pop, job.assess_items, job.assess_steps, job.batch_size, job.assess_checkpoints,
         derive_seed(job.seed, "assess"), max_new_tokens=job.max_new_tokens)
-    steps = checkpoint_steps(len(job.items), job.checkpoint_every, K)
+    steps = checkpoint_steps(len(job.items), job.checkpoint_every, K, job.probe_passes, job.epochs)
     return GroupResult(
         group=job.group, learner_ids=ids, steps=steps, item_ids=item_ids + [h.id for h in job.holdout],
         n_train=len(job.items), correct=np.stack(correct), prob=np.stack(prob), windows=windows,

@@ -18,6 +18,11 @@ def _mean(xs: Sequence[float | None]) -> float | None:
     return None if any(x is None for x in xs) else sum(xs) / len(xs)  # type: ignore[arg-type]
 
 
+def _steady(xs: Sequence[float | None], tol: float) -> bool:
+    w = [x for x in xs if x is not None]
+    return not w or max(w) - min(w) <= tol
+
+
 def plateau_index(train_acc: Sequence[float | None], window: int = GROK_WINDOW,
                   tol: float = PLATEAU_TOL) -> int | None:
     """The first probe index i >= window - 1 where train accuracy over probes (i-window, i]
@@ -36,7 +41,10 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
 
     Fires at the first j whose window mean of validation accuracy over probes (j-window, j]
     exceeds the mean over the window before it, (j-2*window, j-window], by more than `threshold`,
-    with the later window wholly after the probe where train accuracy plateaued.
+    with the later window wholly after the probe p where train accuracy plateaued and train
+    accuracy still on its plateau: over the two windows' probes from p's own window (p-window, p]
+    on, it spans at most `plateau_tol`. A holdout rise while train accuracy climbs back from a
+    collapse (unclipped Adam's loss spikes), or climbs at all, is learning, not grokking.
     `train_acc` and `val_acc` are per-probe accuracies of equal length (None = not measured).
     """
     if len(train_acc) != len(val_acc):
@@ -50,7 +58,8 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
     for j in range(max(2 * window - 1, p + window), len(val_acc)):
         late = _mean(val_acc[j - window + 1:j + 1])
         early = _mean(val_acc[j - 2 * window + 1:j - window + 1])
-        if late is not None and early is not None and late - early > threshold:
+        if late is not None and early is not None and late - early > threshold and \
+                _steady(train_acc[max(j - 2 * window + 1, p - window + 1):j + 1], plateau_tol):
             return j
     return None
 

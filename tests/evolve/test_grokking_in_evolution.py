@@ -94,6 +94,26 @@ def test_epochs_repeat_the_items_in_fresh_orders_with_a_checkpoint_per_window() 
     assert checkpoint_steps(6, 4, 6) == [4, 6, 10, 12, 16, 18]
 
 
+def test_probe_passes_merges_the_windows_of_several_passes_into_one_checkpoint(
+        make_cfg: Any) -> None:
+    from common.errors import EvolveError
+
+    items = [Item(f"i{k}", f"{k}+0%7=", str(k), "modular") for k in range(6)]
+    plan = LearnerPlan("g0-l0", spec=None, stream_seed=3)
+    every, _ = build_stream(plan, items, [], batch_size=2, checkpoint_every=4, probe=None,
+                            epochs=5)
+    merged, win = build_stream(plan, items, [], batch_size=2, checkpoint_every=4, probe=None,
+                               epochs=5, probe_passes=2)
+    assert len(merged) == 3                           # passes 1-2, 3-4 and the last, 5
+    assert [b for w in merged for b in w] == [b for w in every for b in w]   # same steps, in order
+    assert [len(w) for w in merged] == [6, 6, 3]      # 3 batches of 2 per pass
+    assert set(win.values()) == {0}
+    assert checkpoint_steps(6, 4, 3, probe_passes=2, epochs=5) == [12, 24, 30]
+    assert make_cfg(**{"training.probe_passes": 25}).training.probe_passes == 25
+    with pytest.raises(EvolveError, match="training.probe_passes"):
+        make_cfg(**{"training.probe_passes": 0})
+
+
 def test_epochs_must_be_a_positive_integer(make_cfg: Any) -> None:
     from common.errors import EvolveError
 
@@ -111,6 +131,16 @@ def test_the_shipped_grokking_config_trains_a_never_pretrained_op_for_many_passe
     assert task.family == "modular" and not set(task.params["ops"]) & set(FAMILIAR)
     assert cfg.training.epochs >= 50 and cfg.training.checkpoint_every == task.n
     assert task.holdout > 0 and not cfg.training.spectral
+
+
+def test_the_lora_grokking_config_trains_full_batch_unclipped_with_sparse_probes() -> None:
+    from evolve.config import load_config
+
+    cfg = load_config("grokking_lora")
+    (task,) = cfg.tasks
+    t = cfg.training
+    assert t.batch_size == task.n and t.max_grad_norm is None and t.adam_beta2 == 0.98
+    assert t.epochs // t.probe_passes >= 20           # enough checkpoints for 10-probe windows
 
 
 def test_task_params_may_be_nested_or_beside_family(make_cfg: Any) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = {"default", "smoke", "tune", "real", "grokking"}
+SHIPPED = {"default", "smoke", "tune", "real", "grokking", "grokking_lora"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_unknown_config_names_the_shipped_ones(tmp_path: Path) -> None:
     from evolve.config import load_config
 
     with pytest.raises(EvolveError, match=r"nope: no such file; pass an existing YAML file or a "
-                                          r"shipped config \(default, grokking, real, smoke, tune\)"):
+                                          r"shipped config \(default, grokking, grokking_lora, real, smoke, tune\)"):
         load_config("nope")
     with pytest.raises(EvolveError, match="no such file"):
         load_config(tmp_path / "smoke.yaml")     # a path is a path, never a shipped name

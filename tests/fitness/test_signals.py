@@ -184,6 +184,22 @@ def test_detect_grokking_fires_after_the_train_plateau():
         detect_grokking(train, val[:-1])
 
 
+def test_a_holdout_rise_while_train_recovers_from_a_collapse_is_not_grokking():
+    """Unclipped Adam's loss spikes: train collapses to chance and re-memorises, and holdout comes
+    back with it. The window after the collapse beats the one holding it, but train accuracy was
+    not on its plateau there, so it is not a late generalisation jump."""
+    train = [0.2, 0.6] + [1.0] * 28 + [0.05] * 5 + [1.0] * 25
+    val = [0.0, 0.0] + [0.4] * 28 + [0.02] * 5 + [0.45] * 25
+    assert detect_grokking(train, val, window=10) is None
+    # the same holdout jump with train steady on its plateau is grokking
+    steady = [0.2, 0.6] + [1.0] * 58
+    assert detect_grokking(steady, [0.0, 0.0] + [0.1] * 33 + [0.45] * 25, window=10) is not None
+    # a chance-level "plateau" before any learning, then train and holdout rising together
+    rising = [0.04] * 12 + [min(1.0, 0.04 + 0.05 * k) for k in range(48)]
+    assert detect_grokking(rising, [0.03] * 12 + [min(0.5, 0.02 * k) for k in range(48)],
+                           window=10) is None
+
+
 def test_grokking_signal_on_a_trajectory(make_traj):
     K = 30
     rows = {"a": "0" + "1" * (K - 1)}

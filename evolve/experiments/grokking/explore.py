@@ -7,8 +7,9 @@ docs/experiments.md "Grokking inside evolution" were made this way).
         --passes 600 --every 10 1e-3:1:32 3e-3:3:32:64:2
 
 A learner is `lr:weight_decay:rank[:alpha[:init_scale]]` (alpha default 2 x rank, init_scale 0);
-LoRA on all seven Llama linear layers unless `--targets`, gradient clipping 1, batch `--batch`,
-the split and the pass orders seeded. Holdout: up to 256 of the cells not trained on. At the end
+LoRA on all seven Llama linear layers unless `--targets`, gradient clipping `--clip` (default 1,
+0 = off), AdamW beta2 `--beta2`, batch `--batch` (0 = full batch), the split and the pass orders
+seeded. Holdout: up to 256 of the cells not trained on. At the end
 each learner's verdict from the evolution's own detector (fitness/signals/generalisation.py, window
 10 probes): the pass where it memorised (train >= 0.9) and, if holdout's 10-probe mean then jumped
 by > 0.2, the pass where it grokked and the jump's midpoint. `--verdict LOG` prints the same

@@ -51,10 +51,14 @@ VOCAB_COLS = 2048   # LM head columns per GEMM (argmax taken chunk by chunk): 75
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x [N, t, heads, d] rotated by per-row angles cos, sin [N, t, d]: transformers'
-    `q * cos + rotate_half(q) * sin`, element for element."""
+    `q * cos + rotate_half(q) * sin`, element for element (each product rounded, then the sum),
+    in three passes instead of six (no negated copy, no concatenation)."""
     half = x.shape[-1] // 2
     c, s = cos[:, :, None], sin[:, :, None]
-    return x * c + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * s
+    out = x * c                  # then + (-x2) * s on the first half (the same as - x2 * s)
+    out[..., :half].sub_(x[..., half:] * s[..., :half])
+    out[..., half:].add_(x[..., :half] * s[..., half:])
+    return out
 
 
 class FastGen:
@@ -68,6 +72,9 @@ class FastGen:
         # per-row exit: a decoding step runs the base on the rows whose answer has not ended;
         # the LoRA of the o_proj and MLP modules (a bmm over equal rows per learner) forbids it
         self.row_exit = all(set(b.lora) <= {"q_proj", "k_proj", "v_proj"} for b in fast.blocks)
+        with torch.no_grad():   # each block's q/v LoRA factors, once for the call (not per step)
+            self.factors = [fast.qv_factors(b) if {"q_proj", "v_proj"} <= set(b.lora) else None
+                            for b in fast.blocks]
 
     # --- pieces ---------------------------------------------------------------------------------
     def _mlp(self, b: _Block, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -136,13 +143,16 @@ class FastGen:
         h = f.embed(ids if act is None else ids.view(-1)[act]).view(-1, f.embed.weight.shape[1])
         cos, sin = f.rotary(h, pos)                                       # [N, tq, d]
         last = len(f.blocks) - 1
+        if act is not None:   # all rows' inputs and base q/k/v, zero where not in act (see _qkv_rows)
+            xs = h.new_zeros(N, h.shape[1])
+            full = h.new_zeros(N, f.blocks[0].w_qkv.shape[0])
         for i, b in enumerate(f.blocks):
             t0 = tq - 1 if i == last and logits else 0    # the last block: the last position only
             if act is not None:
-                q, k, v = self._qkv_rows(b, f._norm(b.ln1, h), act, N)
+                q, k, v = self._qkv_rows(i, f._norm(b.ln1, h), act, xs, full)
             else:
                 x, qkv = f._first_block_inputs(b, ids) if i == 0 else (f._norm(b.ln1, h), None)
-                q, k, v = f._qkv(b, x, self.P, qkv, N, t0)               # q [N, tq-t0, hq]
+                q, k, v = f._qkv(b, x, self.P, qkv, N, t0, factors=self.factors[i])  # q [N, tq-t0, hq]
             K, V = cache[i]
             k = _rope(k.view(N, tq, -1, d), cos, sin).view(self.P, n, tq, -1, d).permute(1, 0, 3, 2, 4)
             v = v.view(self.P, n, tq, -1, d).permute(1, 0, 3, 2, 4)       # [n, P, hk, tq, d]
@@ -161,17 +171,18 @@ class FastGen:
             return None
         return self._greedy(f._norm(f.norm, h))                           # h [N, H] -> [N]
 
-    def _qkv_rows(self, b: _Block, x: torch.Tensor, act: torch.Tensor, N: int
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q [N, 1, hq], k, v [N, hk] of all N rows from the normed x [A, H] of the active rows
-        `act` alone: the base's q/k/v GEMM on those A rows, scattered into zeros; every learner's
-        LoRA (a bmm that needs equal rows per learner, and costs little at rank r) then on x
-        scattered into zeros, through the fast path's own q/k/v code. The rows not in `act` get
-        their LoRA part only: their attention output is dropped."""
-        qkv = _mm(x, b.w_qkv, b.b_qkv)                                  # [A, hq + 2hk]
-        full, xs = qkv.new_zeros(N, qkv.shape[1]), x.new_zeros(N, x.shape[1])
-        full[act], xs[act] = qkv, x
-        return self.fast._qkv(b, xs, self.P, full, N)
+    def _qkv_rows(self, i: int, x: torch.Tensor, act: torch.Tensor, xs: torch.Tensor,
+                  full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Block i's q [N, 1, hq], k, v [N, hk] of all N rows from the normed x [A, H] of the
+        active rows `act` alone: the base's q/k/v GEMM on those A rows, scattered into `full`
+        [N, hq + 2hk]; every learner's LoRA (a bmm that needs equal rows per learner, and costs
+        little at rank r) then on x scattered into `xs` [N, H], through the fast path's own q/k/v
+        code. xs and full are zeros outside `act` (one pair per decoding step: every block writes
+        the same rows). The rows not in `act` get their LoRA part only: their attention output
+        is dropped."""
+        b = self.fast.blocks[i]
+        full[act], xs[act] = _mm(x, b.w_qkv, b.b_qkv), x
+        return self.fast._qkv(b, xs, self.P, full, xs.shape[0], factors=self.factors[i])
 
     def _new_cache(self, items: int, columns: int) -> Cache:
         """Zeros: a column an item does not see is masked to a zero weight, which must not meet

@@ -187,8 +187,18 @@ class FastLlama:
         assert bias is None or isinstance(bias, torch.Tensor)
         return out if bias is None else out.add_(bias)
 
+    @staticmethod
+    def qv_factors(b: _Block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Block b's q and v LoRA as `_LoRAQV` takes them: A [G, 2r, in] (q's rows, then v's), and
+        B of q [G, hq, r] and of v [G, hk, r] with the scale alpha/r on their columns (the same
+        product as on h, a smaller tensor)."""
+        lq, lv = b.lora["q_proj"], b.lora["v_proj"]
+        lo, hi = lq.span
+        return (torch.cat([lq.lora_A[lo:hi], lv.lora_A[lo:hi]], dim=1),
+                lq.lora_B[lo:hi] * lq.gain[lo:hi, None, :], lv.lora_B[lo:hi] * lv.gain[lo:hi, None, :])
+
     def _qkv(self, b: _Block, x: torch.Tensor, G: int, qkv: torch.Tensor | None = None,
-             N: int = 1, t0: int = 0, rows: Any = None
+             N: int = 1, t0: int = 0, rows: Any = None, factors: Any = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q [N, T-t0, hq] for the positions t0.. and k, v [M, hk] of normed x [M, H] (M = N*T),
         with every learner's LoRA added (drawn in transformers' order q, k, v, so dropout masks
@@ -196,7 +206,8 @@ class FastLlama:
         only they are adapted, dropout 0; then, for t0 > 0, q's GEMM and LoRA run on the rows
         from t0 on only. `qkv`: the base's part x W_qkv^T [M, hq + 2hk] when the caller has it.
         `rows`: instead of N and t0, a function taking [M, F] to the queried rows [Mq, F]
-        (learner-major, as the rows of x): then q is those rows, [Mq, hq]."""
+        (learner-major, as the rows of x): then q is those rows, [Mq, hq]. `factors`: b's
+        `qv_factors` where the caller keeps them (adapters that do not change between calls)."""
         hq, hk = self.heads * self.head_dim, self.kv_heads * self.head_dim
         T, H = x.shape[0] // N, x.shape[1]
         if rows is None and t0:
@@ -216,12 +227,7 @@ class FastLlama:
                 qkv = _mm(x, b.w_qkv, b.b_qkv)                           # [M, hq + 2hk]
             q, k, v = qkv.split((hq, hk, hk), dim=-1)
         if fused_qv:
-            assert lq is not None and lv is not None
-            lo, hi = lq.span
-            A = torch.cat([lq.lora_A[lo:hi], lv.lora_A[lo:hi]], dim=1)        # [G, 2r, in]
-            # the scale alpha/r on B's columns instead of on h: the same product, a smaller tensor
-            bq = lq.lora_B[lo:hi] * lq.gain[lo:hi, None, :]                 # [G, hq, r]
-            bv = lv.lora_B[lo:hi] * lv.gain[lo:hi, None, :]                 # [G, hk, r]
+            A, bq, bv = factors if factors is not None else self.qv_factors(b)
             q, v = _LoRAQV.apply(x.view(G, -1, H), None if xq is None else xq.view(G, -1, H),
                                  A, bq, bv, q.view(G, -1, hq), v.view(G, -1, hk))
             v = v.view(-1, hk)

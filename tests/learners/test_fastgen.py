@@ -196,3 +196,18 @@ def test_greedy_token_is_the_first_of_equal_maxima(base: Path, monkeypatch: pyte
         want = lm_logits(pop.model, h).argmax(-1)
         assert (want[:8] == 5).all()
         assert torch.equal(gen._greedy(h), want)
+
+
+def test_rope_is_transformers_rotation_bit_for_bit() -> None:
+    """The decoding's RoPE (per-row angles, in place) gives transformers' `apply_rotary_pos_emb`
+    exactly, so no greedy decision can move."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    from learners.fastgen import _rope
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 5, 6, 8, generator=g)                        # [N, t, heads, d]
+    ang = torch.randn(16, 5, 4, generator=g) * 10
+    cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+    want, _ = apply_rotary_pos_emb(x.transpose(1, 2), x.transpose(1, 2), cos, sin)
+    assert torch.equal(_rope(x, cos, sin), want.transpose(1, 2))

@@ -43,10 +43,19 @@ class Modular:
     name: ClassVar[str]   # from curricula/registry.py (FAMILIES.named)
     description: ClassVar[str] = "a∘b mod p (add, sub, mul and never-pretrained ops like a*b+a, a^2+b)"
 
-    def __init__(self, p: int = 97, ops: Sequence[str] | str = tuple(OPS)) -> None:
+    def __init__(self, p: int = 97, ops: Sequence[str] | str = tuple(OPS),
+                 canonical: bool = False) -> None:
         # p <= 999 keeps the widest default prompt ("a^2+a*b+b^2%p=" + answer) within ~28 chars.
         self.p = check_int(self.name, "p", p, 2, 999)
         self.ops = check_subset(self.name, "ops", ops, tuple(OPS))
+        if not isinstance(canonical, bool):
+            raise ValueError(f"{self.name}: canonical = {canonical!r}; set it to true or false")
+        # canonical: only cells with a <= b are drawn, so a commutative op's held-out cell (a, b)
+        # never has its mirror (b, a) trained: holdout accuracy cannot come from commutativity
+        # alone (with a+b at 50 %, about half the holdout is such mirrors).
+        self.canonical = canonical
+        self._cells = [(a, b) for a in range(self.p) for b in range(self.p)
+                       if not canonical or a <= b]
 
     def item(self, op: str, a: int, b: int) -> Item:
         """The table cell (op, a, b) as an Item with id like ``modadd_97_013_044``."""
@@ -58,19 +67,20 @@ class Modular:
             family=self.name, category=op, difficulty=o.difficulty)
 
     def _draw(self, ops: tuple[str, ...], n: int, rng_purpose: str, seed: int) -> list[Item]:
-        pp = self.p * self.p
+        pp = len(self._cells)
         idx = distinct_indices(rng_for(self.name, rng_purpose, seed), n, len(ops) * pp,
-                               f"modular(p={self.p}, ops={','.join(ops)})")
-        return [self.item(ops[i // pp], (i % pp) // self.p, i % self.p) for i in idx]
+                               f"modular(p={self.p}, ops={','.join(ops)}"
+                               f"{', canonical' if self.canonical else ''})")
+        return [self.item(ops[i // pp], *self._cells[i % pp]) for i in idx]
 
     def generate(self, n: int, seed: int) -> list[Item]:
         """`n` distinct table cells in seeded order (any prefix/suffix split is disjoint)."""
         return self._draw(self.ops, n, "generate", seed)
 
     def table(self, op: str) -> list[Item]:
-        """The whole p × p table of one op, row-major (a, then b)."""
+        """The whole p × p table of one op, row-major (a, then b); canonical: only a <= b."""
         check_subset(self.name, "op", [op], tuple(OPS))
-        return [self.item(op, a, b) for a in range(self.p) for b in range(self.p)]
+        return [self.item(op, a, b) for a, b in self._cells]
 
     def verify(self, item: Item, output: str) -> bool:
         return exact_match(item, output)

@@ -54,8 +54,14 @@ class Modular:
         # never has its mirror (b, a) trained: holdout accuracy cannot come from commutativity
         # alone (with a+b at 50 %, about half the holdout is such mirrors).
         self.canonical = canonical
-        self._cells = [(a, b) for a in range(self.p) for b in range(self.p)
-                       if not canonical or a <= b]
+        # the canonical cells, listed; the full table's cell i is divmod(i, p), never listed
+        self._canon = [(a, b) for a in range(self.p) for b in range(a, self.p)] if canonical else []
+
+    def _n_cells(self) -> int:
+        return len(self._canon) if self.canonical else self.p * self.p
+
+    def _cell(self, i: int) -> tuple[int, int]:
+        return self._canon[i] if self.canonical else divmod(i, self.p)
 
     def item(self, op: str, a: int, b: int) -> Item:
         """The table cell (op, a, b) as an Item with id like ``modadd_97_013_044``."""
@@ -67,11 +73,11 @@ class Modular:
             family=self.name, category=op, difficulty=o.difficulty)
 
     def _draw(self, ops: tuple[str, ...], n: int, rng_purpose: str, seed: int) -> list[Item]:
-        pp = len(self._cells)
+        pp = self._n_cells()
         idx = distinct_indices(rng_for(self.name, rng_purpose, seed), n, len(ops) * pp,
                                f"modular(p={self.p}, ops={','.join(ops)}"
                                f"{', canonical' if self.canonical else ''})")
-        return [self.item(ops[i // pp], *self._cells[i % pp]) for i in idx]
+        return [self.item(ops[i // pp], *self._cell(i % pp)) for i in idx]
 
     def generate(self, n: int, seed: int) -> list[Item]:
         """`n` distinct table cells in seeded order (any prefix/suffix split is disjoint)."""
@@ -80,7 +86,7 @@ class Modular:
     def table(self, op: str) -> list[Item]:
         """The whole p × p table of one op, row-major (a, then b); canonical: only a <= b."""
         check_subset(self.name, "op", [op], tuple(OPS))
-        return [self.item(op, a, b) for a, b in self._cells]
+        return [self.item(op, *self._cell(i)) for i in range(self._n_cells())]
 
     def verify(self, item: Item, output: str) -> bool:
         return exact_match(item, output)

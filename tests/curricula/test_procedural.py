@@ -63,6 +63,8 @@ def test_modular_canonical_never_draws_a_cells_mirror() -> None:
     assert all(int(i.id[-7:-4]) <= int(i.id[-3:]) for i in draw)
     with pytest.raises(ValueError, match="canonical"):
         fam.generate(92, seed=0)
+    with pytest.raises(ValueError, match="canonical = 'yes'; set it to true or false"):
+        FAMILIES.get("modular")(p=13, canonical="yes")
     # the default draw is the one recorded runs were made with (pinned before `canonical` existed)
     assert [i.id for i in FAMILIES.get("modular")(p=13, ops=["add"]).generate(3, seed=1)] == \
         ["modadd_13_011_012", "modadd_13_002_002", "modadd_13_009_003"]

@@ -103,3 +103,34 @@ def test_explore_verdicts_use_the_grokking_detector_and_read_saved_logs(
     with pytest.raises(SystemExit):
         main_explore(["--verdict", str(tmp_path / "empty.log")])
     assert "no 'pass N" in capsys.readouterr().err
+
+
+def test_ablate_trains_only_the_parts_named_and_logs_what_explore_reads(tmp_path: Path) -> None:
+    """`ablate` trains exactly the parts named (or LoRA factors on the decoder's linears plus
+    them), logs probes `explore --verdict` parses, refuses an unknown part with the fix, and a
+    full-batch step moves the trained parts and nothing else."""
+    import pytest
+
+    from common.errors import EvolveError
+    from evolve.experiments.grokking.ablate import ablate, trainable
+    from evolve.experiments.grokking.explore import parse_log
+
+    build(tmp_path, numbers=16, hidden=32, layers=1, linear_std=1e-3)
+    model, _ = load_base(tmp_path)
+    params, kinds = trainable(model, {"embed", "norm"}, 0, 0.0, 0)
+    on = {kinds[n] for n, w in model.named_parameters() if w.requires_grad}
+    assert on == {"embed", "norm"} and len(params) == 4   # embeddings, two block norms, final norm
+    assert {"linears", "head"} <= set(kinds.values())
+    model, _ = load_base(tmp_path)
+    params, kinds = trainable(model, {"head"}, 4, 1.0, 0)
+    on = {kinds[n] for n, w in model.named_parameters() if w.requires_grad}
+    assert on == {"head", "lora"} and len(params) == 1 + 2 * 7   # A and B on seven linears
+    lines: list[str] = []
+    rows = ablate(tmp_path, "add", 5, 0.6, 4, {"linears", "embed", "head", "norm"}, lr=1e-2,
+                  every=2, reinit=True, canonical=True, log=lines.append)
+    assert [r[0] for r in rows] == [0, 2, 4] and lines[0].startswith("train 9 hold 6 ")
+    assert [(s, [round(a, 2)], [round(b, 2)]) for s, (a,), (b,) in rows] == \
+        parse_log("\n".join(lines)) and lines[-1].startswith("verdict: ")
+    assert rows[-1][1] != rows[0][1]   # it trained
+    with pytest.raises(EvolveError, match="name parts from linears, embed, head, norm"):
+        ablate(tmp_path, "add", 5, 0.6, 1, {"embeddings"})

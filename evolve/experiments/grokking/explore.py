@@ -46,23 +46,32 @@ def spec_of(text: str, targets: tuple[str, ...]) -> LearnerSpec:
                        init_scale=float(rest[1]) if len(rest) > 1 else 0.0)
 
 
+def split(op: str, p: int, fraction: float, canonical: bool = False, seed: int = 0
+          ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The table of `op mod p` (canonical: only a <= b) shuffled by `seed`: the first `fraction`
+    trained, up to 256 of the rest held out; (prompt, answer) pairs."""
+    from curricula.families.modular import Modular
+
+    table = Modular(p=p, ops=[op], canonical=canonical).table(op)
+    random.Random(seed).shuffle(table)
+    n = round(fraction * len(table))
+    return ([(i.prompt, i.answer) for i in table[:n]],
+            [(i.prompt, i.answer) for i in table[n:][:256]])
+
+
 def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners: Sequence[str],
             batch: int = 32, every: int = 10, targets: str = ALL, seed: int = 0,
             log: Callable[[str], None] | None = None, clip: float | None = 1.0,
-            betas: tuple[float, float] = (0.9, 0.999)) -> list[Row]:
+            betas: tuple[float, float] = (0.9, 0.999), canonical: bool = False) -> list[Row]:
     """Train the learners; returns (pass, train acc, holdout acc) every `every` passes from 0.
-    `batch` 0 = the whole training split per step; `clip` None = no gradient clipping."""
-    from curricula.families.modular import Modular
+    `batch` 0 = the whole training split per step; `clip` None = no gradient clipping;
+    `canonical`: only cells with a <= b, so no held-out cell has its mirror trained."""
     from learners.base import load_base
     from learners.population import Population
 
     log = log or (lambda msg: print(msg, flush=True))
     model, tok = load_base(base)
-    table = Modular(p=p, ops=[op]).table(op)
-    random.Random(seed).shuffle(table)
-    n = round(fraction * len(table))
-    train = [(i.prompt, i.answer) for i in table[:n]]
-    hold = [(i.prompt, i.answer) for i in table[n:][:256]]
+    train, hold = split(op, p, fraction, canonical, seed)
     tm = tuple(targets.split(","))
     specs = [replace(spec_of(s, tm), max_grad_norm=clip) for s in learners]
     pop = Population(model, tok, specs, target_modules=tm, betas=betas)
@@ -134,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--clip", type=float, default=1.0,
                    help="gradient clipping norm per learner (default 1; 0 = off)")
     a.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2 (default 0.999)")
+    a.add_argument("--canonical", action="store_true",
+                   help="only cells with a <= b (a held-out cell's mirror is never trained)")
     a.add_argument("--every", type=int, default=10, help="passes between probes (default 10)")
     a.add_argument("--targets", default=ALL, help="adapted modules, comma-separated")
     a.add_argument("--verdict", type=Path, metavar="LOG",
@@ -150,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if not g.learners or g.base is None:
         a.error("give --base DIR and at least one learner, e.g. 3e-3:1:64 (or --verdict LOG)")
     explore(g.base.expanduser(), g.op, g.p, g.fraction, g.passes, g.learners, g.batch, g.every,
-            g.targets, clip=g.clip or None, betas=(0.9, g.beta2))
+            g.targets, clip=g.clip or None, betas=(0.9, g.beta2), canonical=g.canonical)
     return 0
 
 

@@ -18,18 +18,29 @@ def _mean(xs: Sequence[float | None]) -> float | None:
     return None if any(x is None for x in xs) else sum(xs) / len(xs)  # type: ignore[arg-type]
 
 
-def _steady(xs: Sequence[float | None], tol: float) -> bool:
-    w = [x for x in xs if x is not None]
-    return not w or max(w) - min(w) <= tol
+def _on_plateau(xs: Sequence[float | None], tol: float) -> list[bool]:
+    """Which probes sit on the plateau: within `tol` of the median of `xs` (None: not on it)."""
+    w = sorted(x for x in xs if x is not None)
+    if not w:
+        return [False] * len(xs)
+    mid = (w[(len(w) - 1) // 2] + w[len(w) // 2]) / 2
+    return [x is not None and abs(x - mid) <= tol for x in xs]
+
+
+def spikes_allowed(window: int) -> int:
+    """Probes of a window that may sit off the plateau (loss spikes): a fifth, at least one."""
+    return max(1, window // 5)
 
 
 def plateau_index(train_acc: Sequence[float | None], window: int = GROK_WINDOW,
                   tol: float = PLATEAU_TOL) -> int | None:
-    """The first probe index i >= window - 1 where train accuracy over probes (i-window, i]
-    spans at most `tol`; None if it never settles."""
+    """The first probe index i >= window - 1 where train accuracy was measured at every probe of
+    (i-window, i] and all but `spikes_allowed(window)` of them lie within `tol` of its median
+    (one probe caught in a loss spike does not unsettle a plateau); None if it never settles."""
     for i in range(window - 1, len(train_acc)):
-        w = [x for x in train_acc[i - window + 1:i + 1] if x is not None]
-        if len(w) == window and max(w) - min(w) <= tol:
+        w = train_acc[i - window + 1:i + 1]
+        if all(x is not None for x in w) and \
+                sum(_on_plateau(w, tol)) >= window - spikes_allowed(window):
             return i
     return None
 
@@ -42,10 +53,13 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
     Fires at the first j whose window mean of validation accuracy over probes (j-window, j]
     exceeds the mean over the window before it, (j-2*window, j-window], by more than `threshold`,
     with the later window wholly after the probe p where train accuracy plateaued and train
-    accuracy still on its plateau: over the two windows' probes from p's own window (p-window, p]
-    on, it spans at most `plateau_tol`. A holdout rise while train accuracy climbs back from a
-    collapse (unclipped Adam's loss spikes), or climbs at all, is learning, not grokking.
-    `train_acc` and `val_acc` are per-probe accuracies of equal length (None = not measured).
+    accuracy still on its plateau. On the plateau = within `plateau_tol` of the median train
+    accuracy of the two windows; both window means count only the probes on it, and each window
+    may have at most `spikes_allowed(window)` probes off it. So one probe caught in a loss spike (unclipped Adam's
+    slingshot: train 0.35 for a probe, then back) neither hides a jump nor makes one, while a
+    holdout rise as train climbs back from a long collapse, or climbs at all, is learning, not
+    grokking. `train_acc` and `val_acc` are per-probe accuracies of equal length (None = not
+    measured).
     """
     if len(train_acc) != len(val_acc):
         raise ValueError(f"train_acc has {len(train_acc)} probes, val_acc {len(val_acc)}; "
@@ -55,11 +69,16 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
     p = plateau_index(train_acc, window, plateau_tol)
     if p is None:
         return None
+    need = window - spikes_allowed(window)
     for j in range(max(2 * window - 1, p + window), len(val_acc)):
-        late = _mean(val_acc[j - window + 1:j + 1])
-        early = _mean(val_acc[j - 2 * window + 1:j - window + 1])
-        if late is not None and early is not None and late - early > threshold and \
-                _steady(train_acc[max(j - 2 * window + 1, p - window + 1):j + 1], plateau_tol):
+        lo = j - 2 * window + 1
+        on = _on_plateau(train_acc[lo:j + 1], plateau_tol)
+        means = []
+        for a, b in ((0, window), (window, 2 * window)):
+            kept = [val_acc[lo + k] for k in range(a, b) if on[k]]
+            means.append(_mean(kept) if len(kept) >= need else None)
+        early, late = means
+        if late is not None and early is not None and late - early > threshold:
             return j
     return None
 

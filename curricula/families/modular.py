@@ -36,6 +36,20 @@ OPS: dict[str, Op] = {
 FAMILIAR = ("add", "mul")
 
 
+def cell_id(op: str, p: int, a: int, b: int) -> str:
+    """A table cell's item id, e.g. ``modadd_97_013_044``."""
+    return f"mod{op}_{p}_{a:03d}_{b:03d}"
+
+
+def parse_cell_id(item_id: str) -> tuple[str, int, int, int] | None:
+    """``modadd_97_013_044`` -> ("add", 97, 13, 44); None for an id that is not a modular cell."""
+    parts = item_id.split("_")
+    if len(parts) != 4 or not parts[0].startswith("mod") or parts[0][3:] not in OPS or \
+            not all(x.isdigit() for x in parts[1:]):
+        return None
+    return parts[0][3:], int(parts[1]), int(parts[2]), int(parts[3])
+
+
 @FAMILIES.named
 class Modular:
     """Cells of the `ops` × p × p table; category = op name, difficulty from the op."""
@@ -67,7 +81,7 @@ class Modular:
         """The table cell (op, a, b) as an Item with id like ``modadd_97_013_044``."""
         o = OPS[op]
         return Item(
-            id=f"mod{op}_{self.p}_{a:03d}_{b:03d}",
+            id=cell_id(op, self.p, a, b),
             prompt=o.fmt.format(a=a, b=b) + f"%{self.p}=",
             answer=str(o.fn(a, b) % self.p),
             family=self.name, category=op, difficulty=o.difficulty)

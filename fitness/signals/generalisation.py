@@ -40,7 +40,7 @@ def plateau_index(train_acc: Sequence[float | None], window: int = GROK_WINDOW,
     for i in range(window - 1, len(train_acc)):
         w = train_acc[i - window + 1:i + 1]
         if all(x is not None for x in w) and \
-                sum(_on_plateau(w, tol)) >= window - spikes_allowed(window):
+                sum(_on_plateau(w, tol)) >= max(1, window - spikes_allowed(window)):
             return i
     return None
 
@@ -69,7 +69,7 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
     p = plateau_index(train_acc, window, plateau_tol)
     if p is None:
         return None
-    need = window - spikes_allowed(window)
+    need = max(1, window - spikes_allowed(window))
     for j in range(max(2 * window - 1, p + window), len(val_acc)):
         lo = j - 2 * window + 1
         on = _on_plateau(train_acc[lo:j + 1], plateau_tol)
@@ -123,6 +123,17 @@ def onset_index(val_acc: Sequence[float | None], start: int) -> int | None:
     return start + next(i for i, v in enumerate(tail) if v is not None and v >= (lo + hi) / 2)
 
 
+def grok_indices(train_acc: Sequence[float | None], val_acc: Sequence[float | None],
+                 window: int = GROK_WINDOW) -> tuple[int | None, int | None, int | None]:
+    """Probe indices (memorised, detector fired, onset): where train accuracy first reached
+    MEMORISED, where `detect_grokking` fired, and, only when it fired after memorising, the holdout
+    jump's midpoint from memorisation on (`onset_index`). None where undefined."""
+    m = memorised_index(train_acc)
+    j = detect_grokking(train_acc, val_acc, window=window)
+    o = onset_index(val_acc, m) if m is not None and j is not None else None
+    return m, j, o
+
+
 def grok_timing(traj: Trajectory) -> dict[str, int | None]:
     """When a learner memorised and, if it grokked, when it generalised, in checkpoint steps:
     `memorised_step` (first checkpoint with train accuracy >= MEMORISED), and, only when the
@@ -131,16 +142,14 @@ def grok_timing(traj: Trajectory) -> dict[str, int | None]:
     out: dict[str, int | None] = {"memorised_step": None, "onset_step": None, "delay": None}
     if not traj.holdout_ids or traj.K == 0:
         return out
-    m = memorised_index(train_accuracy(traj))
+    w = grok_window(traj.K)
+    tr = train_accuracy(traj)
+    m, fired, j = grok_indices(tr, holdout_accuracy(traj), w) if w >= MIN_WINDOW else \
+        (memorised_index(tr), None, None)
     if m is None:
         return out
     out["memorised_step"] = traj.steps[m]
-    w = grok_window(traj.K)
-    if w < MIN_WINDOW or detect_grokking(train_accuracy(traj), holdout_accuracy(traj),
-                                         window=w) is None:
-        return out
-    j = onset_index(holdout_accuracy(traj), m)
-    if j is not None:
+    if fired is not None and j is not None:
         out["onset_step"], out["delay"] = traj.steps[j], traj.steps[j] - traj.steps[m]
     return out
 

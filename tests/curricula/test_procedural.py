@@ -61,6 +61,12 @@ def test_modular_canonical_never_draws_a_cells_mirror() -> None:
     draw = fam.generate(91, seed=0)                   # 13 * 14 / 2 cells, every one once
     assert {i.id for i in draw} == {i.id for i in fam.table("add")} and len(draw) == 91
     assert all(int(i.id[-7:-4]) <= int(i.id[-3:]) for i in draw)
+    # an id names its cell: parsed back, it is the op, modulus and operands of the prompt
+    from curricula.families.modular import cell_id, parse_cell_id
+    for i in draw:
+        op, p, a, b = parse_cell_id(i.id)  # type: ignore[misc]
+        assert i.prompt == f"{a}+{b}%{p}=" and op == "add" and cell_id(op, p, a, b) == i.id
+    assert parse_cell_id("modadd_13_x_004") is None and parse_cell_id("modpow_13_001_004") is None
     with pytest.raises(ValueError, match="canonical"):
         fam.generate(92, seed=0)
     with pytest.raises(ValueError, match="canonical = 'yes'; set it to true or false"):

@@ -74,8 +74,10 @@ def trainable(model: Any, parts: set[str], lora: int, lora_init: float, seed: in
 def ablate(base: Path, op: str, p: int, fraction: float, steps: int, parts: set[str],
            lr: float = 3e-3, weight_decay: float = 1.0, beta2: float = 0.98, every: int = 50,
            reinit: bool = False, lora: int = 0, lora_init: float = 0.0, canonical: bool = False,
-           seed: int = 0, log: Callable[[str], None] | None = None) -> list[Row]:
-    """Train; returns (step, [train acc], [holdout acc]) every `every` steps from 0."""
+           seed: int = 0, log: Callable[[str], None] | None = None,
+           clip: float | None = None) -> list[Row]:
+    """Train; returns (step, [train acc], [holdout acc]) every `every` steps from 0.
+    `clip`: gradient norm clipping over everything trained (None: off)."""
     import torch
 
     from learners.base import load_base
@@ -114,7 +116,7 @@ def ablate(base: Path, op: str, p: int, fraction: float, steps: int, parts: set[
             return float((model(data[0]).logits[:, -1].argmax(-1) == data[1]).float().mean())
 
     log(f"train {len(train)} hold {len(hold)} parts {','.join(sorted(parts)) or '-'} "
-        f"lora {lora} lr {lr} wd {weight_decay}")
+        f"lora {lora} lr {lr} wd {weight_decay} clip {clip}")
     t0, rows = time.time(), []
     for step in range(steps + 1):
         if step % every == 0:
@@ -128,6 +130,8 @@ def ablate(base: Path, op: str, p: int, fraction: float, steps: int, parts: set[
                 break
             opt.zero_grad()
             loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, clip)
             opt.step()
     log(f"verdict: {verdicts(rows)[0]}")
     return rows
@@ -149,13 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--lr", type=float, default=3e-3)
     a.add_argument("--wd", type=float, default=1.0, help="AdamW weight decay")
     a.add_argument("--beta2", type=float, default=0.98)
+    a.add_argument("--clip", type=float, default=0.0, help="gradient norm clipping (0: off)")
     a.add_argument("--every", type=int, default=50, help="steps between probes")
     a.add_argument("--seed", type=int, default=0, help="split, redraw and LoRA seed")
     g = a.parse_args(argv)
     parts = {x for x in g.train.split(",") if x}
     try:
         ablate(g.base.expanduser(), g.op, g.p, g.fraction, g.steps, parts, g.lr, g.wd, g.beta2,
-               g.every, g.reinit, g.lora, g.lora_init, g.canonical, g.seed)
+               g.every, g.reinit, g.lora, g.lora_init, g.canonical, g.seed, clip=g.clip or None)
     except EvolveError as e:
         a.error(str(e))
     return 0

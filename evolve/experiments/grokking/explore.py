@@ -107,19 +107,12 @@ def parse_log(text: str) -> list[Row]:
 
 def verdicts(rows: Sequence[Row]) -> list[str]:
     """Per learner: where it memorised and whether (and where) the grokking detector fired."""
-    from fitness.signals.generalisation import (
-        GROK_WINDOW,
-        detect_grokking,
-        memorised_index,
-        onset_index,
-    )
+    from fitness.signals.generalisation import grok_indices
 
     out = []
     for k in range(len(rows[0][1]) if rows else 0):
         tr, ho = [r[1][k] for r in rows], [r[2][k] for r in rows]
-        m = memorised_index(tr)
-        j = detect_grokking(tr, ho, window=GROK_WINDOW)
-        o = onset_index(ho, m) if m is not None and j is not None else None
+        m, j, o = grok_indices(tr, ho)
         text = "never memorised" if m is None else f"memorised at pass {rows[m][0]}"
         if j is None:
             text += "; did not grok"

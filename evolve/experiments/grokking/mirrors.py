@@ -23,10 +23,13 @@ GROUPS = ("mirror_trained", "diagonal", "rest")
 
 def mirror(item_id: str) -> str | None:
     """`modadd_31_013_004` -> `modadd_31_004_013`; None for ids that are not modular cells."""
-    parts = item_id.split("_")
-    if len(parts) != 4 or not parts[0].startswith("mod"):
+    from curricula.families.modular import cell_id, parse_cell_id
+
+    cell = parse_cell_id(item_id)
+    if cell is None:
         return None
-    return "_".join(parts[:2] + [parts[3], parts[2]])
+    op, p, a, b = cell
+    return cell_id(op, p, b, a)
 
 
 def split(traj: dict[str, Any], last: int = 8) -> dict[str, Any]:

@@ -32,6 +32,26 @@ def spikes_allowed(window: int) -> int:
     return max(1, window // 5)
 
 
+def _needed(window: int) -> int:
+    """Probes of a window that must sit on the plateau (at least one)."""
+    return max(1, window - spikes_allowed(window))
+
+
+def plateau_means(train_acc: Sequence[float | None], val_acc: Sequence[float | None], j: int,
+                  window: int = GROK_WINDOW, tol: float = PLATEAU_TOL
+                  ) -> tuple[float | None, float | None]:
+    """Validation accuracy's means over (j-2*window, j-window] and (j-window, j], each over the
+    probes whose train accuracy is within `tol` of the two windows' median; None for a window
+    with more than `spikes_allowed(window)` probes off it (or a missing validation value)."""
+    lo = j - 2 * window + 1
+    on = _on_plateau(train_acc[lo:j + 1], tol)
+    means: list[float | None] = []
+    for a in (0, window):
+        kept = [val_acc[lo + k] for k in range(a, a + window) if on[k]]
+        means.append(_mean(kept) if len(kept) >= _needed(window) else None)
+    return means[0], means[1]
+
+
 def plateau_index(train_acc: Sequence[float | None], window: int = GROK_WINDOW,
                   tol: float = PLATEAU_TOL) -> int | None:
     """The first probe index i >= window - 1 where train accuracy was measured at every probe of
@@ -39,8 +59,7 @@ def plateau_index(train_acc: Sequence[float | None], window: int = GROK_WINDOW,
     (one probe caught in a loss spike does not unsettle a plateau); None if it never settles."""
     for i in range(window - 1, len(train_acc)):
         w = train_acc[i - window + 1:i + 1]
-        if all(x is not None for x in w) and \
-                sum(_on_plateau(w, tol)) >= max(1, window - spikes_allowed(window)):
+        if all(x is not None for x in w) and sum(_on_plateau(w, tol)) >= _needed(window):
             return i
     return None
 
@@ -53,12 +72,12 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
     Fires at the first j whose window mean of validation accuracy over probes (j-window, j]
     exceeds the mean over the window before it, (j-2*window, j-window], by more than `threshold`,
     with the later window wholly after the probe p where train accuracy plateaued and train
-    accuracy still on its plateau. On the plateau = within `plateau_tol` of the median train
-    accuracy of the two windows; both window means count only the probes on it, and each window
-    may have at most `spikes_allowed(window)` probes off it. So one probe caught in a loss spike (unclipped Adam's
-    slingshot: train 0.35 for a probe, then back) neither hides a jump nor makes one, while a
-    holdout rise as train climbs back from a long collapse, or climbs at all, is learning, not
-    grokking. `train_acc` and `val_acc` are per-probe accuracies of equal length (None = not
+    accuracy still on its plateau (`plateau_means`: within `plateau_tol` of the median train
+    accuracy of the two windows; both means count only the probes on it, and each window may have
+    at most `spikes_allowed(window)` probes off it). So one probe caught in a loss spike
+    (unclipped Adam's slingshot: train 0.35 for a probe, then back) neither hides a jump nor makes
+    one, while a holdout rise as train climbs back from a long collapse, or climbs at all, is
+    learning, not grokking. `train_acc` and `val_acc` are per-probe accuracies of equal length (None = not
     measured).
     """
     if len(train_acc) != len(val_acc):
@@ -69,15 +88,8 @@ def detect_grokking(train_acc: Sequence[float | None], val_acc: Sequence[float |
     p = plateau_index(train_acc, window, plateau_tol)
     if p is None:
         return None
-    need = max(1, window - spikes_allowed(window))
     for j in range(max(2 * window - 1, p + window), len(val_acc)):
-        lo = j - 2 * window + 1
-        on = _on_plateau(train_acc[lo:j + 1], plateau_tol)
-        means = []
-        for a, b in ((0, window), (window, 2 * window)):
-            kept = [val_acc[lo + k] for k in range(a, b) if on[k]]
-            means.append(_mean(kept) if len(kept) >= need else None)
-        early, late = means
+        early, late = plateau_means(train_acc, val_acc, j, window, plateau_tol)
         if late is not None and early is not None and late - early > threshold:
             return j
     return None
@@ -144,12 +156,12 @@ def grok_timing(traj: Trajectory) -> dict[str, int | None]:
         return out
     w = grok_window(traj.K)
     tr = train_accuracy(traj)
-    m, fired, j = grok_indices(tr, holdout_accuracy(traj), w) if w >= MIN_WINDOW else \
+    m, _, j = grok_indices(tr, holdout_accuracy(traj), w) if w >= MIN_WINDOW else \
         (memorised_index(tr), None, None)
     if m is None:
         return out
     out["memorised_step"] = traj.steps[m]
-    if fired is not None and j is not None:
+    if j is not None:   # the onset is set only when the detector fired
         out["onset_step"], out["delay"] = traj.steps[j], traj.steps[j] - traj.steps[m]
     return out
 

@@ -134,3 +134,18 @@ def test_ablate_trains_only_the_parts_named_and_logs_what_explore_reads(tmp_path
     assert rows[-1][1] != rows[0][1]   # it trained
     with pytest.raises(EvolveError, match="name parts from linears, embed, head, norm"):
         ablate(tmp_path, "add", 5, 0.6, 1, {"embeddings"})
+
+
+def test_ablate_refuses_a_base_whose_answers_are_not_one_token(
+        tiny_base: Path, capsys: Any) -> None:
+    """On a character-level base "17" is two tokens: the command exits with the one-line fix
+    (build a number base) before training anything."""
+    import pytest
+
+    from evolve.experiments.grokking.ablate import main as main_ablate
+
+    with pytest.raises(SystemExit) as exit_:
+        main_ablate(["--base", str(tiny_base), "--p", "23", "--train", "linears", "--steps", "1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "answers to one token" in err and "number_base" in err

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import EvolveError
-from evolve.experiments.grokking.explore import Row, split, verdicts
+from evolve.experiments.grokking.explore import Row, probe_line, split, verdicts
 
 PARTS = ("linears", "embed", "head", "norm")
 
@@ -122,7 +122,7 @@ def ablate(base: Path, op: str, p: int, fraction: float, steps: int, parts: set[
         if step % every == 0:
             a, b = accuracy(tr), accuracy(ho)
             rows.append((step, [a], [b]))
-            log(f"pass {step:4d} t={time.time() - t0:5.0f}s {a:.2f}/{b:.2f}")
+            log(probe_line(step, time.time() - t0, [a], [b]))
         if step < steps:
             loss = torch.nn.functional.cross_entropy(model(tr[0]).logits[:, -1], tr[1])
             if not torch.isfinite(loss):

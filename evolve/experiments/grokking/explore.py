@@ -88,11 +88,16 @@ def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners:
             tr = [float(x) for x in pop.probe(train).correct.mean(1)]
             ho = [float(x) for x in pop.probe(hold).correct.mean(1)]
             rows.append((e, tr, ho))
-            log(f"pass {e:4d} t={time.time() - t0:5.0f}s "
-                + " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(tr, ho, strict=True)))
+            log(probe_line(e, time.time() - t0, tr, ho))
     for i, line in enumerate(verdicts(rows)):
         log(f"{learners[i]}: {line}")
     return rows
+
+
+def probe_line(e: int, seconds: float, tr: Sequence[float], ho: Sequence[float]) -> str:
+    """One probe of a log: `pass E t=Ss train/holdout ...` per learner (what `parse_log` reads)."""
+    return f"pass {e:4d} t={seconds:5.0f}s " + " ".join(
+        f"{a:.2f}/{b:.2f}" for a, b in zip(tr, ho, strict=True))
 
 
 def parse_log(text: str) -> list[Row]:

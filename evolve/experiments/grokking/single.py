@@ -22,21 +22,21 @@ def train(cfg: GrokConfig, log: Callable[[str], None] | None = None) -> dict[str
 
 def analyse(run: dict[str, Any], cfg: GrokConfig) -> dict[str, Any]:
     """Milestones (first probed steps), the detector's verdict, and the confidence gap's peak."""
-    from fitness.signals.generalisation import detect_grokking
+    from fitness.signals.generalisation import detect_grokking, plateau_means
 
     h = run["history"]
     steps, va = h["step"], h["val_acc"]
     idx = detect_grokking(h["train_acc"], va, cfg.threshold, cfg.window)
+    # the window means the detector compared (over probes on the train plateau)
+    means = plateau_means(h["train_acc"], va, idx, cfg.window) if idx is not None else (None, None)
     gap = [s - a for s, a in zip(h["val_self"], va, strict=True)]
     k = max(range(len(gap)), key=lambda i: gap[i])
-    w = cfg.window
     return {
         "memorised_step": first_step(h, "train_acc", 0.99),
         "onset_step": first_step(h, "val_acc", ONSET),
         "val_95_step": first_step(h, "val_acc", 0.95),
         "detector_step": None if idx is None else steps[idx], "detector_index": idx,
-        "val_before": None if idx is None else sum(va[idx - 2 * w + 1:idx - w + 1]) / w,
-        "val_after": None if idx is None else sum(va[idx - w + 1:idx + 1]) / w,
+        "val_before": means[0], "val_after": means[1],
         "peak_gap_step": steps[k], "peak_gap": gap[k], "self_confidence_at_peak": h["val_self"][k],
         "val_at_peak_gap": va[k], "val_final": va[-1], "train_final": h["train_acc"][-1],
         "last_step": steps[-1], "confidence_gap": gap,

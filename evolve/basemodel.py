@@ -231,22 +231,30 @@ def _build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def resolve_base(path: str | Path | None, targets: Sequence[str] = ()) -> Path:
+def resolve_base(path: str | Path | None, targets: Sequence[str] = (),
+                 parts: Sequence[str] = ()) -> Path:
     """The base directory `path` names (`smollm2`, `FILE.gguf` converted once and cached, or a
     directory; `learners.resolve`), checked with `load_base` (one-line EvolveError if it is not a
     causal LM), or the default base when `path` is None or empty. `targets`: LoRA target module
     names the run may use; one that matches no linear module of the model is a one-line
     EvolveError listing the names it has (learners/arch.py resolves q_proj/k_proj/v_proj on
-    fused-qkv models)."""
+    fused-qkv models). `parts`: the modules learners train whole (training.modules_to_save,
+    learners/parts.py), checked the same way."""
     from learners.arch import check_targets
     from learners.base import load_base
+    from learners.parts import resolve_parts
     from learners.resolve import resolve
 
     p = default_base() if not path else resolve(path)
-    if path or targets:
+    if path or targets or parts:
         model, _ = load_base(p)
         try:
             check_targets(model, list(dict.fromkeys(targets)))
         except ValueError as e:
             raise EvolveError(f"--base {p}: {e} (set genome.target_modules in the config)") from None
+        try:
+            resolve_parts(model, parts)
+        except ValueError as e:
+            raise EvolveError(f"--base {p}: {e} (set training.modules_to_save in the config)"
+                              ) from None
     return p

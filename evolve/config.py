@@ -94,6 +94,10 @@ class TrainingConfig:
     init_scale: float = _f(0.0, "fresh adapters' start: 0 = PEFT's (B = 0, no update); > 0 = B "
                                 "drawn like A and both x init_scale, a large random update that "
                                 "weight decay must shrink (Omnigrok; docs/experiments.md, grokking)")
+    modules_to_save: list[str] = _f([], "whole modules every learner trains its own copy of besides "
+                                        "LoRA (PEFT's modules_to_save): embed, head, norm or module "
+                                        "names; [embed, head, norm] lets a never-pretrained base "
+                                        "grok (configs/grokking_lora.yaml)")
     spectral: bool = _f(True, "weightwatcher spectral signals at the last checkpoint")
     device: str = _f("auto", "cpu, cuda or auto (cuda when available)")
     max_new_tokens: int = _f(32, "greedy generation budget, in tokens, of key-term items "
@@ -113,6 +117,10 @@ class TrainingConfig:
               f"training.probe_passes = {self.probe_passes!r}; set it to an integer >= 1 "
               "(1 = probe every checkpoint_every items)")
         _need(self.device in ("cpu", "cuda", "auto"), "training.device must be cpu, cuda or auto")
+        _need(isinstance(self.modules_to_save, list)
+              and all(isinstance(m, str) and m for m in self.modules_to_save),
+              f"training.modules_to_save = {self.modules_to_save!r}; give a list of module names, "
+              "e.g. [embed, head, norm]")
         _need(isinstance(self.init_scale, (int, float)) and 0 <= self.init_scale < float("inf"),
               f"training.init_scale = {self.init_scale!r}; set it to a number >= 0 "
               "(0 = PEFT's init, e.g. 2 for a large-norm start)")

@@ -70,6 +70,7 @@ class GroupJob:
     max_grad_norm: float | None = 1.0
     adam_beta2: float = 0.999          # AdamW's second-moment decay
     init_scale: float = 0.0            # fresh adapters' init (LearnerSpec.init_scale)
+    modules_to_save: tuple[str, ...] = ()   # whole modules each learner trains (learners/parts.py)
     spectral: bool = True
     assess_items: list[Item] = field(default_factory=list)    # fixed never-trained probe items
     assess_steps: int = 0              # 0 = no assessment this generation
@@ -222,7 +223,8 @@ def _population(job: GroupJob) -> Population:
     for s in specs:
         targets += [t for t in (s.target_modules or ()) if t not in targets]
     pop = Population(model, tok, specs, target_modules=tuple(targets or ("q_proj", "v_proj")),
-                     device=job.device, betas=(0.9, job.adam_beta2))
+                     device=job.device, betas=(0.9, job.adam_beta2),
+                     modules_to_save=job.modules_to_save)
     for i, plan in enumerate(job.learners):
         if plan.state is not None:
             pop.set_state(i, dataclasses.replace(plan.state, spec=specs[i]))
@@ -328,7 +330,12 @@ def child_state(genome: Genome, parents: Sequence[str], merge: MergePlan | None,
     the earlier rule: the same update re-factorised by SVD, fresh moments). A merge (`MergePlan`)
     gives the parents' merged update at the child's rank and alpha with fresh moments. Modules
     outside the child's target set are dropped; `noise` = (relative std, seed) perturbs the adapter.
+    Trained whole modules (`LearnerState.parts`) come from the first parent with their moments
+    when the adapter's moments carry over; a merge averages the parents' copies with the merge
+    weights, normalised (a model soup), with fresh moments; noise leaves them as they are.
     """
+    import torch
+
     from evolve.merge import LoraFactors, add_noise, merge_adapters, resize
     from learners.lora import module_matches
     from learners.population import LearnerState
@@ -367,6 +374,16 @@ def child_state(genome: Genome, parents: Sequence[str], merge: MergePlan | None,
                                      if n in getattr(state, moments)})
     if noise is not None:
         state.lora = add_noise(factors(state), noise[0], noise[1]).layers
+    if merge is not None and first.parts:
+        total = sum(merge.weights)
+        state.parts = {key: torch.stack([w * (parent_states[p].parts or first.parts)[key]
+                                         for p, w in zip(merge.parents, merge.weights, strict=True)]
+                                        ).sum(0) / total
+                       for key in first.parts}
+    elif first.parts:
+        state.parts = dict(first.parts)
+        if state.step:   # the adapter's moments carried over: the parts' too
+            state.parts_exp_avg, state.parts_exp_avg_sq = first.parts_exp_avg, first.parts_exp_avg_sq
     return state
 
 
@@ -378,6 +395,7 @@ def export_adapter(base: str, state: LearnerState, out_dir: str | Path) -> Path:
 
     model, tok = load_base(base)
     pop = Population(model, tok, [state.spec],
-                     target_modules=tuple(state.spec.target_modules or ("q_proj", "v_proj")))
+                     target_modules=tuple(state.spec.target_modules or ("q_proj", "v_proj")),
+                     modules_to_save=[key.rpartition(".")[0] for key in state.parts or ()])
     pop.set_state(0, state)
     return export_peft(pop, 0, out_dir, base)

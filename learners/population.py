@@ -4,6 +4,8 @@ Learner p's batch is the p-th block of rows of one stacked batch `[P*B, T]`; eve
 layer is a `StackedLoRALinear` (learners/lora.py) and every learner has its own AdamW slice
 (learners/optim.py), so each learner moves exactly as if it were trained alone with PEFT. A learner
 whose loss or gradients become NaN/inf is frozen (never updated again) and marked `failed`.
+Whole modules named in `modules_to_save` (embeddings, head, norms: learners/parts.py) are trained
+per learner beside the adapters.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from learners.encoding import as_codec, encode_pairs, pair_ids, predicting
 from learners.fastpath import FastLlama
 from learners.lora import StackedLoRALinear, inject, module_matches
 from learners.optim import StackedAdamW
+from learners.parts import inject_parts
 from learners.probe import ProbeResult
 
 Pair = tuple[str, str]
@@ -48,7 +51,10 @@ class LearnerState:
 
     Tensors are on the CPU and cut to the learner's rank: `lora[name] = (A [rank, in], B [out, rank])`
     for each module it adapts (the layout of `evolve.merge.LoraFactors.layers`); `exp_avg` and
-    `exp_avg_sq` have the same shapes (missing or None = fresh moments).
+    `exp_avg_sq` have the same shapes (missing or None = fresh moments). `parts` holds the
+    learner's copies of the population's `modules_to_save` (learners/parts.py), by
+    `<module path>.<parameter>`, with their moments in `parts_exp_avg` / `parts_exp_avg_sq`
+    (None: none, or fresh).
     """
 
     spec: LearnerSpec
@@ -57,6 +63,9 @@ class LearnerState:
     exp_avg: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     exp_avg_sq: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     failed: bool = False
+    parts: dict[str, torch.Tensor] | None = None
+    parts_exp_avg: dict[str, torch.Tensor] | None = None
+    parts_exp_avg_sq: dict[str, torch.Tensor] | None = None
 
 
 def dropout_seed(seed: int) -> int:
@@ -72,13 +81,18 @@ class Population:
     `target_modules` (and each spec's): module names by PEFT's suffix rule, where q_proj, k_proj
     and v_proj also name a fused q/k/v module (GPT-2's c_attn, GPT-NeoX's query_key_value, Phi-3's
     qkv_proj; learners/arch.py). A name that matches nothing raises ValueError listing the
-    model's linear module names."""
+    model's linear module names.
+
+    `modules_to_save`: whole modules each learner trains its own copy of (learners/parts.py:
+    `embed`, `head`, `norm` or module names); these run the transformers forward, not the fused
+    one."""
 
     def __init__(self, model: nn.Module, tokenizer: object, specs: Sequence[LearnerSpec],
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), device: str = "cpu",
                  r_max: int | None = None, probe_chunk: int = 1 << 18,
                  group_size: int | None = None, fused: bool = True,
-                 group_tokens: int = 2048, betas: tuple[float, float] = (0.9, 0.999)) -> None:
+                 group_tokens: int = 2048, betas: tuple[float, float] = (0.9, 0.999),
+                 modules_to_save: Sequence[str] = ()) -> None:
         if not specs:
             raise ValueError("a population needs at least one LearnerSpec")
         self.specs = [replace(s) for s in specs]
@@ -93,6 +107,7 @@ class Population:
         self.tokenizer = tokenizer
         self.layers: dict[str, StackedLoRALinear] = inject(self.model, union, self.P, self.r_max)
         self.names = list(self.layers)
+        self.parts, self.part_params = inject_parts(self.model, modules_to_save, self.P)
         # max P*n*T*V logits per probe pass: 2**18 (~2.6k tokens at V=100); passes that fit in
         # cache ran 1.3x faster than one 5.6k-token pass (8 learners x 64 items)
         self.probe_chunk = probe_chunk
@@ -113,7 +128,8 @@ class Population:
             layer.generators = self.dropout_gens
         self.decoder: Any = self.model.base_model   # the transformer, no LM head
         # the fused Llama forward (learners/fastpath.py) where the base is Llama-shaped
-        self.fast = FastLlama(self.model, self.layers) if fused and FastLlama.supports(self.model) else None
+        self.fast = (FastLlama(self.model, self.layers)
+                     if fused and not self.parts and FastLlama.supports(self.model) else None)
         self._hidden: Callable[..., torch.Tensor] | None = (
             self.fast.hidden if self.fast is not None else None)
         # training passes run the rows' common leading tokens once per learner (FastLlama.hidden)
@@ -134,8 +150,11 @@ class Population:
 
     # --- layout -------------------------------------------------------------------------------
     def _params(self) -> list[torch.Tensor]:
-        """[A_0, B_0, A_1, B_1, ...] over the adapted modules, each [P, ...]."""
-        return [t for n in self.names for t in (self.layers[n].lora_A, self.layers[n].lora_B)]
+        """[A_0, B_0, A_1, B_1, ...] over the adapted modules, then the trained parts' copies
+        (`part_params`), each [P, ...]."""
+        lora: list[torch.Tensor] = [t for n in self.names
+                                    for t in (self.layers[n].lora_A, self.layers[n].lora_B)]
+        return lora + list(self.part_params.values())
 
     def adapts(self, i: int, name: str) -> bool:
         """Whether learner i has an adapter on module `name`."""
@@ -160,6 +179,8 @@ class Population:
         for name, layer in self.layers.items():
             layer.reset_learner(i, self.specs[i].rank, g, self.adapts(i, name),
                                 self.specs[i].init_scale)
+        for part in self.parts.values():
+            part.reset_learner(i)
         self.dropout_gens[i].manual_seed(dropout_seed(self.specs[i].seed))
         self.opt.set_slice(i, {"exp_avg": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],
                                "exp_avg_sq": [torch.zeros_like(t[i]) for t in self.opt.exp_avg],
@@ -196,7 +217,8 @@ class Population:
         through the LM head."""
         lo, hi = span or (0, self.P)
         G = hi - lo
-        for layer in self.layers.values():
+        stacked: list[Any] = [*self.layers.values(), *self.parts.values()]
+        for layer in stacked:
             layer.span = (lo, hi)
         try:
             ids, mask, labels, B = self._stack(batches[lo:hi])
@@ -211,11 +233,16 @@ class Population:
             if self._hidden is not None:                         # [K, H] positions predicting a label
                 h = self._hidden(ids, mask, sel, G, share=self.share_prefix)
             else:
-                h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[sel]
+                h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                # a trained head runs per learner block: every position, then the labelled ones
+                h = h if self.parts else h[sel]
+            logits = lm_logits(self.model, h)                    # [K, V]
+            logits = logits[sel] if logits.dim() == 3 else logits
         finally:
+            for layer in stacked:
+                layer.span = (0, self.P)
             for layer in self.layers.values():
-                layer.span, layer.rows = (0, self.P), None
-        logits = lm_logits(self.model, h)                        # [K, V]
+                layer.rows = None
         ce = nn.functional.cross_entropy(logits, target[sel], reduction="none")  # [K]
         owner = (torch.arange(ids.shape[0], device=ids.device) // B)[:, None].expand_as(sel)[sel]
         total = torch.zeros(G, device=ids.device).index_add(0, owner, ce)
@@ -318,13 +345,21 @@ class Population:
                           layer.lora_B[i, :, :r].detach().cpu().clone())
             m[name] = (opt["exp_avg"][2 * k][:r], opt["exp_avg"][2 * k + 1][:, :r])
             v[name] = (opt["exp_avg_sq"][2 * k][:r], opt["exp_avg_sq"][2 * k + 1][:, :r])
-        return LearnerState(spec=replace(self.specs[i]), step=int(opt["step"]), lora=lora,
-                            exp_avg=m, exp_avg_sq=v, failed=bool(self.failed[i]))
+        state = LearnerState(spec=replace(self.specs[i]), step=int(opt["step"]), lora=lora,
+                             exp_avg=m, exp_avg_sq=v, failed=bool(self.failed[i]))
+        if self.part_params:
+            first = 2 * len(self.names)
+            keys = list(self.part_params)
+            state.parts = {key: t[i].detach().cpu().clone() for key, t in self.part_params.items()}
+            state.parts_exp_avg = dict(zip(keys, opt["exp_avg"][first:], strict=True))
+            state.parts_exp_avg_sq = dict(zip(keys, opt["exp_avg_sq"][first:], strict=True))
+        return state
 
     def set_state(self, i: int, state: LearnerState) -> None:
         """Make learner i a copy of `state` (inheritance): spec, adapter, AdamW state, step, failed.
 
-        Modules of the spec that the state lacks start fresh (PEFT init from the spec's seed).
+        Modules of the spec that the state lacks start fresh (PEFT init from the spec's seed), and
+        trained parts it lacks start as the base's weights.
         """
         s = state.spec
         if s.rank > self.r_max:
@@ -334,6 +369,10 @@ class Population:
         if unknown:
             raise ValueError(f"state adapts modules {sorted(unknown)} this population lacks; "
                              f"add them to target_modules (has {self.names})")
+        untrained = set(state.parts or ()) - set(self.part_params)
+        if untrained:
+            raise ValueError(f"state trains {sorted(untrained)}, which this population does not; "
+                             "build it with those modules_to_save (training.modules_to_save)")
         self.specs[i] = replace(s)
         self._configure(i)
         self.reset(i)
@@ -356,6 +395,15 @@ class Population:
                     if src and name in src:
                         moments[2 * k][:s.rank] = src[name][0]
                         moments[2 * k + 1][:, :s.rank] = src[name][1]
+            parts = state.parts or {}
+            for j, (key, t) in enumerate(self.part_params.items()):
+                if key not in parts:
+                    continue
+                t[i] = parts[key].to(t.device, t.dtype)
+                for moments, psrc in ((slc["exp_avg"], state.parts_exp_avg),
+                                      (slc["exp_avg_sq"], state.parts_exp_avg_sq)):
+                    if psrc and key in psrc:
+                        moments[2 * len(self.names) + j] = psrc[key]
         has_moments = bool(state.exp_avg) and bool(state.exp_avg_sq)
         slc["step"] = float(state.step) if has_moments else 0.0
         self.opt.set_slice(i, slc)

@@ -49,8 +49,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.resume:
         from evolve.basemodel import resolve_base
 
-        # a path that is not a causal LM, or target modules it lacks, fail before the store is touched
-        resolve_base(cfg.base, [t for ts in cfg.gene_space().target_modules for t in ts])
+        # a path that is not a causal LM, or target modules or trained modules it lacks, fail
+        # before the store is touched
+        resolve_base(cfg.base, [t for ts in cfg.gene_space().target_modules for t in ts],
+                     cfg.training.modules_to_save)
     # the backend first: `--backend ray` without Ray fails before the store is touched
     backend = make_backend(cfg.backend, address=args.ray_address, progress=not args.quiet)
     tracker: Tracker | None = None

@@ -197,6 +197,8 @@ BAD_INPUT = [
     (["--base", "{tmp}/missing.gguf"], "no such GGUF file"),
     (["--base", "{tmp}/junk.gguf"], "not a readable GGUF model"),
     (["--set", "genome.target_modules=[nosuch]"], "['nosuch'] match no linear module"),
+    (["--set", "training.modules_to_save=[nosuch]"], "modules_to_save 'nosuch' matches no module"),
+    (["--set", "training.modules_to_save=embed"], "training.modules_to_save = 'embed'; give a list"),
     (["--config", "{tmp}/bad.yaml"], "invalid YAML"),
     (["--set", "tracking.uri=sqlite:///{tmp}/afile/x.db"], "cannot open the MLflow store"),
 ]

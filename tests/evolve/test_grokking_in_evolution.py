@@ -188,3 +188,39 @@ def test_training_adam_beta2_reaches_the_optimiser(make_cfg: Any) -> None:
     assert beta2(make_cfg(**{"training.adam_beta2": 0.98})) == 0.98
     with pytest.raises(EvolveError, match="training.adam_beta2"):
         make_cfg(**{"training.adam_beta2": 1.0})
+
+
+def test_trained_modules_travel_from_the_config_to_children_and_the_champion(
+        make_cfg: Any, tmp_path: Any) -> None:
+    """`training.modules_to_save` (what lets a never-pretrained base grok, docs/experiments.md):
+    every learner trains its own embeddings, head and norms; a clone inherits them with their
+    AdamW moments, a merge averages them with the merge weights, and the exported adapter
+    carries them as PEFT's modules_to_save."""
+    import torch
+
+    from evolve.backends.local import LocalBackend
+    from evolve.generation import draw_items, init_population, run_generation
+    from evolve.genome import Genome
+    from evolve.operators.decisions import MergePlan
+    from evolve.train import child_state, export_adapter
+
+    cfg = make_cfg(**{"training.modules_to_save": "[embed, norm]"})
+    gen = run_generation(cfg, LocalBackend(), str(cfg.base), init_population(cfg, cfg.gene_space()),
+                         draw_items(cfg), 0)
+    ids = [r.learner_id for r in gen.records]
+    a, b = gen.states[0], gen.states[1]
+    assert a.parts and set(a.parts) == set(b.parts or {}) and "model.embed_tokens.weight" in a.parts
+    assert not torch.equal(a.parts["model.embed_tokens.weight"], b.parts["model.embed_tokens.weight"])
+    genome = Genome.from_params(gen.records[0].genome)
+    clone = child_state(genome, [ids[0]], None, None, {ids[0]: a})
+    assert clone is not None and clone.parts and a.parts_exp_avg
+    assert all(torch.equal(clone.parts[k], v) for k, v in a.parts.items())
+    assert clone.parts_exp_avg is a.parts_exp_avg
+    plan = MergePlan("linear", (ids[0], ids[1]), (3.0, 1.0))
+    child = child_state(genome, [ids[0], ids[1]], plan, None, {ids[0]: a, ids[1]: b})
+    assert child is not None and child.parts and child.parts_exp_avg is None
+    for k, v in a.parts.items():
+        torch.testing.assert_close(child.parts[k], 0.75 * v + 0.25 * (b.parts or {})[k])
+    out = export_adapter(str(cfg.base), a, tmp_path / "champion")
+    saved = json.loads((out / "adapter_config.json").read_text())["modules_to_save"]
+    assert "model.embed_tokens" in saved and "model.norm" in saved

@@ -9,7 +9,8 @@ docs/experiments.md "Grokking inside evolution" were made this way).
 A learner is `lr:weight_decay:rank[:alpha[:init_scale]]` (alpha default 2 x rank, init_scale 0);
 LoRA on all seven Llama linear layers unless `--targets`, gradient clipping `--clip` (default 1,
 0 = off), AdamW beta2 `--beta2`, batch `--batch` (0 = full batch), the split and the pass orders
-seeded. Holdout: up to 256 of the cells not trained on. At the end
+seeded, `--parts embed,head,norm` (whole modules each learner trains too, learners/parts.py).
+Holdout: up to 256 of the cells not trained on. At the end
 each learner's verdict from the evolution's own detector (fitness/signals/generalisation.py, window
 10 probes): the pass where it memorised (train >= 0.9) and, if holdout's 10-probe mean then jumped
 by > 0.2, the pass where it grokked and the jump's midpoint. `--verdict LOG` prints the same
@@ -62,7 +63,8 @@ def split(op: str, p: int, fraction: float, canonical: bool = False, seed: int =
 def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners: Sequence[str],
             batch: int = 32, every: int = 10, targets: str = ALL, seed: int = 0,
             log: Callable[[str], None] | None = None, clip: float | None = 1.0,
-            betas: tuple[float, float] = (0.9, 0.999), canonical: bool = False) -> list[Row]:
+            betas: tuple[float, float] = (0.9, 0.999), canonical: bool = False,
+            parts: Sequence[str] = ()) -> list[Row]:
     """Train the learners; returns (pass, train acc, holdout acc) every `every` passes from 0.
     `batch` 0 = the whole training split per step; `clip` None = no gradient clipping;
     `canonical`: only cells with a <= b, so no held-out cell has its mirror trained."""
@@ -74,9 +76,10 @@ def explore(base: Path, op: str, p: int, fraction: float, passes: int, learners:
     train, hold = split(op, p, fraction, canonical, seed)
     tm = tuple(targets.split(","))
     specs = [replace(spec_of(s, tm), max_grad_norm=clip) for s in learners]
-    pop = Population(model, tok, specs, target_modules=tm, betas=betas)
+    pop = Population(model, tok, specs, target_modules=tm, betas=betas, modules_to_save=parts)
     batch = batch or len(train)
-    log(f"train {len(train)} hold {len(hold)} learners {' '.join(learners)}")
+    log(f"train {len(train)} hold {len(hold)} learners {' '.join(learners)} "
+        f"parts {','.join(parts) or '-'}")
     t0, rows = time.time(), []
     for e in range(passes + 1):
         if e:
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="only cells with a <= b (a held-out cell's mirror is never trained)")
     a.add_argument("--every", type=int, default=10, help="passes between probes (default 10)")
     a.add_argument("--targets", default=ALL, help="adapted modules, comma-separated")
+    a.add_argument("--parts", default="",
+                   help="whole modules each learner also trains, e.g. embed,head,norm")
     a.add_argument("--verdict", type=Path, metavar="LOG",
                    help="only print the detector's verdicts for a saved output of this script")
     a.add_argument("learners", nargs="*", help="lr:weight_decay:rank[:alpha[:init_scale]]")
@@ -159,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if not g.learners or g.base is None:
         a.error("give --base DIR and at least one learner, e.g. 3e-3:1:64 (or --verdict LOG)")
     explore(g.base.expanduser(), g.op, g.p, g.fraction, g.passes, g.learners, g.batch, g.every,
-            g.targets, clip=g.clip or None, betas=(0.9, g.beta2), canonical=g.canonical)
+            g.targets, clip=g.clip or None, betas=(0.9, g.beta2), canonical=g.canonical,
+            parts=[x for x in g.parts.split(",") if x])
     return 0
 
 

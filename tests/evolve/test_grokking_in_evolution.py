@@ -141,6 +141,8 @@ def test_the_lora_grokking_config_trains_full_batch_unclipped_with_sparse_probes
     t = cfg.training
     assert t.batch_size == task.n and t.max_grad_norm is None and t.adam_beta2 == 0.98
     assert t.epochs // t.probe_passes >= 20           # enough checkpoints for 10-probe windows
+    # what lets the never-pretrained base grok (docs/experiments.md, sessions 12-13)
+    assert set(t.modules_to_save) == {"embed", "head", "norm"} and t.init_scale > 0
 
 
 def test_task_params_may_be_nested_or_beside_family(make_cfg: Any) -> None:

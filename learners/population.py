@@ -24,7 +24,7 @@ from learners.encoding import as_codec, encode_pairs, pair_ids, predicting
 from learners.fastpath import FastLlama
 from learners.lora import StackedLoRALinear, inject, module_matches
 from learners.optim import StackedAdamW
-from learners.parts import inject_parts
+from learners.parts import StackedPart, inject_parts
 from learners.probe import ProbeResult
 
 Pair = tuple[str, str]
@@ -108,6 +108,8 @@ class Population:
         self.layers: dict[str, StackedLoRALinear] = inject(self.model, union, self.P, self.r_max)
         self.names = list(self.layers)
         self.parts, self.part_params = inject_parts(self.model, modules_to_save, self.P)
+        # a trained head runs per learner block of rows: on every position, not the labelled few
+        self.head_trained = isinstance(self.model.get_output_embeddings(), StackedPart)
         # max P*n*T*V logits per probe pass: 2**18 (~2.6k tokens at V=100); passes that fit in
         # cache ran 1.3x faster than one 5.6k-token pass (8 learners x 64 items)
         self.probe_chunk = probe_chunk
@@ -234,10 +236,9 @@ class Population:
                 h = self._hidden(ids, mask, sel, G, share=self.share_prefix)
             else:
                 h = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-                # a trained head runs per learner block: every position, then the labelled ones
-                h = h if self.parts else h[sel]
+                h = h if self.head_trained else h[sel]
             logits = lm_logits(self.model, h)                    # [K, V]
-            logits = logits[sel] if logits.dim() == 3 else logits
+            logits = logits[sel] if self.head_trained else logits
         finally:
             for layer in stacked:
                 layer.span = (0, self.P)

@@ -51,11 +51,12 @@ def peft_parts(pm) -> dict[str, torch.Tensor]:
 STREAMS = [[PAIRS[(3 * p + t) % 8:][:2 + p] for t in range(3)] for p in range(2)]
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt_neox"])   # tied head + RMSNorm; LayerNorm + bias
-def test_adamw_steps_equal_peft_modules_to_save_trained_alone(arch_bases, arch) -> None:
+# tied head + RMSNorms; LayerNorms with biases; norms only (the frozen head on labelled positions)
+@pytest.mark.parametrize("arch, parts", [("llama", PARTS), ("gpt_neox", PARTS), ("gpt_neox", ["norm"])])
+def test_adamw_steps_equal_peft_modules_to_save_trained_alone(arch_bases, arch, parts) -> None:
     path = arch_bases[arch]
-    pop = population(path)
-    assert pop.fast is None and pop.parts
+    pop = population(path, parts)
+    assert pop.fast is None and pop.parts and pop.head_trained == ("head" in parts)
     twins = [twin(path, pop, i) for i in range(pop.P)]
     for t in range(3):
         assert np.isfinite(pop.train_step([s[t] for s in STREAMS])).all()
@@ -73,6 +74,7 @@ def test_adamw_steps_equal_peft_modules_to_save_trained_alone(arch_bases, arch) 
             opt.step()
         ours, theirs = pop.get_state(i).parts or {}, peft_parts(pm)
         assert set(ours) <= set(theirs) and len(ours) >= 3
+        assert parts != ["norm"] or all("norm" in k for k in ours)   # GPT-NeoX's *_layernorm
         for key, value in ours.items():
             assert_close(value, theirs[key], atol=2e-6, rtol=1e-5)
             assert not torch.equal(value, dict(load(path)[0].named_parameters())[key])  # trained

@@ -90,6 +90,19 @@ def test_forward_and_gradients_equal_peft(arch_bases, arch) -> None:
     assert_forward_and_gradients_equal_peft(pop, lambda i: peft_twin(path, pop, i), PAIRS[:4])
 
 
+def train_alone(pm, spec: LearnerSpec, tok, batches) -> None:
+    """Train the PEFT model `pm` on `batches` with torch's AdamW and clipping of `spec`."""
+    params = [p for p in pm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    for batch in batches:
+        enc = encode(tok, batch)
+        opt.zero_grad()
+        pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels).loss.backward()
+        if spec.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
+        opt.step()
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_adamw_steps_equal_peft_trained_alone(arch_bases, arch) -> None:
     path = arch_bases[arch]
@@ -99,16 +112,7 @@ def test_adamw_steps_equal_peft_trained_alone(arch_bases, arch) -> None:
     for t in range(3):
         assert np.isfinite(pop.train_step([s[t] for s in streams])).all()
     for i, pm in enumerate(twins):
-        spec = pop.specs[i]
-        params = [p for p in pm.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-        for batch in streams[i]:
-            enc = encode(pop.tokenizer, batch)
-            opt.zero_grad()
-            pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels).loss.backward()
-            if spec.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
-            opt.step()
+        train_alone(pm, pop.specs[i], pop.tokenizer, streams[i])
         ours = pop.get_state(i).lora
         for name, mod in pm.base_model.model.named_modules():
             if hasattr(mod, "lora_A") and "default" in mod.lora_A:

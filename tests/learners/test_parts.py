@@ -11,7 +11,7 @@ from torch.testing import assert_close
 
 from learners.peft_io import export_peft, import_peft
 from learners.population import Population
-from tests.learners.test_architectures import PAIRS, encode, load, peft_twin, specs
+from tests.learners.test_architectures import PAIRS, encode, load, peft_twin, specs, train_alone
 
 PARTS = ["embed", "head", "norm"]
 
@@ -61,17 +61,7 @@ def test_adamw_steps_equal_peft_modules_to_save_trained_alone(arch_bases, arch, 
     for t in range(3):
         assert np.isfinite(pop.train_step([s[t] for s in STREAMS])).all()
     for i, pm in enumerate(twins):
-        spec = pop.specs[i]
-        params = [p for p in pm.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-        for batch in STREAMS[i]:
-            enc = encode(pop.tokenizer, batch)
-            opt.zero_grad()
-            pm(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-               labels=enc.labels).loss.backward()
-            if spec.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
-            opt.step()
+        train_alone(pm, pop.specs[i], pop.tokenizer, STREAMS[i])
         ours, theirs = pop.get_state(i).parts or {}, peft_parts(pm)
         assert set(ours) <= set(theirs) and len(ours) >= 3
         assert parts != ["norm"] or all("norm" in k for k in ours)   # GPT-NeoX's *_layernorm

@@ -11,6 +11,7 @@ from torch.testing import assert_close
 
 from learners.peft_io import export_peft, import_peft
 from learners.population import Population
+from tests.conftest import ARCHITECTURES
 from tests.learners.test_architectures import PAIRS, encode, load, peft_twin, specs, train_alone
 
 PARTS = ["embed", "head", "norm"]
@@ -51,8 +52,9 @@ def peft_parts(pm) -> dict[str, torch.Tensor]:
 STREAMS = [[PAIRS[(3 * p + t) % 8:][:2 + p] for t in range(3)] for p in range(2)]
 
 
-# tied head + RMSNorms; LayerNorms with biases; norms only (the frozen head on labelled positions)
-@pytest.mark.parametrize("arch, parts", [("llama", PARTS), ("gpt_neox", PARTS), ("gpt_neox", ["norm"])])
+# every architecture (Llama and Qwen2: a tied head; GPT-NeoX: LayerNorms with biases; Gemma: its
+# 1 + weight RMSNorm); norms only: the frozen head on labelled positions
+@pytest.mark.parametrize("arch, parts", [*((a, PARTS) for a in ARCHITECTURES), ("gpt_neox", ["norm"])])
 def test_adamw_steps_equal_peft_modules_to_save_trained_alone(arch_bases, arch, parts) -> None:
     path = arch_bases[arch]
     pop = population(path, parts)

@@ -41,6 +41,11 @@ def _own(module: nn.Module) -> dict[str, nn.Parameter]:
     return dict(module.named_parameters(recurse=False))
 
 
+def _one_module(module: nn.Module) -> bool:
+    """Whether `module` has weights of its own and no sub-module has any (what can be a part)."""
+    return bool(_own(module)) and not any(_own(c) for c in module.modules() if c is not module)
+
+
 def resolve_parts(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
     """Module path -> module for `names`: `embed`, `head`, `norm` (KEYWORDS) or module names by
     PEFT's suffix rule; a module whose parameter another module shares (tied embeddings) comes
@@ -64,12 +69,10 @@ def resolve_parts(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module
             raise ValueError(f"modules_to_save {name!r} names {adapted[0]}, which carries a LoRA "
                              "adapter; a module is either adapted or trained whole, so drop it "
                              "from one of the two")
-        bad = [p for p, m in found.items() if not _own(m)
-               or any(_own(c) for c in m.modules() if c is not m)]
+        bad = [p for p, m in found.items() if not _one_module(m)]
         if not found or bad:
             kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-            leaves = sorted({leaf(p) for p, m in mods.items() if p and _own(m)
-                             and not any(_own(c) for c in m.modules() if c is not m)
+            leaves = sorted({leaf(p) for p, m in mods.items() if p and _one_module(m)
                              and not hasattr(mods.get(p.rpartition(".")[0]), "lora_A")})
             what = f"matches {bad[0]}, which is not one module with weights" if bad else \
                 "matches no module with weights"

@@ -1,6 +1,7 @@
 """One self-contained HTML page per evolution (`evolve report RUN`): the champion, fitness and the
 outcome per generation, the selection-response figures (when the run has them), each signal's
-distribution per generation, the family tree and the champion's learning curves.
+distribution per generation, which learners grokked and when (when the runs had checkpoints
+enough for the detector), the family tree and the champion's learning curves.
 
 Plain data in, one HTML string out: figures are matplotlib PNGs inlined as data URIs, the family
 tree is `lineage_html.render` in an `<iframe srcdoc>`; no network, no mlflow import. What the
@@ -191,6 +192,7 @@ def render(data: EvolutionData) -> str:
     dist = signal_distributions(data.records)
     parts.append("<h2>Signals</h2>")
     parts.append(_img(dist, "signal distributions") if dist else "<p>No signals recorded.</p>")
+    parts += grokking(data.records)
     parts.append("<h2>Family tree</h2>")
     tree = lineage_html.render(data.records, title=data.name)
     parts.append(f'<iframe class="tree" title="family tree" srcdoc="{html.escape(tree)}">'
@@ -209,6 +211,28 @@ def render(data: EvolutionData) -> str:
                      for p in parts)
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(data.name)}'
             f"</title><style>{style}</style></head><body>{body}</body></html>")
+
+
+def grokking(records: Sequence[LearnerRecord]) -> list[str]:
+    """The "Grokking" section: per learner whose detector was defined (docs/fitness.md), whether
+    it grokked, where it memorised and where holdout came half-way up its rise, and train vs
+    holdout accuracy per learner; [] when no learner had checkpoints enough."""
+    from evolve.experiments.grokking.evolution import plot, rows_of
+
+    rows = [r for r in rows_of(records) if r["grokked"] is not None]
+    if not rows:
+        return []
+    yes = sum(bool(r["grokked"]) for r in rows)
+    cells = [[r["learner"], "yes" if r["grokked"] else "no", r["memorised_step"], r["onset_step"],
+              r["delay"], r["final_holdout_acc"], r["max_holdout_acc"]] for r in rows]
+    return ["<h2>Grokking</h2>",
+            f"<p>{yes} of {len(rows)} learners grokked: holdout accuracy jumped after train "
+            "accuracy had plateaued (tag <code>evolve.grokked</code>, metrics "
+            "<code>signal.grok_*</code>). Steps are training items.</p>",
+            table(["learner", "grokked", "memorised at", "onset at", "delay", "final holdout",
+                   "best holdout"], cells),
+            _img(_fig_from(lambda _, path: plot(rows, path), list(records)),
+                 "train and holdout accuracy per learner")]
 
 
 def _fig_from(draw: Any, records: list[LearnerRecord]) -> str:

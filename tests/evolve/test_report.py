@@ -99,3 +99,29 @@ def test_the_reports_family_tree_renders_offline(evolution: dict[str, str],
         assert b.js("Array.from(document.images).every(i => i.naturalWidth > 100)")
     finally:
         b.close()
+
+
+def test_the_report_says_which_learners_grokked_and_when() -> None:
+    """A learner whose grokking detector was defined gets a row (grokked or not, memorised and
+    onset steps) and a curves panel; a run without such learners has no Grokking section."""
+    from evolve.records import LearnerRecord
+    from evolve.report_page import grokking
+
+    steps = [480 * 25 * k for k in range(1, 41)]
+    flat = [(s, 0.02) for s in steps]
+    rise = [(s, 0.02 if k < 25 else 0.95) for k, s in enumerate(steps)]
+    train = [(s, 1.0) for s in steps]
+    genes = {"lr": 4e-3, "weight_decay": 1.0, "rank": 64, "alpha": 128.0, "target_modules": "q_proj"}
+    grokked = LearnerRecord("g0-l0", 0, genes, signals={
+        "grokking": 1.0, "grok_memorised_step": 12000.0, "grok_onset_step": 312000.0,
+        "grok_delay": 300000.0}, curves={"train_acc": train, "holdout_acc": rise})
+    stayed = LearnerRecord("g0-l1", 0, genes, signals={
+        "grokking": 0.0, "grok_memorised_step": 12000.0, "grok_onset_step": None},
+        curves={"train_acc": train, "holdout_acc": flat})
+    undefined = LearnerRecord("g0-l2", 0, genes, signals={"grokking": None})
+    html = "\n".join(grokking([grokked, stayed, undefined]))
+    assert "<h2>Grokking</h2>" in html and "1 of 2 learners grokked" in html
+    assert "<td>g0-l0</td><td>yes</td><td>12000</td><td>312000</td><td>300000</td>" in html
+    assert "<td>g0-l1</td><td>no</td><td>12000</td><td>–</td>" in html and "g0-l2" not in html
+    assert html.count('src="data:image/png;base64,') == 1
+    assert grokking([undefined]) == []

@@ -50,7 +50,7 @@ def _int(x: float | None) -> int | None:
     return None if x is None or not math.isfinite(x) else int(round(x))
 
 
-def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
+def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """A panel per learner: train (blue) and holdout (orange) accuracy over checkpoint steps; a
     grokked learner's panel is framed red with lines at memorisation (dotted) and onset (dashed)."""
     import matplotlib
@@ -88,6 +88,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
 
 def _g(x: Any) -> str:

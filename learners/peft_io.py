@@ -95,16 +95,17 @@ def import_peft(pop: Population, i: int, adapter_dir: str | Path) -> None:
     whole = part_keys(pop)
     parts: dict = {}
     for key, t in weights.items():
+        module_param = key.removeprefix(PREFIX)
         if key.startswith(PREFIX) and ".lora_" not in key and cfg.get("modules_to_save"):
-            if key[len(PREFIX):] not in whole:
-                raise ValueError(f"{d} trains {key[len(PREFIX):]} whole (modules_to_save), which "
+            if module_param not in whole:
+                raise ValueError(f"{d} trains {module_param} whole (modules_to_save), which "
                                  "this population does not; set training.modules_to_save to "
                                  f"{cfg['modules_to_save']}")
-            parts[whole[key[len(PREFIX):]]] = t
+            parts[whole[module_param]] = t
             continue
         if not key.startswith(PREFIX) or ".lora_" not in key:
             raise ValueError(f"{d}: unexpected tensor {key!r}; expected PEFT LoRA key names")
-        name, _, part = key[len(PREFIX):].rpartition(".lora_")
+        name, _, part = module_param.rpartition(".lora_")
         if name not in pop.layers:
             raise ValueError(f"{d} adapts {name}, which this population has no adapter on; "
                              f"add it to target_modules (population adapts {pop.names})")

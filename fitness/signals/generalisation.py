@@ -156,13 +156,13 @@ def grok_timing(traj: Trajectory) -> dict[str, int | None]:
         return out
     w = grok_window(traj.K)
     tr = train_accuracy(traj)
-    m, _, j = grok_indices(tr, holdout_accuracy(traj), w) if w >= MIN_WINDOW else \
+    m, _, o = grok_indices(tr, holdout_accuracy(traj), w) if w >= MIN_WINDOW else \
         (memorised_index(tr), None, None)
     if m is None:
         return out
     out["memorised_step"] = traj.steps[m]
-    if j is not None:   # the onset is set only when the detector fired
-        out["onset_step"], out["delay"] = traj.steps[j], traj.steps[j] - traj.steps[m]
+    if o is not None:   # the onset is set only when the detector fired
+        out["onset_step"], out["delay"] = traj.steps[o], traj.steps[o] - traj.steps[m]
     return out
 
 

@@ -56,13 +56,12 @@ def trainable(model: Any, parts: set[str], lora: int, lora_init: float, seed: in
     returns the parameters to train and each named parameter's part."""
     import torch
 
+    from learners.arch import linear_names
     from learners.lora import inject
 
     if lora:
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                        if isinstance(m, torch.nn.Linear) and m is not model.get_output_embeddings()})
         gen = torch.Generator().manual_seed(seed)
-        for layer in inject(model, names, 1, lora).values():
+        for layer in inject(model, linear_names(model), 1, lora).values():
             layer.set_learner(0, lora, 2.0 * lora, 0.0, True)
             layer.reset_learner(0, lora, gen, True, lora_init)
     part = parts_of(model)
